@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from saliency_distill.config import apply_overrides, build, config_hash, help_table, load_config
+from saliency_distill.errors import ConfigError
+from saliency_distill.experiment import ExperimentConfig
+
+
+def test_defaults_and_nested_overrides():
+    cfg = load_config(ExperimentConfig, None, ["task.name=cqa", "task.max_train=50", "preview=3"])
+    assert cfg.task.name == "cqa"
+    assert cfg.task.max_train == 50
+    assert cfg.preview == 3
+    assert cfg.teacher.name == "qwen2.5-coder-0.5b-instruct"
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("run_dir: runs/x\ntask:\n  name: svamp\n  seed: 3\n")
+    cfg = load_config(ExperimentConfig, path, ["task.seed=7", "task.fields.content=[a, b]"])
+    assert (cfg.run_dir, cfg.task.name, cfg.task.seed) == ("runs/x", "svamp", 7)
+    assert cfg.task.fields.content == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["task.nmae=cqa"], "unknown config key 'task.nmae'"),
+        (["bogus=1"], "unknown config key 'bogus'"),
+        (["preview=many"], "config key 'preview': expected an integer"),
+        (["task.seed=1.5"], "config key 'task.seed': expected an integer"),
+        (["teacher.trust_remote_code=yes please"], "config key 'teacher.trust_remote_code'"),
+        (["teacher.kind=encoder"], "config key 'teacher.kind'"),
+        (["task.test_fraction=1.5"], "task.test_fraction"),
+        (["teacher.dtype=int8"], "dtype"),
+        (["task=3"], "config key 'task': expected a mapping"),
+    ],
+)
+def test_bad_config_is_one_line_error(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(ExperimentConfig, None, overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("task:\n  name: cqa\n  seed: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+: invalid YAML"):
+        load_config(ExperimentConfig, path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(ExperimentConfig, tmp_path / "nope.yaml")
+
+
+def test_config_is_frozen():
+    cfg = build(ExperimentConfig, {})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.preview = 3  # type: ignore[misc]
+
+
+def test_overrides_do_not_mutate_input():
+    data = {"task": {"name": "cqa"}}
+    out = apply_overrides(data, ["task.name=svamp"])
+    assert data == {"task": {"name": "cqa"}}
+    assert out == {"task": {"name": "svamp"}}
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(data, ["task.name"])
+
+
+def test_hash_is_stable_and_sensitive():
+    a = build(ExperimentConfig, {})
+    b = build(ExperimentConfig, {})
+    c = build(ExperimentConfig, {"task": {"seed": 1}})
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(c)
+
+
+def test_every_key_has_help():
+    rows = help_table(ExperimentConfig)
+    keys = [k for k, _, _ in rows]
+    assert "task.fields.label" in keys and "teacher.dtype" in keys
+    assert all(text for _, _, text in rows), [k for k, _, t in rows if not t]
