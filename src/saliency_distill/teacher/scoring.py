@@ -60,7 +60,7 @@ def sequence_logprobs(
             enc_t, enc_mask = _pad(enc, pad, device)
             labels, dec_mask = _pad(dec, -100, device)
             logits = model(input_ids=enc_t, attention_mask=enc_mask, labels=labels).logits  # (B, A, V)
-            targets, mask = labels, dec_mask
+            targets, mask = labels, dec_mask.bool()
         else:
             seqs = [prompt_ids[i] + answer_ids[i] for i in idx]
             ids, attn = _pad(seqs, pad, device)

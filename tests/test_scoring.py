@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import torch
+
+from saliency_distill.models import load_model
+from saliency_distill.teacher import score_choices, sequence_logprobs
+
+
+def _manual_causal(lm, prompt, answer):
+    tok = lm.tokenizer
+    p = tok(prompt)["input_ids"]
+    a = tok(" " + answer, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([p + a])
+    with torch.no_grad():
+        logp = torch.log_softmax(lm.model(input_ids=ids).logits[0], -1)
+    return sum(logp[len(p) - 1 + j, a[j]].item() for j in range(len(a))), len(a)
+
+
+def test_batched_causal_scores_match_one_at_a_time(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    prompts = ["Question: Where is the plate?\nAnswer:", "Premise: Two women hug.\nAnswer:", "Q: 84 / 2?\nA:"]
+    answers = ["cupboard", "entailment neutral", "( 84.0 / 2.0 )"]
+    sums, lens = sequence_logprobs(lm, prompts, answers, batch_size=2)
+    for s, n, p, a in zip(sums, lens, prompts, answers):
+        ms, mn = _manual_causal(lm, p, a)
+        assert n == mn
+        assert abs(s - ms) < 1e-4
+        assert s < 0
+
+
+def test_seq2seq_scores_match_loss(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["t5"]))
+    prompts = ["Premise: Two women hug.", "Question: Where is the plate? Answer Choices: (a) cupboard"]
+    answers = ["entailment", "cupboard"]
+    sums, lens = sequence_logprobs(lm, prompts, answers, batch_size=2)
+    for s, n, p, a in zip(sums, lens, prompts, answers):
+        enc = lm.tokenizer(p, return_tensors="pt")
+        labels = torch.tensor([lm.tokenizer(a, add_special_tokens=False)["input_ids"] + [lm.tokenizer.eos_token_id]])
+        with torch.no_grad():
+            loss = lm.model(**enc, labels=labels).loss.item()
+        assert n == labels.shape[1]
+        assert abs(-s / n - loss) < 1e-4
+
+
+def test_score_choices_shapes_and_best(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["qwen2"]))
+    scores = score_choices(lm, ["Q: a?\nA:", "Q: b?\nA:"], [["x", "y", "zz"], ["entailment", "neutral"]])
+    assert [len(s) for s in scores.sums] == [3, 2]
+    best = scores.best()
+    assert best[0] == max(range(3), key=scores.sums[0].__getitem__)
+    mean = [s / n for s, n in zip(scores.sums[1], scores.lengths[1])]
+    assert scores.best(normalise=True)[1] == max(range(2), key=mean.__getitem__)
