@@ -1,0 +1,53 @@
+"""``attribute``: token scores for a list of (prompt, answer) pairs, batched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from ..models import LoadedModel
+from .config import AttributionConfig
+from .inputs import encode, frozen
+from .output import TokenScores
+from .registry import get_method
+
+
+def attribute(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    cfg: AttributionConfig | None = None,
+    ids: Sequence[str] | None = None,
+) -> list[TokenScores]:
+    """Score every prompt token by its influence on log p(answer | prompt)."""
+    return list(iter_attribute(lm, prompts, answers, cfg, ids))
+
+
+def iter_attribute(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    cfg: AttributionConfig | None = None,
+    ids: Sequence[str] | None = None,
+) -> Iterator[TokenScores]:
+    """Like :func:`attribute`, yielding each batch's results as soon as they are computed."""
+    cfg = cfg or AttributionConfig()
+    ids = list(ids) if ids is not None else [str(i) for i in range(len(prompts))]
+    method = get_method(cfg.method)
+    with frozen(lm.model):
+        for start in range(0, len(prompts), cfg.batch_size):
+            sl = slice(start, start + cfg.batch_size)
+            batch = encode(lm, ids[sl], prompts[sl], answers[sl], cfg.max_length)
+            out = method(lm, batch, cfg)
+            scores = out.scores.detach().float().cpu()
+            for r, ex_id in enumerate(batch.ids):
+                p = batch.prompt_lengths[r]
+                yield TokenScores(
+                    id=ex_id,
+                    prompt=prompts[start + r],
+                    answer=answers[start + r],
+                    token_ids=tuple(batch.input_ids[r, :p].tolist()),
+                    offsets=tuple(batch.offsets[r]),
+                    scores=tuple(scores[r, :p].tolist()),
+                    logprob=float(out.logprob[r]),
+                    baseline_logprob=None if out.baseline_logprob is None else float(out.baseline_logprob[r]),
+                )

@@ -1,0 +1,47 @@
+"""The attribution stage's configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import field
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    method: str = field(
+        "input_x_gradient", "saliency, input_x_gradient, integrated_gradients or attention"
+    )
+    target: Literal["teacher", "gold"] = field(
+        "teacher", "attribute the log-probability of the teacher's answer, or of the gold answer"
+    )
+    steps: int = field(16, "integrated gradients: number of interpolation points (model passes)")
+    baseline: Literal["zero", "pad"] = field("zero", "integrated gradients: zero or pad-token embedding")
+    quadrature: Literal["gauss_legendre", "riemann_middle", "riemann_trapezoid"] = field(
+        "gauss_legendre", "integrated gradients: rule placing the interpolation points"
+    )
+    rollout: bool = field(False, "attention: attention rollout over all layers instead of the last layer")
+    bf16: bool = field(False, "bf16 autocast (CPU with AVX-512 BF16, or GPU); not for integrated gradients")
+    batch_size: int = field(8, "examples per attribution batch")
+    max_length: int | None = field(None, "longest prompt+answer in tokens; None = the model's context")
+
+    def __post_init__(self) -> None:
+        from .registry import ATTRIBUTION_METHODS
+
+        if self.method not in ATTRIBUTION_METHODS:
+            raise ConfigError(
+                f"config key 'attribution.method': unknown method {self.method!r} "
+                f"(choose from: {', '.join(ATTRIBUTION_METHODS)})"
+            )
+        if self.steps < 1:
+            raise ConfigError(f"config key 'attribution.steps': {self.steps} must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"config key 'attribution.batch_size': {self.batch_size} must be >= 1")
+        if self.bf16 and self.method == "integrated_gradients":
+            # Measured on SmolLM2-135M: bf16 IG correlates with fp32 IG at mean r = 0.53 only.
+            raise ConfigError(
+                "config key 'attribution.bf16': integrated gradients disagree with fp32 under bf16; "
+                "use bf16=false"
+            )
