@@ -14,7 +14,7 @@ def test_defaults_and_nested_overrides():
     assert cfg.task.name == "cqa"
     assert cfg.task.max_train == 50
     assert cfg.preview == 3
-    assert cfg.teacher.name == "qwen2.5-coder-0.5b-instruct"
+    assert cfg.teacher.model.name == "qwen2.5-coder-0.5b-instruct"
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -32,10 +32,11 @@ def test_yaml_then_overrides(tmp_path):
         (["bogus=1"], "unknown config key 'bogus'"),
         (["preview=many"], "config key 'preview': expected an integer"),
         (["task.seed=1.5"], "config key 'task.seed': expected an integer"),
-        (["teacher.trust_remote_code=yes please"], "config key 'teacher.trust_remote_code'"),
-        (["teacher.kind=encoder"], "config key 'teacher.kind'"),
+        (["teacher.model.trust_remote_code=yes please"], "config key 'teacher.model.trust_remote_code'"),
+        (["teacher.model.kind=encoder"], "config key 'teacher.model.kind'"),
         (["task.test_fraction=1.5"], "task.test_fraction"),
-        (["teacher.dtype=int8"], "dtype"),
+        (["teacher.model.dtype=int8"], "dtype"),
+        (["attribution.method=gradcam"], "unknown method 'gradcam'"),
         (["task=3"], "config key 'task': expected a mapping"),
     ],
 )
@@ -84,5 +85,5 @@ def test_hash_is_stable_and_sensitive():
 def test_every_key_has_help():
     rows = help_table(ExperimentConfig)
     keys = [k for k, _, _ in rows]
-    assert "task.fields.label" in keys and "teacher.dtype" in keys
+    assert "task.fields.label" in keys and "teacher.model.dtype" in keys and "attribution.steps" in keys
     assert all(text for _, _, text in rows), [k for k, _, t in rows if not t]

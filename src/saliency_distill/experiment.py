@@ -1,7 +1,7 @@
-"""The experiment: one config naming task, teacher and student, and the stages that use them.
+"""The experiment: one config naming task, teacher, attribution and student, and the stages.
 
 Each stage reads and writes files in ``run_dir`` so it can be re-run alone; later stages reuse
-what earlier ones left (prepared data, converted models).
+what earlier ones left (prepared data, the fine-tuned teacher, its answers, the rationales).
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from typing import Any
 
 import yaml
 
+from .attribution import AttributionConfig
 from .config import config_hash, field, to_dict
-from .data import TaskConfig, get_task, prepare
+from .data import Example, TaskConfig, get_task, prepare
 from .errors import ConfigError, DataError
 from .io import atomic_open, write_json
 from .models import ModelConfig, load_model
-from .teacher import score_choices
+from .rationale import RationaleConfig
+from .teacher import TeacherConfig, score_choices
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +30,16 @@ logger = logging.getLogger(__name__)
 class ExperimentConfig:
     run_dir: str = field("runs/demo", "folder for every stage's inputs and outputs")
     task: TaskConfig = field(TaskConfig(), "the task and its data")
-    teacher: ModelConfig = field(ModelConfig(name="qwen2.5-coder-0.5b-instruct"), "the teacher model")
+    teacher: TeacherConfig = field(TeacherConfig(), "the teacher, its fine-tuning and answering")
+    attribution: AttributionConfig = field(AttributionConfig(), "how the teacher's answer is attributed")
+    rationale: RationaleConfig = field(RationaleConfig(), "how words are chosen as the rationale")
     student: ModelConfig = field(ModelConfig(name="smollm2-135m-instruct"), "the student model")
     preview: int = field(16, "test examples answered zero-shot by each model in the preview stage")
-    batch_size: int = field(8, "batch size for scoring")
+    progress: bool = field(True, "show progress bars")
 
     def __post_init__(self) -> None:
         if self.preview < 0:
             raise ConfigError(f"config key 'preview': {self.preview} must be >= 0")
-        if self.batch_size < 1:
-            raise ConfigError(f"config key 'batch_size': {self.batch_size} must be >= 1")
 
 
 def save_resolved(cfg: ExperimentConfig) -> Path:
@@ -48,18 +50,69 @@ def save_resolved(cfg: ExperimentConfig) -> Path:
     return path
 
 
+def prepare_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, list[Example]]:
+    return prepare(cfg.task, cfg.run_dir, overwrite=overwrite)
+
+
+def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
+    from .teacher.answer import teach
+
+    return teach(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, overwrite=overwrite)
+
+
+def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
+    """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
+    from .rationale import attribute_split, store_path
+    from .teacher.answer import read_answers
+
+    splits = prepare_stage(cfg)
+    metrics = teach_stage(cfg) if cfg.attribution.target == "teacher" or cfg.teacher.finetune else None
+    model_path = (metrics or {}).get("model_path")
+    lm = load_model(ModelConfig(**{**to_dict(cfg.teacher.model), "name": model_path})) if model_path \
+        else load_model(cfg.teacher.model)
+    header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
+              "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
+    out: dict[str, Any] = {}
+    for split in cfg.attribution.splits:
+        answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" else None
+        out[split] = attribute_split(
+            lm, cfg.task, splits[split], answers, cfg.attribution, cfg.rationale,
+            store_path(cfg.run_dir, split), header, overwrite=overwrite, progress=cfg.progress,
+        )
+    return out
+
+
+def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Overlap figures and an HTML page per attributed split, from the rationale stores."""
+    from .analysis import summarise, write_html
+    from .rationale import read_store, store_path
+
+    splits = prepare_stage(cfg)
+    out: dict[str, Any] = {}
+    folder = Path(cfg.run_dir) / "analysis"
+    for split in cfg.attribution.splits:
+        header, rows = read_store(store_path(cfg.run_dir, split))
+        summary = summarise(rows, {ex.id: ex for ex in splits[split]})
+        summary["store"] = {k: header.get(k) for k in ("config_hash", "teacher", "method", "k", "target")}
+        write_json(folder / f"{split}.json", summary)
+        title = f"{cfg.task.name} {split}: {header.get('method')} rationales (k={header.get('k')}) of {header.get('teacher')}"
+        write_html(folder / f"{split}.html", rows, title, summary=summary)
+        out[split] = summary
+    return out
+
+
 def preview(cfg: ExperimentConfig) -> dict[str, Any]:
     """Zero-shot answers of teacher and student on the first ``cfg.preview`` test examples."""
     task = get_task(cfg.task.name)
     if task.answer_type(cfg.task) != "choice":
         raise DataError(f"task '{cfg.task.name}' is free-form; the preview scores choice tasks only")
-    splits = prepare(cfg.task, cfg.run_dir)
+    splits = prepare_stage(cfg)
     examples = splits["test"][: cfg.preview]
     prompts = [task.render(ex, cfg.task).text for ex in examples]
     out: dict[str, Any] = {"n": len(examples), "models": {}}
-    for role, mcfg in (("teacher", cfg.teacher), ("student", cfg.student)):
+    for role, mcfg in (("teacher", cfg.teacher.model), ("student", cfg.student)):
         lm = load_model(mcfg)
-        scores = score_choices(lm, prompts, [ex.choices or () for ex in examples], cfg.batch_size)
+        scores = score_choices(lm, prompts, [ex.choices or () for ex in examples], cfg.teacher.batch_size)
         row: dict[str, Any] = {"model": mcfg.name, "parameters": lm.model.num_parameters()}
         for rule, normalise in (("sum", False), ("mean", True)):
             picks = scores.best(normalise)

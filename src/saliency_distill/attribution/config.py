@@ -26,6 +26,7 @@ class AttributionConfig:
     bf16: bool = field(False, "bf16 autocast (CPU with AVX-512 BF16, or GPU); not for integrated gradients")
     batch_size: int = field(8, "examples per attribution batch")
     max_length: int | None = field(None, "longest prompt+answer in tokens; None = the model's context")
+    splits: list[str] = field(["train"], "splits whose examples get rationales")
 
     def __post_init__(self) -> None:
         from .registry import ATTRIBUTION_METHODS

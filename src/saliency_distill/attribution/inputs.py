@@ -124,7 +124,8 @@ def answer_logprob(
         idx = batch.positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         # Only the answer positions go through the LM head: (B, A, V), not (B, T, V).
         logits = model.get_output_embeddings()(hidden.gather(1, idx))
-    logp = torch.log_softmax(logits.float(), dim=-1)
+    # Half-precision logits are upcast; float64 (used by finite-difference checks) is kept.
+    logp = torch.log_softmax(logits.float() if logits.element_size() < 4 else logits, dim=-1)
     picked = logp.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1)  # (B, A)
     return picked.masked_fill(~batch.target_mask, 0.0).sum(-1), out
 

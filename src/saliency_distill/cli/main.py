@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from .. import __version__
 from ..config import help_table, load_config, to_dict
 from ..errors import SaliencyDistillError
-from ..experiment import ExperimentConfig, environment, preview, save_resolved
+from ..experiment import (
+    ExperimentConfig,
+    analyze_stage,
+    attribute_stage,
+    environment,
+    preview,
+    save_resolved,
+    teach_stage,
+)
 
 logger = logging.getLogger("saliency_distill")
 
@@ -56,10 +64,83 @@ def cmd_prepare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _print_teacher(metrics: dict) -> None:
+    tuned = "fine-tuned" if metrics.get("finetuned") else "zero-shot"
+    print(f"teacher {metrics['model']} ({tuned}, scoring={metrics['scoring']}):")
+    for split, acc in metrics["accuracy"].items():
+        extra = ""
+        if "accuracy_sum" in acc:
+            extra = f"  (sum {acc['accuracy_sum']:.3f}, mean {acc['accuracy_mean']:.3f})"
+        print(f"  {split:<10} accuracy {acc['accuracy']:.3f} on {acc['n']} examples{extra}")
+
+
+def cmd_teach(ns: argparse.Namespace) -> int:
+    cfg = _experiment(ns)
+    save_resolved(cfg)
+    _print_teacher(teach_stage(cfg, overwrite=ns.overwrite))
+    print(f"wrote {cfg.run_dir}/teacher/")
+    return 0
+
+
+def cmd_attribute(ns: argparse.Namespace) -> int:
+    cfg = _experiment(ns)
+    save_resolved(cfg)
+    for split, res in attribute_stage(cfg, overwrite=ns.overwrite).items():
+        rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
+        print(f"{split}: {res['rows']} rationales in {res['path']} ({res['new']} new{rate})")
+    return 0
+
+
+def _print_analysis(split: str, s: dict) -> None:
+    def pct(d: dict) -> str:
+        return "n/a" if d.get("percent") is None else f"{d['percent']:.1f}% of {d['n']}"
+
+    print(f"{split}: {s['n_rows']} rationales, {s['mean_rationale_words']:.1f} words each")
+    print(f"  gold answer in rationale:    {pct(s['gold_containment']['multiple_choice'])} multiple-choice, "
+          f"{pct(s['gold_containment']['all'])} all")
+    print(f"  teacher answer in rationale: {pct(s['teacher_containment']['all'])}")
+    print(f"  teacher accuracy:            {pct(s['teacher_accuracy'])}")
+    h = s["human_rationale"]
+    if h.get("n"):
+        print(f"  vs human rationales (n={h['n']}): precision {h['precision']:.3f}, recall {h['recall']:.3f}, "
+              f"F1 {h['f1']:.3f}")
+
+
+def cmd_analyze(ns: argparse.Namespace) -> int:
+    cfg = _experiment(ns)
+    for split, summary in analyze_stage(cfg).items():
+        _print_analysis(split, summary)
+        print(f"  wrote {cfg.run_dir}/analysis/{split}.json and {split}.html")
+    return 0
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     save_resolved(cfg)
-    print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.name}, student {cfg.student.name}")
+    print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
+          f"attribution {cfg.attribution.method} k={cfg.rationale.k}")
+    cmd_prepare_quiet(cfg)
+    _print_teacher(teach_stage(cfg))
+    for split, res in attribute_stage(cfg).items():
+        rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
+        print(f"{split}: {res['rows']} rationales ({res['new']} new{rate})")
+    for split, summary in analyze_stage(cfg).items():
+        _print_analysis(split, summary)
+    print(f"outputs in {cfg.run_dir}/ (analysis/*.html shows the rationales)")
+    return 0
+
+
+def cmd_prepare_quiet(cfg: ExperimentConfig) -> None:
+    from ..data import prepare
+
+    sizes = {k: len(v) for k, v in prepare(cfg.task, cfg.run_dir).items()}
+    print("data: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+
+
+def cmd_preview(ns: argparse.Namespace) -> int:
+    cfg = _experiment(ns)
+    save_resolved(cfg)
+    print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, student {cfg.student.name}")
     result = preview(cfg)
     print(f"zero-shot preview on {result['n']} test examples (choice log-likelihood):")
     print(f"  {'role':<8} {'model':<30} {'params':>8} {'acc(sum)':>9} {'acc(mean)':>10}")
@@ -129,7 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace data prepared with another config")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("run", help="run the experiment's stages (now: prepare and a zero-shot preview)")
+    p = sub.add_parser("teach", help="fine-tune the teacher (optional) and record its answers and accuracy")
+    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
+    p.add_argument("--overwrite", action="store_true", help="replace teacher outputs made under another config")
+    p.set_defaults(func=cmd_teach)
+
+    p = sub.add_parser("attribute", help="attribute the teacher's answers and write the rationale store")
+    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
+    p.add_argument("--overwrite", action="store_true", help="replace a store made under another config")
+    p.set_defaults(func=cmd_attribute)
+
+    p = sub.add_parser("analyze", help="answer-overlap figures and an HTML page of the rationales")
+    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("preview", help="zero-shot answers of teacher and student on a few test questions")
+    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("run", help="run the stages: prepare, teach, attribute, analyze")
     p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
     p.set_defaults(func=cmd_run)
 

@@ -1,5 +1,17 @@
-"""Teacher: answers by choice log-likelihood (and, in later stages, fine-tuning and generation)."""
+"""Teacher: optional fine-tuning, answers by choice log-likelihood or greedy generation."""
 
+from .answer import TeacherConfig, answer_examples, is_correct, read_answers, teach
+from .generate import generate_answers
 from .scoring import ChoiceScores, score_choices, sequence_logprobs
 
-__all__ = ["ChoiceScores", "score_choices", "sequence_logprobs"]
+__all__ = [
+    "ChoiceScores",
+    "TeacherConfig",
+    "answer_examples",
+    "generate_answers",
+    "is_correct",
+    "read_answers",
+    "score_choices",
+    "sequence_logprobs",
+    "teach",
+]

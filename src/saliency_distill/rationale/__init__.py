@@ -1,0 +1,18 @@
+"""Rationales: word scores from token scores, top-k selection, and the append-only store."""
+
+from .extract import RationaleConfig, select
+from .stage import attribute_split, store_path
+from .store import RationaleStore, read_store
+from .words import Word, content_words, word_scores
+
+__all__ = [
+    "RationaleConfig",
+    "RationaleStore",
+    "Word",
+    "attribute_split",
+    "content_words",
+    "read_store",
+    "select",
+    "store_path",
+    "word_scores",
+]

@@ -1,0 +1,98 @@
+"""The attribute stage: teacher token scores -> content words -> top-k rationale -> store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..attribution import AttributionConfig, iter_attribute
+from ..config import config_hash, to_dict
+from ..data import Example, TaskConfig, get_task
+from ..errors import DataError
+from ..models import LoadedModel
+from .extract import RationaleConfig, select
+from .store import RationaleStore
+from .words import word_scores
+
+logger = logging.getLogger(__name__)
+
+
+def store_path(run_dir: str | Path, split: str) -> Path:
+    return Path(run_dir) / "rationales" / f"{split}.jsonl"
+
+
+def attribute_split(
+    lm: LoadedModel,
+    task_cfg: TaskConfig,
+    examples: list[Example],
+    teacher_answers: dict[str, dict[str, Any]] | None,
+    attr_cfg: AttributionConfig,
+    rat_cfg: RationaleConfig,
+    path: Path,
+    header: dict[str, Any],
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Append rationale rows for ``examples`` not yet in the store at ``path``."""
+    task = get_task(task_cfg.name)
+    full_header = {
+        **header,
+        "config_hash": config_hash({**header, "attribution": to_dict(attr_cfg), "rationale": to_dict(rat_cfg),
+                                    "task": to_dict(task_cfg)}),
+        "attribution": to_dict(attr_cfg),
+        "rationale": to_dict(rat_cfg),
+    }
+    store = RationaleStore(path, full_header, overwrite=overwrite)
+    todo = [ex for ex in examples if ex.id not in store]
+    prompts = [task.render(ex, task_cfg) for ex in todo]
+    for ex, p in zip(todo, prompts):
+        if not p.content_spans:
+            raise DataError(f"example {ex.id}: the prompt has no content to attribute")
+    if attr_cfg.target == "teacher":
+        if teacher_answers is None:
+            raise DataError("attribution.target=teacher needs the teacher's answers (run `teach` first)")
+        missing = [ex.id for ex in todo if ex.id not in teacher_answers]
+        if missing:
+            raise DataError(f"example {missing[0]}: no teacher answer (re-run `teach` for this split)")
+        answers = [teacher_answers[ex.id]["answer"] for ex in todo]
+    else:
+        answers = [ex.label for ex in todo]
+    by_id = {ex.id: (ex, p) for ex, p in zip(todo, prompts)}
+    started = time.perf_counter()
+    bar = tqdm(total=len(examples), initial=len(examples) - len(todo), unit="ex", desc=f"attribute {path.stem}",
+               disable=not progress)
+    pending: list[dict[str, Any]] = []
+    for ts in iter_attribute(lm, [p.text for p in prompts], answers, attr_cfg, [ex.id for ex in todo]):
+        ex, prompt = by_id[ts.id]
+        words = word_scores(prompt.text, prompt.content_spans, ts.offsets, ts.scores)
+        chosen = select(words, rat_cfg)
+        row = {
+            "id": ex.id,
+            "teacher_answer": teacher_answers[ex.id]["answer"] if teacher_answers else None,
+            "gold": ex.label,
+            "target": ts.answer,
+            "teacher_correct": teacher_answers[ex.id]["correct"] if teacher_answers else None,
+            "prompt": prompt.text,
+            "words": [[w.text, round(w.score, 6), w.start, w.end] for w in words],
+            "rationale_words": [w.text for w in chosen],
+            "rationale": " ".join(w.text for w in chosen),
+            "logprob": round(ts.logprob, 5),
+        }
+        if ts.completeness_gap is not None:
+            row["completeness_gap"] = round(ts.completeness_gap, 5)
+        pending.append(row)
+        if len(pending) >= attr_cfg.batch_size:
+            store.append(pending)
+            bar.update(len(pending))
+            pending = []
+    store.append(pending)
+    bar.update(len(pending))
+    bar.close()
+    seconds = time.perf_counter() - started
+    return {"path": str(path), "rows": len(store), "new": len(todo), "seconds": round(seconds, 2),
+            "examples_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
+            "config_hash": full_header["config_hash"]}

@@ -1,0 +1,51 @@
+"""Fine-tune the teacher on a task's train split: prompt -> gold label, loss on the label only.
+
+The stage's output is ``output_dir/model``; a complete one made from the same base model,
+training config and pairs is reused, so re-running the pipeline does not train twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..data import Example, Task, TaskConfig
+from ..errors import ConfigError
+from ..models import LoadedModel, ModelConfig, load_model
+from ..models.loading import DTYPES
+from ..training.sft import MODEL_DIR, TrainConfig, train_supervised, trained_fingerprint, training_fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+def _dtype_name(lm: LoadedModel) -> str:
+    name = str(getattr(lm.model, "dtype", "float32")).removeprefix("torch.")
+    return name if name in DTYPES else "float32"
+
+
+def finetune_teacher(
+    lm: LoadedModel,
+    task: Task,
+    task_cfg: TaskConfig,
+    train_examples: Sequence[Example],
+    cfg: TrainConfig,
+    output_dir: str | os.PathLike[str],
+) -> LoadedModel:
+    """Train ``lm`` (in place) to answer ``task`` and return the saved model, freshly loaded."""
+    pairs = [(task.render(ex, task_cfg).text, ex.label) for ex in train_examples]
+    folder = Path(output_dir) / MODEL_DIR
+    wanted = training_fingerprint(lm, pairs, cfg)
+    found = trained_fingerprint(folder)
+    if found is None:
+        train_supervised(lm, pairs, cfg, output_dir, ids=[ex.id for ex in train_examples])
+    elif found == wanted:
+        logger.info("reusing the fine-tuned teacher in %s", folder)
+    else:
+        # Never replace a finished model silently: the run folder would no longer match its config.
+        raise ConfigError(
+            f"{folder}: was fine-tuned from another base model, training config or data "
+            f"({found} != {wanted}); delete it or choose another run folder"
+        )
+    return load_model(ModelConfig(name=str(folder), dtype=_dtype_name(lm), kind=lm.kind))

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from saliency_distill.attribution import AttributionConfig, attribute, list_methods, quadrature
+from saliency_distill.attribution.inputs import answer_logprob, embed, encode, frozen
+from saliency_distill.errors import ConfigError, DataError
+from saliency_distill.models import LoadedModel, load_model
+from saliency_distill.teacher import sequence_logprobs
+
+PROMPTS = [
+    "Question: Where would you put a plate after washing it?\nAnswer Choices:\n(a) cupboard\n(b) table\nAnswer:",
+    "Premise: Two women are embracing.\nHypothesis: Two women hug.\nAnswer:",
+    "Luke scored 84 points after playing 2 rounds.\nEquation:",
+]
+ANSWERS = ["cupboard", "entailment", "( 84.0 / 2.0 )"]
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_model_dirs):
+    return load_model(str(tiny_model_dirs["llama"]))
+
+
+@pytest.fixture(scope="module")
+def t5(tiny_model_dirs):
+    return load_model(str(tiny_model_dirs["t5"]))
+
+
+# ---- a toy model whose answer depends on one known input token -------------------------------
+
+class _Out:
+    def __init__(self, h):
+        self.last_hidden_state = h
+
+
+class ToyBody(torch.nn.Module):
+    """hidden_t = sum_{s<=t} w_s * e_s with one position weighted 50x the others."""
+
+    def __init__(self, key_position: int, length: int = 64):
+        super().__init__()
+        w = torch.full((length,), 0.02)
+        w[key_position] = 1.0
+        self.register_buffer("w", w)
+
+    def forward(self, inputs_embeds, attention_mask, output_attentions=False):
+        weighted = inputs_embeds * self.w[: inputs_embeds.size(1)].view(1, -1, 1)
+        return _Out(torch.cumsum(weighted * attention_mask.unsqueeze(-1), dim=1))
+
+
+class ToyLM(torch.nn.Module):
+    def __init__(self, vocab: int, key_position: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, 16)
+        self.body = ToyBody(key_position)
+        self.config = type("C", (), {"max_position_embeddings": 64})()
+
+    @property
+    def base_model(self):
+        return self.body
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def get_output_embeddings(self):
+        return lambda h: h @ self.emb.weight.T
+
+
+@pytest.mark.parametrize("method", ["saliency", "input_x_gradient", "integrated_gradients"])
+def test_known_token_ranks_first(tokenizer, method):
+    prompt = "the quick brown fox jumps over the lazy dog"
+    ids = tokenizer(prompt)["input_ids"]
+    key = 3
+    lm = LoadedModel(ToyLM(len(tokenizer), key), tokenizer, "causal", "toy", "local", "-")
+    answer = tokenizer.decode(ids[key]).strip()  # the answer is the key token itself
+    [ts] = attribute(lm, [prompt], [answer], AttributionConfig(method=method, steps=32))
+    ranked = sorted(range(len(ts.scores)), key=lambda i: -abs(ts.scores[i]))
+    assert ranked[0] == key, (ranked, ts.scores)
+
+
+# ---- invariants on real tiny models ----------------------------------------------------------
+
+@pytest.mark.parametrize("method", list_methods())
+def test_batched_equals_one_at_a_time(llama, method):
+    cfg = AttributionConfig(method=method, batch_size=3, steps=4)
+    batched = attribute(llama, PROMPTS, ANSWERS, cfg)
+    single = [attribute(llama, [p], [a], AttributionConfig(method=method, batch_size=1, steps=4))[0]
+              for p, a in zip(PROMPTS, ANSWERS)]
+    for b, s in zip(batched, single):
+        assert b.token_ids == s.token_ids and b.offsets == s.offsets
+        torch.testing.assert_close(torch.tensor(b.scores), torch.tensor(s.scores), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_seq2seq_scores_cover_encoder_input(t5, method):
+    if method == "attention":
+        pytest.skip("covered below")
+    out = attribute(t5, PROMPTS[:2], ANSWERS[:2], AttributionConfig(method=method, steps=4))
+    for ts, p in zip(out, PROMPTS):
+        assert len(ts.scores) == len(t5.tokenizer(p)["input_ids"])
+        assert any(s != 0 for s in ts.scores)
+
+
+def test_logprob_is_the_teachers_scoring_quantity(llama, t5):
+    for lm in (llama, t5):
+        out = attribute(lm, PROMPTS, ANSWERS, AttributionConfig(method="saliency"))
+        sums, _ = sequence_logprobs(lm, PROMPTS, ANSWERS)
+        torch.testing.assert_close(torch.tensor([o.logprob for o in out]), torch.tensor(sums), rtol=1e-4, atol=1e-4)
+
+
+def test_integrated_gradients_completeness_on_toy_model(tokenizer):
+    # A smooth model (no normalisation layer): 16 Gauss-Legendre points are already exact.
+    prompt = "the quick brown fox jumps over the lazy dog"
+    lm = LoadedModel(ToyLM(len(tokenizer), 3), tokenizer, "causal", "toy", "local", "-")
+    [ts] = attribute(lm, [prompt], ["fox"], AttributionConfig(method="integrated_gradients", steps=16))
+    delta = ts.logprob - ts.baseline_logprob
+    assert abs(delta) > 0.1
+    assert ts.completeness_gap < 1e-4
+
+
+def test_integrated_gradients_completeness_on_tiny_llama(llama):
+    # RMSNorm makes f(b + a(x - b)) change steeply near a = 0 from a zero baseline, so many
+    # points are needed: with 128 the gap |sum - (f(x) - f(b))| / |f(x) - f(b)| is under 1%.
+    cfg = AttributionConfig(method="integrated_gradients", steps=128, quadrature="gauss_legendre")
+    for ts in attribute(llama, PROMPTS, ANSWERS, cfg):
+        delta = ts.logprob - ts.baseline_logprob
+        assert abs(delta) > 1e-3
+        assert ts.completeness_gap < 0.01, (sum(ts.scores), delta)
+
+
+def test_gauss_legendre_beats_riemann_at_few_steps(llama):
+    gaps = {}
+    for rule in ("gauss_legendre", "riemann_trapezoid"):
+        out = attribute(llama, PROMPTS, ANSWERS, AttributionConfig(method="integrated_gradients", steps=4, quadrature=rule))
+        gaps[rule] = sum(ts.completeness_gap for ts in out)
+    assert gaps["gauss_legendre"] < gaps["riemann_trapezoid"]
+
+
+def test_quadrature_weights():
+    for rule in ("gauss_legendre", "riemann_middle", "riemann_trapezoid"):
+        a, w = quadrature(rule, 7)
+        assert len(a) == 7 and abs(sum(w) - 1) < 1e-12 and all(0 <= x <= 1 for x in a)
+    # Gauss-Legendre with 3 points integrates t^5 on [0, 1] exactly: 1/6.
+    a, w = quadrature("gauss_legendre", 3)
+    assert abs(sum(wi * ai**5 for ai, wi in zip(a, w)) - 1 / 6) < 1e-12
+
+
+def test_input_x_gradient_matches_finite_differences(llama):
+    [ts] = attribute(llama, PROMPTS[:1], ANSWERS[:1], AttributionConfig(method="input_x_gradient"))
+    batch = encode(llama, ["0"], PROMPTS[:1], ANSWERS[:1])
+    h = 1e-2  # RMSNorm computes in float32 even in a float64 model: a larger step beats its noise
+    with frozen(llama.model), torch.no_grad():
+        x = embed(llama, batch).double()
+        llama.model.double()
+        try:
+            for t in (1, 5, len(ts.scores) - 1):
+                up, down = x.clone(), x.clone()
+                up[0, t] *= 1 + h
+                down[0, t] *= 1 - h
+                fd = (answer_logprob(llama, batch, up)[0] - answer_logprob(llama, batch, down)[0]) / (2 * h)
+                assert abs(fd.item() - ts.scores[t]) <= 0.02 * abs(ts.scores[t]) + 1e-6, (t, fd.item(), ts.scores[t])
+        finally:
+            llama.model.float()
+
+
+def test_attention_scores_are_a_distribution_over_positions(llama, t5):
+    for lm, rollout in ((llama, False), (llama, True), (t5, False)):
+        out = attribute(lm, PROMPTS, ANSWERS, AttributionConfig(method="attention", rollout=rollout))
+        for ts in out:
+            assert all(s >= 0 for s in ts.scores)
+            assert sum(ts.scores) <= 1.0 + 1e-5
+    # The model is switched back to its own attention implementation afterwards.
+    assert llama.model.config._attn_implementation == "sdpa"
+
+
+def test_bf16_input_x_gradient_agrees_with_fp32(llama):
+    fp32 = attribute(llama, PROMPTS, ANSWERS, AttributionConfig(method="input_x_gradient"))
+    bf16 = attribute(llama, PROMPTS, ANSWERS, AttributionConfig(method="input_x_gradient", bf16=True))
+    for a, b in zip(fp32, bf16):
+        r = torch.corrcoef(torch.stack([torch.tensor(a.scores), torch.tensor(b.scores)]))[0, 1]
+        assert r > 0.95
+
+
+def test_parameters_stay_untouched(llama):
+    flags = [p.requires_grad for p in llama.model.parameters()]
+    attribute(llama, PROMPTS[:1], ANSWERS[:1], AttributionConfig(method="saliency"))
+    assert [p.requires_grad for p in llama.model.parameters()] == flags
+    assert all(p.grad is None for p in llama.model.parameters())
+
+
+def test_bad_inputs(llama):
+    with pytest.raises(ConfigError, match="unknown method 'gradcam'"):
+        AttributionConfig(method="gradcam")
+    with pytest.raises(ConfigError, match="bf16"):
+        AttributionConfig(method="integrated_gradients", bf16=True)
+    with pytest.raises(DataError, match="example long-1: prompt and answer are \\d+ tokens, longer than the 8-token limit"):
+        attribute(llama, PROMPTS[:1], ANSWERS[:1], AttributionConfig(max_length=8), ids=["long-1"])

@@ -1,0 +1,172 @@
+"""Supervised fine-tuning: label masking, padding, config checks, and short runs on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from saliency_distill.config import build
+from saliency_distill.data import TaskConfig, get_task
+from saliency_distill.data.example import make_example
+from saliency_distill.errors import ConfigError, DataError
+from saliency_distill.models import load_model
+from saliency_distill.teacher import finetune
+from saliency_distill.teacher.scoring import _answer_ids
+from saliency_distill.training import (
+    IGNORE_INDEX, TrainConfig, encode_pair, encode_pairs, pad_batch, train_supervised, trained_fingerprint,
+)
+
+PAIRS = [
+    ("Question: Where would you put a plate after washing it?\nAnswer:", "cupboard"),
+    ("Premise: Two women are embracing.\nHypothesis: Two women hug.\nAnswer:", "entailment"),
+    ("Luke scored 84 points after playing 2 rounds.\nEquation:", "( 84.0 / 2.0 )"),
+    ("The resistance increases when Eric adds more resistors.\nAnswer:", "increases"),
+] * 2
+QUICK = dict(batch_size=8, learning_rate=1e-2, logging_steps=1, save_steps=1000, progress_bar=False)
+
+
+def _mean_loss(lm, pairs) -> float:
+    """Mean target-token loss over ``pairs`` in one padded batch, without gradients."""
+    batch = pad_batch([encode_pair(lm, p, t) for p, t in pairs], lm.tokenizer.pad_token_id)
+    with torch.no_grad():
+        return lm.model(**batch).loss.item()
+
+
+def _params(model) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+# ---- features -------------------------------------------------------------------------------
+
+
+def test_causal_labels_cover_the_target_only_and_match_scoring(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    prompt, target = PAIRS[0]
+    feat = encode_pair(lm, prompt, target)
+    prompt_ids = lm.tokenizer(prompt)["input_ids"]
+    target_ids = lm.tokenizer(" " + target, add_special_tokens=False)["input_ids"]
+    eos = lm.tokenizer.eos_token_id
+    assert feat["input_ids"] == prompt_ids + target_ids + [eos]
+    assert feat["labels"] == [IGNORE_INDEX] * len(prompt_ids) + target_ids + [eos]
+    # The trained token sequence is the one teacher scoring reads (plus eos).
+    assert feat["labels"][len(prompt_ids):-1] == _answer_ids(lm, target)
+
+
+def test_seq2seq_labels_are_the_target_and_eos(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["t5"]))
+    prompt, target = PAIRS[1]
+    feat = encode_pair(lm, prompt, target)
+    assert feat["input_ids"] == lm.tokenizer(prompt)["input_ids"]
+    assert feat["labels"] == _answer_ids(lm, target)
+    assert feat["labels"][-1] == lm.tokenizer.eos_token_id
+
+
+def test_too_long_is_an_error_naming_the_example(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    with pytest.raises(DataError, match="longer than max_length=5"):
+        encode_pair(lm, *PAIRS[0], max_length=5)
+    with pytest.raises(DataError, match="^example b: .*max_length=5"):
+        encode_pairs(lm, [("a", "b"), PAIRS[0]], max_length=5, ids=["a", "b"])
+
+
+def test_pad_batch_pads_right_with_mask_and_ignored_labels():
+    feats = [
+        {"input_ids": [5, 6, 7], "labels": [IGNORE_INDEX, 6, 7]},
+        {"input_ids": [8], "labels": [9, 10]},  # seq2seq-like: labels longer than inputs
+    ]
+    batch = pad_batch(feats, pad_token_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [9, 10, IGNORE_INDEX]]
+    assert all(t.dtype == torch.long for t in batch.values())
+
+
+# ---- config ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("epochs", 0), ("max_steps", 0), ("learning_rate", -1.0), ("batch_size", 0), ("warmup_ratio", 1.0),
+     ("lora_dropout", -0.1), ("lora_targets", []), ("max_length", 0)],
+)
+def test_bad_train_config_names_the_key(key, value):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        build(TrainConfig, {key: value})
+
+
+# ---- training runs --------------------------------------------------------------------------
+
+
+def test_full_finetune_lowers_the_loss_and_saves_the_model(tiny_model_dirs, tmp_path):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    before_params, before_loss = _params(lm.model), _mean_loss(lm, PAIRS)
+    metrics = train_supervised(lm, PAIRS, TrainConfig(max_steps=30, **QUICK), tmp_path)
+
+    after_loss = _mean_loss(lm, PAIRS)
+    assert after_loss < 0.5 * before_loss
+    assert metrics["global_step"] == 30 and metrics["loss_last"] < metrics["loss_first"]
+    assert any(not torch.equal(before_params[n], p) for n, p in lm.model.named_parameters())
+    assert not lm.model.training and all(p.requires_grad for p in lm.model.parameters())
+    assert lm.model.config.use_cache is True
+    assert json.loads((tmp_path / "train_metrics.json").read_text())["fingerprint"] == metrics["fingerprint"]
+    saved = load_model(str(tmp_path / "model"))
+    for name, p in saved.model.named_parameters():
+        torch.testing.assert_close(p, dict(lm.model.named_parameters())[name], rtol=0, atol=0)
+
+
+def test_lora_is_merged_into_a_plain_model(tiny_model_dirs, tmp_path):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    model_class, before = type(lm.model), _params(lm.model)
+    train_supervised(lm, PAIRS, TrainConfig(max_steps=5, lora=True, lora_r=4, **QUICK), tmp_path)
+
+    assert type(lm.model) is model_class and all(p.requires_grad for p in lm.model.parameters())
+    saved = load_model(str(tmp_path / "model"))
+    names = dict(saved.model.named_parameters())
+    assert set(names) == set(before)  # no adapter weights left over
+    changed = {n for n, p in names.items() if not torch.equal(p, before[n])}
+    assert changed and all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed)
+
+
+def test_a_longer_run_resumes_from_the_last_checkpoint(tiny_model_dirs, tmp_path):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    cfg = dict(QUICK, save_steps=2)
+    first = train_supervised(lm, PAIRS, TrainConfig(max_steps=4, **cfg), tmp_path)
+    assert first["resumed_from"] is None and (tmp_path / "checkpoints" / "checkpoint-4").is_dir()
+
+    second = train_supervised(lm, PAIRS, TrainConfig(max_steps=6, **cfg), tmp_path)
+    assert second["resumed_from"] == "checkpoint-4" and second["global_step"] == 6
+    assert second["loss_first"] == first["loss_first"]  # the log history continues the first run's
+    with pytest.raises(ConfigError, match="checkpoints come from another"):
+        train_supervised(lm, PAIRS[:2], TrainConfig(max_steps=8, **cfg), tmp_path)
+
+
+def test_t5_trains(tiny_model_dirs, tmp_path):
+    lm = load_model(str(tiny_model_dirs["t5"]))
+    before = _mean_loss(lm, PAIRS)
+    metrics = train_supervised(lm, PAIRS, TrainConfig(max_steps=5, **QUICK), tmp_path)
+    assert metrics["global_step"] == 5 and _mean_loss(lm, PAIRS) < before
+    assert load_model(str(tmp_path / "model")).is_seq2seq
+
+
+def test_finetune_teacher_trains_once_then_reuses_the_stage(tiny_model_dirs, tmp_path, monkeypatch):
+    lm = load_model(str(tiny_model_dirs["qwen2"]))
+    task, task_cfg = get_task("quartz"), TaskConfig()
+    examples = [
+        make_example("test", f"q{i}", {"question": q}, label, choices=["more", "less"])
+        for i, (q, label) in enumerate([("More resistors, more resistance?", "more"), ("Less heat?", "less")])
+    ]
+    cfg = TrainConfig(max_steps=2, **QUICK)
+    tuned = finetune.finetune_teacher(lm, task, task_cfg, examples, cfg, tmp_path)
+    assert tuned.kind == "causal" and tuned.path == str(tmp_path / "model")
+    assert trained_fingerprint(tmp_path / "model") is not None
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the finished stage was trained again")
+
+    monkeypatch.setattr(finetune, "train_supervised", no_training)
+    again = finetune.finetune_teacher(lm, task, task_cfg, examples, cfg, tmp_path)
+    assert again.path == tuned.path
+    with pytest.raises(ConfigError, match="another base model, training config or data"):
+        finetune.finetune_teacher(lm, task, task_cfg, examples, TrainConfig(max_steps=3, **QUICK), tmp_path)
