@@ -62,23 +62,26 @@ def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any
 
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
-    from .rationale import attribute_split, store_path
+    from .rationale import attribute_split, open_store, store_path
     from .teacher.answer import read_answers
 
     splits = prepare_stage(cfg)
     metrics = teach_stage(cfg) if cfg.attribution.target == "teacher" or cfg.teacher.finetune else None
+    header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
+              "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
+    stores = {
+        split: open_store(store_path(cfg.run_dir, split), header, cfg.task, cfg.attribution, cfg.rationale,
+                          overwrite=overwrite)
+        for split in cfg.attribution.splits
+    }
     model_path = (metrics or {}).get("model_path")
     lm = load_model(ModelConfig(**{**to_dict(cfg.teacher.model), "name": model_path})) if model_path \
         else load_model(cfg.teacher.model)
-    header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
-              "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
     out: dict[str, Any] = {}
-    for split in cfg.attribution.splits:
+    for split, store in stores.items():
         answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" else None
-        out[split] = attribute_split(
-            lm, cfg.task, splits[split], answers, cfg.attribution, cfg.rationale,
-            store_path(cfg.run_dir, split), header, overwrite=overwrite, progress=cfg.progress,
-        )
+        out[split] = attribute_split(lm, cfg.task, splits[split], answers, cfg.attribution, cfg.rationale,
+                                     store, progress=cfg.progress)
     return out
 
 

@@ -1,7 +1,7 @@
 """Rationales: word scores from token scores, top-k selection, and the append-only store."""
 
 from .extract import RationaleConfig, select
-from .stage import attribute_split, store_path
+from .stage import attribute_split, open_store, store_path
 from .store import RationaleStore, read_store
 from .words import Word, content_words, word_scores
 
@@ -11,6 +11,7 @@ __all__ = [
     "Word",
     "attribute_split",
     "content_words",
+    "open_store",
     "read_store",
     "select",
     "store_path",

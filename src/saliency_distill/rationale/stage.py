@@ -25,6 +25,27 @@ def store_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / "rationales" / f"{split}.jsonl"
 
 
+def open_store(
+    path: Path,
+    header: dict[str, Any],
+    task_cfg: TaskConfig,
+    attr_cfg: AttributionConfig,
+    rat_cfg: RationaleConfig,
+    overwrite: bool = False,
+) -> RationaleStore:
+    """The store at ``path`` for this configuration (checked before any model is loaded)."""
+    # The batch size changes the speed, not the scores: it is not part of the identity.
+    attribution = {k: v for k, v in to_dict(attr_cfg).items() if k not in ("batch_size", "splits")}
+    full_header = {
+        **header,
+        "config_hash": config_hash({**header, "attribution": attribution, "rationale": to_dict(rat_cfg),
+                                    "task": to_dict(task_cfg)}),
+        "attribution": to_dict(attr_cfg),
+        "rationale": to_dict(rat_cfg),
+    }
+    return RationaleStore(path, full_header, overwrite=overwrite)
+
+
 def attribute_split(
     lm: LoadedModel,
     task_cfg: TaskConfig,
@@ -32,21 +53,12 @@ def attribute_split(
     teacher_answers: dict[str, dict[str, Any]] | None,
     attr_cfg: AttributionConfig,
     rat_cfg: RationaleConfig,
-    path: Path,
-    header: dict[str, Any],
-    overwrite: bool = False,
+    store: RationaleStore,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Append rationale rows for ``examples`` not yet in the store at ``path``."""
+    """Append rationale rows for ``examples`` not yet in ``store``."""
     task = get_task(task_cfg.name)
-    full_header = {
-        **header,
-        "config_hash": config_hash({**header, "attribution": to_dict(attr_cfg), "rationale": to_dict(rat_cfg),
-                                    "task": to_dict(task_cfg)}),
-        "attribution": to_dict(attr_cfg),
-        "rationale": to_dict(rat_cfg),
-    }
-    store = RationaleStore(path, full_header, overwrite=overwrite)
+    path = store.path
     todo = [ex for ex in examples if ex.id not in store]
     prompts = [task.render(ex, task_cfg) for ex in todo]
     for ex, p in zip(todo, prompts):
@@ -95,4 +107,4 @@ def attribute_split(
     seconds = time.perf_counter() - started
     return {"path": str(path), "rows": len(store), "new": len(todo), "seconds": round(seconds, 2),
             "examples_per_s": round(len(todo) / seconds, 3) if todo and seconds > 0 else None,
-            "config_hash": full_header["config_hash"]}
+            "config_hash": store.header["config_hash"]}

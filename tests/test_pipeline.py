@@ -1,0 +1,96 @@
+"""The teach -> attribute -> analyze stages through the CLI, on a tiny teacher (a few seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from saliency_distill.cli.main import main
+
+TEMPLATE_WORDS = {"Question", "Answer", "Choices"}
+
+
+@pytest.fixture
+def run_args(tmp_path, tiny_model_dirs):
+    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
+             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
+            "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}",
+            "teacher.train.max_steps=3", "teacher.train.progress_bar=false", "progress=false", "rationale.k=3"]
+
+
+def _store(tmp_path):
+    lines = (tmp_path / "run" / "rationales" / "train.jsonl").read_text().splitlines()
+    return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+
+
+def test_teach_attribute_analyze(tmp_path, run_args, capsys):
+    assert main(["-q", "run", *run_args]) == 0
+    out = capsys.readouterr().out
+    assert "teacher" in out and "gold answer in rationale" in out
+    metrics = json.loads((tmp_path / "run" / "teacher" / "metrics.json").read_text())
+    assert metrics["finetuned"] is True
+    for split, n in (("train", 17), ("validation", 2), ("test", 5)):
+        acc = metrics["accuracy"][split]
+        assert acc["n"] == n and 0.0 <= acc["accuracy"] <= 1.0
+    answers = [json.loads(line) for line in (tmp_path / "run" / "teacher" / "answers_test.jsonl").read_text().splitlines()]
+    assert sum(a["correct"] for a in answers) / len(answers) == pytest.approx(metrics["accuracy"]["test"]["accuracy"])
+
+    header, rows = _store(tmp_path)
+    assert header["method"] == "input_x_gradient" and header["k"] == 3
+    assert len(rows) == 17 and len({r["id"] for r in rows}) == 17
+    by_id = {a["id"]: a for a in map(json.loads, (tmp_path / "run" / "teacher" / "answers_train.jsonl").read_text().splitlines())}
+    for row in rows:
+        assert 1 <= len(row["rationale_words"]) <= 3
+        assert not set(row["rationale_words"]) & TEMPLATE_WORDS
+        content = {w[0] for w in row["words"]}
+        assert set(row["rationale_words"]) <= content
+        assert row["teacher_answer"] == by_id[row["id"]]["answer"] == row["target"]
+        # every word span points at the word in the prompt
+        assert all(row["prompt"][s:e] == w for w, _, s, e in row["words"])
+    summary = json.loads((tmp_path / "run" / "analysis" / "train.json").read_text())
+    assert summary["n_rows"] == 17
+    page = (tmp_path / "run" / "analysis" / "train.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Rationale" in page
+
+
+def test_attribute_resumes_without_duplicates(tmp_path, run_args, capsys):
+    assert main(["-q", "attribute", *run_args]) == 0
+    path = tmp_path / "run" / "rationales" / "train.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    # Simulate a kill after 5 rows, the 6th torn mid-write.
+    path.write_text("".join(lines[:6]) + lines[6][:20])
+    capsys.readouterr()
+    assert main(["-q", "attribute", *run_args]) == 0
+    assert "12 new" in capsys.readouterr().out
+    header, rows = _store(tmp_path)
+    assert len(rows) == 17 and len({r["id"] for r in rows}) == 17
+
+
+def test_attribute_refuses_another_config_then_overwrites(tmp_path, run_args, capsys):
+    assert main(["-q", "attribute", *run_args]) == 0
+    capsys.readouterr()
+    assert main(["-q", "attribute", *run_args, "rationale.k=4"]) == 2
+    err = capsys.readouterr().err
+    assert "made under another configuration" in err and err.count("\n") == 1
+    assert main(["-q", "attribute", *run_args, "rationale.k=4", "--overwrite"]) == 0
+    header, rows = _store(tmp_path)
+    assert header["k"] == 4 and len(rows) == 17
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["attribution.method=gradcam"], "unknown method 'gradcam'"),
+        (["attribution.max_length=8", "attribution.target=gold", "teacher.finetune=false"],
+         "prompt and answer are"),
+        (["attribution.bf16=true", "attribution.method=integrated_gradients"], "bf16"),
+    ],
+)
+def test_attribute_bad_input(tmp_path, run_args, capsys, extra, message):
+    assert main(["-q", "attribute", *run_args, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
