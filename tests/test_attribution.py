@@ -83,9 +83,9 @@ def test_known_token_ranks_first(tokenizer, method):
 
 @pytest.mark.parametrize("method", list_methods())
 def test_batched_equals_one_at_a_time(llama, method):
-    cfg = AttributionConfig(method=method, batch_size=3, steps=4)
+    cfg = AttributionConfig(method=method, batch_size=3, steps=4, bf16=False)
     batched = attribute(llama, PROMPTS, ANSWERS, cfg)
-    single = [attribute(llama, [p], [a], AttributionConfig(method=method, batch_size=1, steps=4))[0]
+    single = [attribute(llama, [p], [a], AttributionConfig(method=method, batch_size=1, steps=4, bf16=False))[0]
               for p, a in zip(PROMPTS, ANSWERS)]
     for b, s in zip(batched, single):
         assert b.token_ids == s.token_ids and b.offsets == s.offsets
@@ -104,7 +104,7 @@ def test_seq2seq_scores_cover_encoder_input(t5, method):
 
 def test_logprob_is_the_teachers_scoring_quantity(llama, t5):
     for lm in (llama, t5):
-        out = attribute(lm, PROMPTS, ANSWERS, AttributionConfig(method="saliency"))
+        out = attribute(lm, PROMPTS, ANSWERS, AttributionConfig(method="saliency", bf16=False))
         sums, _ = sequence_logprobs(lm, PROMPTS, ANSWERS)
         torch.testing.assert_close(torch.tensor([o.logprob for o in out]), torch.tensor(sums), rtol=1e-4, atol=1e-4)
 
@@ -147,7 +147,7 @@ def test_quadrature_weights():
 
 
 def test_input_x_gradient_matches_finite_differences(llama):
-    [ts] = attribute(llama, PROMPTS[:1], ANSWERS[:1], AttributionConfig(method="input_x_gradient"))
+    [ts] = attribute(llama, PROMPTS[:1], ANSWERS[:1], AttributionConfig(method="input_x_gradient", bf16=False))
     batch = encode(llama, ["0"], PROMPTS[:1], ANSWERS[:1])
     h = 1e-2  # RMSNorm computes in float32 even in a float64 model: a larger step beats its noise
     with frozen(llama.model), torch.no_grad():
@@ -175,11 +175,19 @@ def test_attention_scores_are_a_distribution_over_positions(llama, t5):
 
 
 def test_bf16_input_x_gradient_agrees_with_fp32(llama):
-    fp32 = attribute(llama, PROMPTS, ANSWERS, AttributionConfig(method="input_x_gradient"))
+    fp32 = attribute(llama, PROMPTS, ANSWERS, AttributionConfig(method="input_x_gradient", bf16=False))
     bf16 = attribute(llama, PROMPTS, ANSWERS, AttributionConfig(method="input_x_gradient", bf16=True))
     for a, b in zip(fp32, bf16):
         r = torch.corrcoef(torch.stack([torch.tensor(a.scores), torch.tensor(b.scores)]))[0, 1]
         assert r > 0.95
+
+
+def test_bf16_default_follows_the_method_and_hardware():
+    fast = bool(torch.cpu._is_avx512_bf16_supported())
+    assert AttributionConfig(method="input_x_gradient").use_bf16("cpu") is fast
+    assert AttributionConfig(method="attention").use_bf16("cpu") is fast
+    assert AttributionConfig(method="integrated_gradients").use_bf16("cpu") is False
+    assert AttributionConfig(method="saliency", bf16=False).use_bf16("cpu") is False
 
 
 def test_parameters_stay_untouched(llama):

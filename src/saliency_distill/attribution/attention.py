@@ -47,7 +47,7 @@ def _rollout(layers: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tens
 def attention(lm: LoadedModel, batch: AttributionBatch, cfg: AttributionConfig) -> MethodOutput:
     if cfg.rollout and lm.is_seq2seq:
         raise ConfigError("config key 'attribution.rollout': not defined for encoder-decoder models")
-    with eager_attention(lm.model), autocast(lm, cfg.bf16):
+    with eager_attention(lm.model), autocast(lm, cfg):
         f, out = answer_logprob(lm, batch, embed(lm, batch), output_attentions=True)
     if lm.is_seq2seq:
         att = out.cross_attentions[-1].float().mean(1)  # (B, A, T_enc)

@@ -15,7 +15,7 @@ def _input_gradient(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(embeddings, d f / d embeddings, f) with f = log p(answer), one forward and one backward."""
     x = embed(lm, batch).detach().requires_grad_(True)  # (B, T, H)
-    with autocast(lm, cfg.bf16):
+    with autocast(lm, cfg):
         f, _ = answer_logprob(lm, batch, x)  # (B,)
     (grad,) = torch.autograd.grad(f.sum(), x)
     return x.detach(), grad.float(), f.detach()

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import DataError
 from ..models import LoadedModel
+from .config import AttributionConfig
 
 
 @dataclass
@@ -146,8 +147,8 @@ def frozen(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def autocast(lm: LoadedModel, enabled: bool) -> contextlib.AbstractContextManager:
+def autocast(lm: LoadedModel, cfg: AttributionConfig) -> contextlib.AbstractContextManager:
     device = next(lm.model.parameters()).device.type
-    if not enabled:
+    if not cfg.use_bf16(device):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device, dtype=torch.bfloat16)
