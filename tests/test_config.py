@@ -87,3 +87,14 @@ def test_every_key_has_help():
     keys = [k for k, _, _ in rows]
     assert "task.fields.label" in keys and "teacher.model.dtype" in keys and "attribution.steps" in keys
     assert all(text for _, _, text in rows), [k for k, _, t in rows if not t]
+
+
+def test_partial_nested_section_keeps_field_defaults(tmp_path):
+    # teacher.model defaults to the 0.5B teacher, not to ModelConfig's own default (the student).
+    cfg = load_config(ExperimentConfig, None, ["teacher.model.dtype=bfloat16"])
+    assert cfg.teacher.model.name == "qwen2.5-coder-0.5b-instruct"
+    assert cfg.teacher.model.dtype == "bfloat16"
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher:\n  train:\n    lora: true\n")
+    cfg = load_config(ExperimentConfig, path)
+    assert cfg.teacher.model.name == "qwen2.5-coder-0.5b-instruct" and cfg.teacher.train.lora is True

@@ -109,6 +109,13 @@ def build(cls: type[T], data: Mapping[str, Any] | None = None, prefix: str = "")
         raise ConfigError(
             f"unknown config key '{prefix}{unknown[0]}' (valid keys: {', '.join(sorted(names))})"
         )
+    defaults = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        # A nested section given in part keeps the field's own default for the rest (e.g.
+        # teacher.model.dtype=bfloat16 must not reset teacher.model.name to ModelConfig's default).
+        default = _default(defaults[key])
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            data[key] = _merge(to_dict(default), value)
     kwargs = {k: _convert(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -116,6 +123,21 @@ def build(cls: type[T], data: Mapping[str, Any] | None = None, prefix: str = "")
         if prefix and not str(e).startswith("config key"):
             raise ConfigError(f"config section '{prefix.rstrip('.')}': {e}") from None
         raise
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, Mapping) else v
+    return out
 
 
 def to_dict(cfg: Any) -> Any:
