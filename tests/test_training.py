@@ -13,7 +13,7 @@ from saliency_distill.data.example import make_example
 from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.models import load_model
 from saliency_distill.teacher import finetune
-from saliency_distill.teacher.scoring import _answer_ids
+from saliency_distill.models.tokens import answer_ids
 from saliency_distill.training import (
     IGNORE_INDEX, TrainConfig, encode_pair, encode_pairs, pad_batch, train_supervised, trained_fingerprint,
 )
@@ -51,7 +51,7 @@ def test_causal_labels_cover_the_target_only_and_match_scoring(tiny_model_dirs):
     assert feat["input_ids"] == prompt_ids + target_ids + [eos]
     assert feat["labels"] == [IGNORE_INDEX] * len(prompt_ids) + target_ids + [eos]
     # The trained token sequence is the one teacher scoring reads (plus eos).
-    assert feat["labels"][len(prompt_ids):-1] == _answer_ids(lm, target)
+    assert feat["labels"][len(prompt_ids):-1] == answer_ids(lm, target)
 
 
 def test_seq2seq_labels_are_the_target_and_eos(tiny_model_dirs):
@@ -59,7 +59,7 @@ def test_seq2seq_labels_are_the_target_and_eos(tiny_model_dirs):
     prompt, target = PAIRS[1]
     feat = encode_pair(lm, prompt, target)
     assert feat["input_ids"] == lm.tokenizer(prompt)["input_ids"]
-    assert feat["labels"] == _answer_ids(lm, target)
+    assert feat["labels"] == answer_ids(lm, target)
     assert feat["labels"][-1] == lm.tokenizer.eos_token_id
 
 

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import DataError
 from ..models import LoadedModel
+from ..models.tokens import answer_ids
 from .config import AttributionConfig
 
 
@@ -29,14 +30,6 @@ class AttributionBatch:
     positions: torch.Tensor  # (B, A): causal: positions whose logits predict the answer tokens
     targets: torch.Tensor  # (B, A): answer token ids (0 where padded)
     target_mask: torch.Tensor  # (B, A) bool
-
-
-def answer_ids(lm: LoadedModel, answer: str) -> list[int]:
-    tok = lm.tokenizer
-    if lm.is_seq2seq:
-        ids = tok(answer, add_special_tokens=False)["input_ids"]
-        return ids + ([tok.eos_token_id] if tok.eos_token_id is not None else [])
-    return tok(" " + answer, add_special_tokens=False)["input_ids"]
 
 
 def context_length(lm: LoadedModel) -> int | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import LoadedModel
+from ..models.tokens import answer_ids
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,6 @@ class ChoiceScores:
         return out
 
 
-def _answer_ids(lm: LoadedModel, answer: str) -> list[int]:
-    tok = lm.tokenizer
-    if lm.is_seq2seq:
-        ids = tok(answer, add_special_tokens=False)["input_ids"]
-        return ids + ([tok.eos_token_id] if tok.eos_token_id is not None else [])
-    return tok(" " + answer, add_special_tokens=False)["input_ids"]
-
-
 @torch.no_grad()
 def sequence_logprobs(
     lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 8
@@ -46,29 +39,29 @@ def sequence_logprobs(
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
     prompt_ids = [tok(p)["input_ids"] for p in prompts]
-    answer_ids = [_answer_ids(lm, a) for a in answers]
+    target_ids = [answer_ids(lm, a) for a in answers]
     sums: list[float] = []
     lengths: list[int] = []
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = sorted(range(len(prompts)), key=lambda i: -(len(prompt_ids[i]) + len(answer_ids[i])))
+    order = sorted(range(len(prompts)), key=lambda i: -(len(prompt_ids[i]) + len(target_ids[i])))
     results: dict[int, tuple[float, int]] = {}
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         if lm.is_seq2seq:
             enc = [prompt_ids[i] for i in idx]
-            dec = [answer_ids[i] for i in idx]
+            dec = [target_ids[i] for i in idx]
             enc_t, enc_mask = _pad(enc, pad, device)
             labels, dec_mask = _pad(dec, -100, device)
             logits = model(input_ids=enc_t, attention_mask=enc_mask, labels=labels).logits  # (B, A, V)
             targets, mask = labels, dec_mask.bool()
         else:
-            seqs = [prompt_ids[i] + answer_ids[i] for i in idx]
+            seqs = [prompt_ids[i] + target_ids[i] for i in idx]
             ids, attn = _pad(seqs, pad, device)
             logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]  # (B, T-1, V)
             targets = ids[:, 1:]
             mask = torch.zeros_like(targets, dtype=torch.bool)
             for row, i in enumerate(idx):
-                p, a = len(prompt_ids[i]), len(answer_ids[i])
+                p, a = len(prompt_ids[i]), len(target_ids[i])
                 mask[row, p - 1:p - 1 + a] = True
         logp = torch.log_softmax(logits.float(), dim=-1)
         picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)

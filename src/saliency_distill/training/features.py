@@ -14,13 +14,9 @@ import torch
 
 from ..errors import DataError
 from ..models import LoadedModel
+from ..models.tokens import answer_ids
 
 IGNORE_INDEX = -100  # label value that torch's cross-entropy (and HF models) skip
-
-
-def _eos(lm: LoadedModel) -> list[int]:
-    eos = lm.tokenizer.eos_token_id
-    return [eos] if eos is not None else []
 
 
 def encode_pair(
@@ -31,14 +27,12 @@ def encode_pair(
     Raises DataError when the sequence is longer than ``max_length`` tokens: truncating would
     cut the target (causal) or the question (seq2seq) and teach the model something else.
     """
-    tok = lm.tokenizer
-    prompt_ids = tok(prompt)["input_ids"]
+    prompt_ids = lm.tokenizer(prompt)["input_ids"]
+    target_ids = answer_ids(lm, target, causal_eos=True)
     if lm.is_seq2seq:
-        input_ids = prompt_ids
-        labels = tok(target, add_special_tokens=False)["input_ids"] + _eos(lm)
+        input_ids, labels = prompt_ids, target_ids
         length = max(len(input_ids), len(labels))
     else:
-        target_ids = tok(" " + target, add_special_tokens=False)["input_ids"] + _eos(lm)
         input_ids = prompt_ids + target_ids
         labels = [IGNORE_INDEX] * len(prompt_ids) + target_ids
         length = len(input_ids)

@@ -1,0 +1,21 @@
+"""How an answer is tokenised after a prompt: one rule shared by scoring, attribution and
+training, so a model is trained, scored and attributed on the same token sequence."""
+
+from __future__ import annotations
+
+from .loading import LoadedModel
+
+
+def answer_ids(lm: LoadedModel, answer: str, causal_eos: bool = False) -> list[int]:
+    """Token ids of ``answer`` as it follows the prompt.
+
+    Causal models read ``prompt + " " + answer`` with prompt and answer tokenised separately
+    (so the prompt's tokens never depend on the answer); ``causal_eos`` appends eos (training
+    teaches the model to stop; scoring compares choices without it). Encoder-decoder models
+    get the answer as decoder labels, always ending in eos.
+    """
+    tok = lm.tokenizer
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    if lm.is_seq2seq:
+        return tok(answer, add_special_tokens=False)["input_ids"] + eos
+    return tok(" " + answer, add_special_tokens=False)["input_ids"] + (eos if causal_eos else [])
