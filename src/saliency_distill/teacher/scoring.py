@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models import LoadedModel
-from ..models.tokens import answer_ids
+from ..attribution.inputs import answer_logprob, embed, encode
 
 
 @dataclass(frozen=True)
@@ -35,53 +35,24 @@ class ChoiceScores:
 def sequence_logprobs(
     lm: LoadedModel, prompts: Sequence[str], answers: Sequence[str], batch_size: int = 8
 ) -> tuple[list[float], list[int]]:
-    """Summed log p(answer | prompt) and answer length in tokens, for aligned lists."""
-    tok, model = lm.tokenizer, lm.model
-    device = next(model.parameters()).device
-    prompt_ids = [tok(p)["input_ids"] for p in prompts]
-    target_ids = [answer_ids(lm, a) for a in answers]
-    sums: list[float] = []
-    lengths: list[int] = []
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    order = sorted(range(len(prompts)), key=lambda i: -(len(prompt_ids[i]) + len(target_ids[i])))
-    results: dict[int, tuple[float, int]] = {}
+    """Summed log p(answer | prompt) and answer length in tokens, for aligned lists.
+
+    The same function that attribution differentiates; only the answer positions go through
+    the LM head, which matters with 150k-token vocabularies.
+    """
+    ids = [str(i) for i in range(len(prompts))]
+    # Longest first: batches of similar length waste less padding.
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]) - len(answers[i]))
+    sums: list[float] = [0.0] * len(prompts)
+    lengths: list[int] = [0] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        if lm.is_seq2seq:
-            enc = [prompt_ids[i] for i in idx]
-            dec = [target_ids[i] for i in idx]
-            enc_t, enc_mask = _pad(enc, pad, device)
-            labels, dec_mask = _pad(dec, -100, device)
-            logits = model(input_ids=enc_t, attention_mask=enc_mask, labels=labels).logits  # (B, A, V)
-            targets, mask = labels, dec_mask.bool()
-        else:
-            seqs = [prompt_ids[i] + target_ids[i] for i in idx]
-            ids, attn = _pad(seqs, pad, device)
-            logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]  # (B, T-1, V)
-            targets = ids[:, 1:]
-            mask = torch.zeros_like(targets, dtype=torch.bool)
-            for row, i in enumerate(idx):
-                p, a = len(prompt_ids[i]), len(target_ids[i])
-                mask[row, p - 1:p - 1 + a] = True
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-        picked = picked.masked_fill(~mask, 0.0)
+        batch = encode(lm, [ids[i] for i in idx], [prompts[i] for i in idx], [answers[i] for i in idx])
+        f, _ = answer_logprob(lm, batch, embed(lm, batch))
         for row, i in enumerate(idx):
-            results[i] = (picked[row].sum().item(), int(mask[row].sum().item()))
-    for i in range(len(prompts)):
-        sums.append(results[i][0])
-        lengths.append(results[i][1])
+            sums[i] = f[row].item()
+            lengths[i] = int(batch.target_mask[row].sum().item())
     return sums, lengths
-
-
-def _pad(seqs: list[list[int]], value: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), value, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[row, : len(s)] = 1
-    return ids.to(device), mask.to(device)
 
 
 def score_choices(
