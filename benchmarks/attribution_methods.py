@@ -25,12 +25,14 @@ from saliency_distill.io import write_json
 from saliency_distill.models import load_model
 
 VARIANTS = [
-    ("saliency", {}),
-    ("input_x_gradient", {}),
+    ("saliency", {"bf16": False}),
+    ("saliency", {"bf16": True}),
+    ("input_x_gradient", {"bf16": False}),
     ("input_x_gradient", {"bf16": True}),
-    ("attention", {}),
-    ("attention", {"rollout": True}),
-    ("integrated_gradients", {"steps": 16}),
+    ("attention", {"bf16": False}),
+    ("attention", {"bf16": True}),
+    ("attention", {"bf16": True, "rollout": True}),
+    ("integrated_gradients", {"steps": 16, "bf16": False}),
 ]
 
 

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from saliency_distill.data import Example, TaskConfig, get_task
+from saliency_distill.models import load_model
+from saliency_distill.teacher import TeacherConfig, answer_examples, generate_answers, is_correct
+from saliency_distill.errors import ConfigError
+
+
+def test_is_correct_choice_and_equation():
+    choice = Example(id="1", fields={"q": "x"}, label="Table", choices=("cupboard", "Table"))
+    assert is_correct(choice, "table") and not is_correct(choice, "cupboard")
+    svamp = Example(id="2", fields={"question": "84 in 2 rounds"}, label="( 84.0 / 2.0 )", meta={"answer": 42.0})
+    assert is_correct(svamp, "(84 / 2)") and is_correct(svamp, "21 * 2")
+    assert not is_correct(svamp, "84 - 2") and not is_correct(svamp, "import os")
+
+
+def test_generation_is_greedy_and_batch_independent(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    prompts = ["Luke scored 84 points.\nEquation:", "Q: 2 rounds?\nEquation:", "the quick brown fox"]
+    batched = generate_answers(lm, prompts, max_new_tokens=6, batch_size=3)
+    single = [generate_answers(lm, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
+    assert batched == single
+    assert lm.tokenizer.padding_side == "right"  # restored
+
+
+def test_answer_examples_free_form_and_choice(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["qwen2"]))
+    svamp = get_task("svamp")
+    exs = [Example(id=f"s{i}", fields={"question": f"Luke scored {i} points"}, label=f"( {i}.0 + 1.0 )",
+                   meta={"answer": i + 1.0}) for i in range(3)]
+    rows = answer_examples(lm, svamp, TaskConfig(name="svamp", path="-"), exs, TeacherConfig(max_new_tokens=4))
+    assert [r["id"] for r in rows] == ["s0", "s1", "s2"] and all(isinstance(r["answer"], str) for r in rows)
+    quartz = get_task("quartz")
+    exs = [Example(id="q", fields={"question": "More resistors: the resistance"}, label="increases",
+                   choices=("increases", "decreases"))]
+    [row] = answer_examples(lm, quartz, TaskConfig(), exs, TeacherConfig(scoring="mean"))
+    assert row["answer"] == row["answer_mean"] and row["correct"] == (row["answer"] == "increases")
+    assert len(row["logprobs"]) == 2 and all(v < 0 for v in row["logprobs"])
+
+
+def test_bad_split():
+    with pytest.raises(ConfigError, match="teacher.splits"):
+        TeacherConfig(splits=["train", "dev"])
