@@ -6,7 +6,7 @@ import pytest
 
 from saliency_distill.cli.main import build_parser, main
 
-SUBCOMMANDS = ["prepare", "teach", "attribute", "analyze", "preview", "run", "models", "tasks", "config", "env"]
+SUBCOMMANDS = ["prepare", "teach", "attribute", "analyze", "preview", "train", "run", "models", "tasks", "config", "env"]
 
 
 @pytest.mark.parametrize("argv", [["--help"]] + [[c, "--help"] for c in SUBCOMMANDS])
@@ -97,7 +97,7 @@ def test_tasks_models_config_listings(capsys):
 
 def test_preview_with_tiny_models(tmp_path, data_file, tiny_model_dirs, capsys):
     args = _file_args(tmp_path, data_file) + [f"teacher.model.name={tiny_model_dirs['qwen2']}",
-                                              f"student.name={tiny_model_dirs['t5']}", "preview=4"]
+                                              f"student.model.name={tiny_model_dirs['t5']}", "preview=4"]
     assert main(["-q", "preview", *args]) == 0
     out = capsys.readouterr().out
     assert "zero-shot preview on 4 test examples" in out

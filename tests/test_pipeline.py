@@ -19,7 +19,9 @@ def run_args(tmp_path, tiny_model_dirs):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
             "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}",
-            "teacher.train.max_steps=3", "teacher.train.progress_bar=false", "progress=false", "rationale.k=3"]
+            "teacher.train.max_steps=3", "teacher.train.progress_bar=false", "progress=false", "rationale.k=3",
+            f"student.model.name={tiny_model_dirs['llama']}", "student.modes=[standard,teacher-label,saliency]",
+            "student.train.max_steps=2", "student.train.progress_bar=false", "student.eval.max_new_tokens=3"]
 
 
 def _store(tmp_path):
@@ -55,6 +57,22 @@ def test_teach_attribute_analyze(tmp_path, run_args, capsys):
     assert summary["n_rows"] == 17
     page = (tmp_path / "run" / "analysis" / "train.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "Rationale" in page
+
+    # students: one result per mode, the report with its table
+    for mode in ("standard", "teacher-label", "saliency"):
+        result = json.loads((tmp_path / "run" / "students" / mode / "seed0" / "result.json").read_text())
+        assert result["n"] == 5 and result["train_steps"] == 2
+        assert result["train_sequences"] == (34 if mode == "saliency" else 17)
+    report = tmp_path / "run" / "report"
+    table = (report / "results.md").read_text()
+    assert all(m in table for m in ("standard", "teacher-label", "saliency"))
+    assert (report / "accuracy.svg").is_file() and (report / "results.csv").is_file()
+    assert "| mode" in out
+
+
+def test_llm_rationale_mode_without_llm_rationales_is_refused(tmp_path, run_args, capsys):
+    assert main(["-q", "train", *run_args, "student.modes=[llm-rationale]"]) == 2
+    assert "mode llm-rationale needs LLM-written rationales" in capsys.readouterr().err
 
 
 def test_attribute_resumes_without_duplicates(tmp_path, run_args, capsys):

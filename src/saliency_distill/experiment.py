@@ -22,6 +22,7 @@ from .io import atomic_open, write_json
 from .models import ModelConfig, load_model
 from .rationale import RationaleConfig
 from .teacher import TeacherConfig, score_choices
+from .training.student import StudentConfig
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ExperimentConfig:
     teacher: TeacherConfig = field(TeacherConfig(), "the teacher, its fine-tuning and answering")
     attribution: AttributionConfig = field(AttributionConfig(), "how the teacher's answer is attributed")
     rationale: RationaleConfig = field(RationaleConfig(), "how words are chosen as the rationale")
-    student: ModelConfig = field(ModelConfig(name="smollm2-135m-instruct"), "the student model")
+    student: StudentConfig = field(StudentConfig(), "the student, its training modes, seeds and evaluation")
     preview: int = field(16, "test examples answered zero-shot by each model in the preview stage")
     progress: bool = field(True, "show progress bars")
 
@@ -104,6 +105,70 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
+def student_stage(cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    """Train and evaluate every (mode, seed); finished runs are reused."""
+    from .rationale import read_store, store_path
+    from .teacher.answer import read_answers
+    from .training.student import train_and_evaluate
+
+    splits = prepare_stage(cfg)
+    modes = cfg.student.modes
+    needs_teacher = any(m in ("teacher-label", "saliency") for m in modes)
+    teacher = teach_stage(cfg) if needs_teacher else None
+    answers = read_answers(cfg.run_dir, "train") if "teacher-label" in modes else None
+    rationales, store_hash = None, None
+    if "saliency" in modes:
+        if "train" not in cfg.attribution.splits:
+            raise ConfigError("config key 'attribution.splits': the saliency mode needs rationales for 'train'")
+        attribute_stage(cfg)
+        header, rows = read_store(store_path(cfg.run_dir, "train"))
+        rationales, store_hash = {r["id"]: r["rationale"] for r in rows}, header["config_hash"]
+    identity = {"teacher": (teacher or {}).get("config_hash"), "rationales": store_hash}
+    records = []
+    for mode in modes:
+        for seed in cfg.student.seeds:
+            records.append(train_and_evaluate(
+                cfg.task, cfg.student, mode, seed, splits, cfg.run_dir,
+                teacher_answers=answers, rationales=rationales,
+                identity={k: v for k, v in identity.items() if v is not None and mode != "standard"},
+            ))
+            logger.info("%s seed %d: accuracy %.4f", mode, seed, records[-1]["accuracy"])
+    return records
+
+
+def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
+    """The report folder: results table (Markdown, CSV), plot, teacher accuracy, analysis, config."""
+    import json
+
+    from .reporting import environment_info, write_report
+
+    teacher = None
+    metrics_path = Path(cfg.run_dir) / "teacher" / "metrics.json"
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text())
+        test = m.get("accuracy", {}).get("test")
+        teacher = {"model": m.get("model"), "finetuned": m.get("finetuned"),
+                   "accuracy": test["accuracy"] if test else None}
+    analysis_path = Path(cfg.run_dir) / "analysis" / "train.json"
+    analysis = json.loads(analysis_path.read_text()) if analysis_path.is_file() else None
+    title = (f"{cfg.task.name}: student {cfg.student.model.name}, teacher {cfg.teacher.model.name}, "
+             f"{cfg.attribution.method} k={cfg.rationale.k:g}")
+    return write_report(Path(cfg.run_dir) / "report", records, config=to_dict(cfg), teacher=teacher,
+                        analysis=analysis, environment=environment_info(), title=title)
+
+
+def run_all(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], Path]:
+    """prepare -> teach -> attribute -> analyze -> train x evaluate every mode and seed -> report."""
+    prepare_stage(cfg)
+    if any(m in ("teacher-label", "saliency") for m in cfg.student.modes):
+        teach_stage(cfg)
+    if "saliency" in cfg.student.modes:
+        attribute_stage(cfg)
+        analyze_stage(cfg)
+    records = student_stage(cfg)
+    return records, report_stage(cfg, records)
+
+
 def preview(cfg: ExperimentConfig) -> dict[str, Any]:
     """Zero-shot answers of teacher and student on the first ``cfg.preview`` test examples."""
     task = get_task(cfg.task.name)
@@ -113,7 +178,7 @@ def preview(cfg: ExperimentConfig) -> dict[str, Any]:
     examples = splits["test"][: cfg.preview]
     prompts = [task.render(ex, cfg.task).text for ex in examples]
     out: dict[str, Any] = {"n": len(examples), "models": {}}
-    for role, mcfg in (("teacher", cfg.teacher.model), ("student", cfg.student)):
+    for role, mcfg in (("teacher", cfg.teacher.model), ("student", cfg.student.model)):
         lm = load_model(mcfg)
         scores = score_choices(lm, prompts, [ex.choices or () for ex in examples], cfg.teacher.batch_size)
         row: dict[str, Any] = {"model": mcfg.name, "parameters": lm.model.num_parameters()}

@@ -20,7 +20,9 @@ from ..experiment import (
     attribute_stage,
     environment,
     preview,
+    report_stage,
     save_resolved,
+    student_stage,
     teach_stage,
 )
 
@@ -114,19 +116,39 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _print_results(cfg: ExperimentConfig, records: list[dict], report) -> None:
+    from ..reporting import aggregate, markdown_table
+
+    print(markdown_table(aggregate(records)), end="")
+    print(f"report: {report}/results.md (table, plot, teacher accuracy, analysis, config)")
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    cfg = _experiment(ns)
+    save_resolved(cfg)
+    records = student_stage(cfg)
+    _print_results(cfg, records, report_stage(cfg, records))
+    return 0
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     save_resolved(cfg)
+    modes = cfg.student.modes
     print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
-          f"attribution {cfg.attribution.method} k={cfg.rationale.k}")
+          f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, student {cfg.student.model.name}, "
+          f"modes {', '.join(modes)}, seeds {cfg.student.seeds}")
     cmd_prepare_quiet(cfg)
-    _print_teacher(teach_stage(cfg))
-    for split, res in attribute_stage(cfg).items():
-        rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
-        print(f"{split}: {res['rows']} rationales ({res['new']} new{rate})")
-    for split, summary in analyze_stage(cfg).items():
-        _print_analysis(split, summary)
-    print(f"outputs in {cfg.run_dir}/ (analysis/*.html shows the rationales)")
+    if any(m in ("teacher-label", "saliency") for m in modes):
+        _print_teacher(teach_stage(cfg))
+    if "saliency" in modes:
+        for split, res in attribute_stage(cfg).items():
+            rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
+            print(f"{split}: {res['rows']} rationales ({res['new']} new{rate})")
+        for split, summary in analyze_stage(cfg).items():
+            _print_analysis(split, summary)
+    records = student_stage(cfg)
+    _print_results(cfg, records, report_stage(cfg, records))
     return 0
 
 
@@ -140,7 +162,7 @@ def cmd_prepare_quiet(cfg: ExperimentConfig) -> None:
 def cmd_preview(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     save_resolved(cfg)
-    print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, student {cfg.student.name}")
+    print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, student {cfg.student.model.name}")
     result = preview(cfg)
     print(f"zero-shot preview on {result['n']} test examples (choice log-likelihood):")
     print(f"  {'role':<8} {'model':<30} {'params':>8} {'acc(sum)':>9} {'acc(mean)':>10}")
@@ -224,11 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
     p.set_defaults(func=cmd_analyze)
 
+    p = sub.add_parser("train", help="train and evaluate the student in every mode and seed; write the report")
+    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("preview", help="zero-shot answers of teacher and student on a few test questions")
     p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
     p.set_defaults(func=cmd_preview)
 
-    p = sub.add_parser("run", help="run the stages: prepare, teach, attribute, analyze")
+    p = sub.add_parser("run", help="the whole experiment: prepare, teach, attribute, analyze, train, report")
     p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
     p.set_defaults(func=cmd_run)
 

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from ..config import config_hash, field, to_dict
 from ..data import Example, Task, TaskConfig, get_task
-from ..data.arithmetic import ArithmeticError_, evaluate
 from ..errors import ConfigError
+from ..evaluation.scoring import exact_match
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model
 from ..training import TrainConfig
@@ -45,12 +45,9 @@ class TeacherConfig:
 
 
 def is_correct(example: Example, answer: str) -> bool:
-    if example.choices is not None or "answer" not in example.meta:
-        return answer.strip().lower() == example.label.strip().lower()
-    try:
-        return abs(evaluate(answer) - float(example.meta["answer"])) < 1e-4
-    except ArithmeticError_:
-        return False
+    """The teacher's argument order for :func:`saliency_distill.evaluation.exact_match`, the
+    one rule that scores teacher and student alike."""
+    return exact_match(answer, example)
 
 
 def answer_examples(

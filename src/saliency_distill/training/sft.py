@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..errors import ConfigError, DataError
 from ..io import write_json
 from ..models import LoadedModel
 from .features import encode_pair, pad_batch
+from .losses import multitask_loss
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +99,30 @@ def training_fingerprint(lm: LoadedModel, pairs: Sequence[tuple[str, str]], cfg:
 
 
 def _fingerprint(
-    lm: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: TrainConfig, exclude: frozenset[str]
+    lm: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: TrainConfig, exclude: frozenset[str],
+    extra: dict[str, Any] | None = None,
 ) -> str:
     data = hashlib.sha256(json.dumps([list(p) for p in pairs], ensure_ascii=False).encode()).hexdigest()
     train = {k: v for k, v in to_dict(cfg).items() if k not in exclude}
-    return config_hash({"base": lm.name, "kind": lm.kind, "train": train, "pairs": data})
+    record = {"base": lm.name, "kind": lm.kind, "train": train, "pairs": data}
+    if extra is not None:
+        record["multitask"] = extra
+    return config_hash(record)
+
+
+def _group(features: list[dict[str, list[int]]], ids: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Training items: consecutive features with the same id form one item (one example).
+
+    An item carries its first sequence's ``input_ids`` so that the Trainer's length-grouped
+    sampler can read a length; the collator reads ``parts``.
+    """
+    items: list[dict[str, Any]] = []
+    for i, feature in enumerate(features):
+        if ids is not None and items and ids[i] == ids[i - 1]:
+            items[-1]["parts"].append(feature)
+        else:
+            items.append({"input_ids": feature["input_ids"], "parts": [feature]})
+    return items
 
 
 def trained_fingerprint(model_dir: str | os.PathLike[str]) -> str | None:
@@ -269,17 +289,40 @@ def _callbacks(cfg: TrainConfig) -> list[Any]:
     return [LogCallback(), BarCallback()] if cfg.progress_bar else [LogCallback()]
 
 
-def _trainer(lm: LoadedModel, model: Any, features: list[dict[str, list[int]]], cfg: TrainConfig,
-             checkpoints: Path) -> Any:
+def _collate(items: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    flat = [f for item in items for f in item["parts"]]
+    batch = pad_batch(flat, pad_token_id)
+    if "task" in flat[0]:
+        batch["task"] = torch.tensor([f["task"][0] for f in flat], dtype=torch.long)
+    return batch
+
+
+def _trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg: TrainConfig,
+             checkpoints: Path, alpha: float) -> Any:
     from transformers import PrinterCallback, ProgressCallback, Trainer
+
+    class MultiTaskTrainer(Trainer):
+        """The multi-task loss when batches carry task ids; the model's own loss otherwise."""
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            tasks = inputs.pop("task", None)
+            if tasks is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            if lm.is_seq2seq:
+                inputs["labels"] = labels  # the decoder inputs come from the labels
+            outputs = model(**inputs)
+            loss = multitask_loss(outputs.logits, labels, tasks, alpha, shift=not lm.is_seq2seq)
+            return (loss, outputs) if return_outputs else loss
 
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # masked out; any id will do
-    trainer = Trainer(
+    trainer = MultiTaskTrainer(
         model=model,
         args=_training_args(cfg, checkpoints),
-        data_collator=partial(pad_batch, pad_token_id=pad),
-        train_dataset=features,
+        data_collator=partial(_collate, pad_token_id=pad),
+        train_dataset=items,
         processing_class=tok,
     )
     trainer.remove_callback(PrinterCallback)
@@ -336,11 +379,16 @@ def train_supervised(
     cfg: TrainConfig,
     output_dir: str | os.PathLike[str],
     ids: Sequence[str] | None = None,
+    tasks: Sequence[int] | None = None,
+    alpha: float = 0.5,
 ) -> dict[str, Any]:
     """Fine-tune ``lm.model`` in place on (prompt, target) pairs and save it to ``output_dir/model``.
 
-    ``ids`` (aligned with ``pairs``) name the examples in error messages. Resumes from the last
-    complete checkpoint in ``output_dir/checkpoints``. Returns the metrics also written to
+    ``ids`` (aligned with ``pairs``) name the examples in error messages. With ``tasks``
+    (PREDICT / EXPLAIN per pair) the loss is :func:`.losses.multitask_loss` with weight
+    ``alpha``, and consecutive pairs with the same id stay in the same batch (one example's
+    "predict" and "explain" sequences), ``cfg.batch_size`` counting examples. Resumes from the
+    last complete checkpoint in ``output_dir/checkpoints``. Returns the metrics also written to
     ``output_dir/train_metrics.json``.
     """
     output_dir = Path(output_dir)
@@ -348,20 +396,28 @@ def train_supervised(
         raise DataError("no training pairs")
     if ids is not None and len(ids) != len(pairs):
         raise ValueError(f"{len(ids)} ids for {len(pairs)} pairs")
+    if tasks is not None and len(tasks) != len(pairs):
+        raise ValueError(f"{len(tasks)} tasks for {len(pairs)} pairs")
     features = encode_pairs(lm, pairs, cfg.max_length, ids)
+    if tasks is not None:
+        for feature, task in zip(features, tasks):
+            feature["task"] = [int(task)]
+    items = _group(features, ids if tasks is not None else None)
     checkpoints = output_dir / CHECKPOINT_DIR
-    resume = _resume_point(checkpoints, _fingerprint(lm, pairs, cfg, _BOOKKEEPING | _RUN_LENGTH))
+    extra = {"tasks": list(tasks), "alpha": alpha} if tasks is not None else None
+    resume = _resume_point(checkpoints, _fingerprint(lm, pairs, cfg, _BOOKKEEPING | _RUN_LENGTH, extra))
 
     from transformers import set_seed
 
     set_seed(cfg.seed)  # before LoRA initialises its adapters
     with _fine_tuning(lm, cfg) as model:
-        trainer = _trainer(lm, model, features, cfg, checkpoints)
+        trainer = _trainer(lm, model, items, cfg, checkpoints, alpha)
         start = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         wall = time.perf_counter() - start
-    metrics = _metrics(lm, trainer, output, len(pairs), resume, wall)
-    metrics.update(fingerprint=training_fingerprint(lm, pairs, cfg), config=to_dict(cfg))
+    metrics = _metrics(lm, trainer, output, len(items), resume, wall)
+    metrics.update(fingerprint=_fingerprint(lm, pairs, cfg, _BOOKKEEPING, extra), config=to_dict(cfg),
+                   sequences=len(pairs))
     if trainer.is_world_process_zero():
         _save_model(lm, output_dir / MODEL_DIR, metrics)
         write_json(output_dir / METRICS, metrics)

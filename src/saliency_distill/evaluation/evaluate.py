@@ -1,0 +1,124 @@
+"""The evaluate stage: a trained student answers a split on the "predict:" task alone.
+
+At test time the student sees ``prefix + rendered prompt`` (the same input it was trained on
+in every training mode) and nothing else: no teacher, no rationale. Its greedy answer is scored
+by :func:`~saliency_distill.evaluation.scoring.exact_match`. For choice tasks the choice it
+finds most likely is scored too, which shows whether a model that words its answer badly still
+ranks the right one first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import field
+from ..data import Example, Task, TaskConfig
+from ..errors import ConfigError, DataError
+from ..io import write_json, write_jsonl
+from ..models import LoadedModel
+from .scoring import exact_match
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    prefix: str = field("predict: ", "task prefix put before every rendered prompt (as in training)")
+    batch_size: int = field(16, "examples per generation / choice-scoring batch")
+    max_new_tokens: int = field(32, "tokens generated per answer")
+    choice_scoring: bool = field(True, "choice tasks: also score the most likely choice (ranked accuracy)")
+    max_examples: int | None = field(None, "evaluate only the first this many examples (all when unset)")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, str):
+            raise ConfigError(f"config key 'prefix': expected a string, got {self.prefix!r}")
+        for key in ("batch_size", "max_new_tokens", "max_examples"):
+            value = getattr(self, key)
+            if value is None and key == "max_examples":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"config key '{key}': {value!r} must be a positive integer")
+
+
+def student_prompt(task: Task, task_cfg: TaskConfig, example: Example, prefix: str = "predict: ") -> str:
+    """The student's input for ``example``: the task prefix and the rendered prompt."""
+    return prefix + task.render(example, task_cfg).text
+
+
+def evaluate_student(
+    lm: LoadedModel, task: Task, task_cfg: TaskConfig, examples: list[Example], cfg: EvalConfig
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Greedy answers of ``lm`` with their correctness, and the accuracy metrics.
+
+    Rows: ``id``, ``prediction``, ``gold``, ``correct``; for choice tasks with
+    ``cfg.choice_scoring`` also ``ranked_choice`` and ``ranked_correct``. Metrics: ``n``,
+    ``accuracy`` and ``ranked_accuracy`` (None when not computed or nothing was evaluated).
+    """
+    # Imported here: the teacher package imports this one (for its is_correct), so importing the
+    # teacher at module level would make the two packages' import order matter.
+    from ..teacher.generate import generate_answers
+
+    if cfg.max_examples is not None:
+        examples = examples[: cfg.max_examples]
+    prompts = [student_prompt(task, task_cfg, ex, cfg.prefix) for ex in examples]
+    predictions = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size)
+    rows = [
+        {"id": ex.id, "prediction": pred, "gold": ex.label, "correct": exact_match(pred, ex)}
+        for ex, pred in zip(examples, predictions)
+    ]
+    ranked = cfg.choice_scoring and task.answer_type(task_cfg) == "choice"
+    if ranked:
+        _add_ranked_choices(lm, examples, prompts, rows, cfg.batch_size)
+    metrics = {
+        "n": len(rows),
+        "accuracy": _mean(rows, "correct"),
+        "ranked_accuracy": _mean(rows, "ranked_correct") if ranked else None,
+    }
+    logger.info("student %s: accuracy %s, ranked accuracy %s on %d examples",
+                lm.name, metrics["accuracy"], metrics["ranked_accuracy"], metrics["n"])
+    return rows, metrics
+
+
+def _add_ranked_choices(
+    lm: LoadedModel, examples: list[Example], prompts: list[str], rows: list[dict[str, Any]], batch_size: int
+) -> None:
+    """Add the highest summed log-likelihood choice of every example to its row."""
+    from ..teacher.scoring import score_choices  # see evaluate_student: avoids an import cycle
+
+    missing = [ex.id for ex in examples if not ex.choices]
+    if missing:
+        raise DataError(f"example {missing[0]}: a choice task's example has no choices to rank")
+    choices = [ex.choices or () for ex in examples]
+    best = score_choices(lm, prompts, choices, batch_size).best(normalise=False)
+    for row, ex, cs, i in zip(rows, examples, choices, best):
+        row["ranked_choice"] = cs[i]
+        row["ranked_correct"] = cs[i] == ex.label  # both are exact choice strings
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    # None rather than NaN for an empty split: NaN is not valid JSON.
+    return sum(bool(r[key]) for r in rows) / len(rows) if rows else None
+
+
+def write_predictions(
+    path: str | Path, rows: list[dict[str, Any]], metrics: dict[str, Any], overwrite: bool = False
+) -> tuple[Path, Path]:
+    """Write ``path/predictions.jsonl`` and ``path/metrics.json`` (a folder), each atomically.
+
+    Metrics go last, so their presence marks a finished evaluation; an existing one is an error
+    unless ``overwrite``.
+    """
+    folder = Path(path)
+    pred_path, metrics_path = folder / PREDICTIONS_FILE, folder / METRICS_FILE
+    if not overwrite and (pred_path.exists() or metrics_path.exists()):
+        raise ConfigError(f"{folder}: evaluation outputs exist already (use another folder or overwrite)")
+    write_jsonl(pred_path, rows)
+    write_json(metrics_path, metrics)
+    logger.info("wrote %d predictions and metrics to %s", len(rows), folder)
+    return pred_path, metrics_path

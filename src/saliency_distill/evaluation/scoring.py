@@ -1,0 +1,60 @@
+"""Is a predicted answer right? The one rule shared by the teacher's and the student's accuracy.
+
+Choice and label tasks compare normalised text, so "(b) Table." counts as "table". Free-form
+arithmetic tasks (SVAMP) compare values: "(84 / 2)" and "21 * 2" are both right when the gold
+answer is 42. Equations are read by the small parser in :mod:`saliency_distill.data.arithmetic`,
+never by ``eval``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from ..data.arithmetic import ArithmeticError_, evaluate
+from ..data.example import Example
+from ..errors import DataError
+
+TOLERANCE = 1e-4
+
+# Signs, percent and currency carry meaning at the edge of an answer ("-5" is not "5"); every
+# other punctuation mark there is decoration, as are typographic quotes and markdown emphasis.
+_EDGE_CHARS = "".join(c for c in string.punctuation if c not in "-+%$") + "“”‘’«»"
+# "(a) x", "a) x", "a: x": the marker a model copies from a rendered list of choices. Only a
+# single letter followed by ")" or ":" counts, so answers like "a cat" keep their article.
+_CHOICE_MARKER = re.compile(r"^\(?[a-z]\)\s*|^[a-z]:\s*")
+
+
+def normalise_answer(text: str) -> str:
+    """Lowercase, collapse whitespace, drop edge punctuation/quotes and a leading choice marker."""
+    text = " ".join(text.lower().split())
+    text = text.strip(_EDGE_CHARS).strip()
+    without_marker = _CHOICE_MARKER.sub("", text, count=1)
+    if without_marker:  # a bare "b)" stays "b": the letter is the whole answer
+        text = without_marker
+    return text.strip(_EDGE_CHARS).strip()
+
+
+def is_arithmetic(example: Example) -> bool:
+    """A free-form task whose gold answer is a number reached by an equation (SVAMP)."""
+    return example.choices is None and "answer" in example.meta
+
+
+def equation_value(text: str) -> float | None:
+    """The value of an arithmetic expression, or None when it is not one."""
+    try:
+        return evaluate(text)
+    except (ArithmeticError_, RecursionError):  # deep nesting must not crash an evaluation run
+        return None
+
+
+def exact_match(prediction: str, example: Example) -> bool:
+    """Whether ``prediction`` answers ``example``: by value for equations, else by normalised text."""
+    if not is_arithmetic(example):
+        return normalise_answer(prediction) == normalise_answer(example.label)
+    try:
+        gold = float(example.meta["answer"])
+    except (TypeError, ValueError):
+        raise DataError(f"example {example.id}: meta answer {example.meta['answer']!r} is not a number") from None
+    value = equation_value(prediction)
+    return value is not None and abs(value - gold) < TOLERANCE

@@ -1,0 +1,177 @@
+"""A self-contained SVG bar chart of mean accuracy per mode, drawn by hand (no plotting library).
+
+One bar per mode (class ``bar``) with the mean accuracy in percent, an error bar of one
+standard deviation (class ``errorbar``), the value above it, a 0-100 % y axis with gridlines and,
+optionally, the teacher's accuracy as a dashed horizontal line. Every piece of text goes
+through :func:`xml.sax.saxutils.escape`, so any mode name or title yields well-formed XML.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape
+
+from ..io import atomic_open
+
+logger = logging.getLogger(__name__)
+
+PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
+FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
+CHAR_WIDTH = 7.0  # rough width of one 12 px character, to wrap mode names to their bar
+LINE_HEIGHT = 15.0
+MAX_LABEL_LINES = 3
+BAND = 120.0  # horizontal pixels per mode
+HALO = ' stroke="#fff" stroke-width="3" paint-order="stroke"'  # keeps text readable over lines
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Pixel geometry of the plot area inside the SVG."""
+
+    width: float
+    height: float
+    left: float = 64.0
+    right: float = 24.0
+    top: float = 72.0
+    bottom: float = 64.0
+
+    @property
+    def plot_width(self) -> float:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_bottom(self) -> float:
+        return self.height - self.bottom
+
+    def y(self, percent: float) -> float:
+        """Pixel row of a percentage, clipped to the 0-100 axis."""
+        percent = min(100.0, max(0.0, percent))
+        return self.plot_bottom - percent / 100.0 * (self.plot_bottom - self.top)
+
+
+def _text(x: float, y: float, content: str, *, size: int = 12, anchor: str = "middle",
+          extra: str = "") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}"{extra}>'
+            f"{escape(content)}</text>")
+
+
+def _y_axis(frame: Frame) -> list[str]:
+    parts = []
+    for tick in range(0, 101, 10):
+        y = frame.y(tick)
+        colour = "#333" if tick == 0 else "#e3e3e3"
+        parts.append(f'<line class="grid" x1="{frame.left:.1f}" y1="{y:.1f}" '
+                     f'x2="{frame.width - frame.right:.1f}" y2="{y:.1f}" stroke="{colour}"/>')
+        parts.append(_text(frame.left - 8, y + 4, str(tick), size=11, anchor="end"))
+    mid = (frame.top + frame.plot_bottom) / 2
+    parts.append(_text(18, mid, "accuracy (%)", extra=f' transform="rotate(-90 18 {mid:.1f})"'))
+    parts.append(f'<line x1="{frame.left:.1f}" y1="{frame.top:.1f}" x2="{frame.left:.1f}" '
+                 f'y2="{frame.plot_bottom:.1f}" stroke="#333"/>')
+    return parts
+
+
+def _error_bar(x: float, frame: Frame, mean: float, std: float) -> list[str]:
+    lo, hi = frame.y(mean - std), frame.y(mean + std)
+    cap = 6.0
+    style = 'stroke="#222" stroke-width="1.5"'
+    return [
+        f'<g class="errorbar"><line x1="{x:.1f}" y1="{lo:.1f}" x2="{x:.1f}" y2="{hi:.1f}" {style}/>',
+        f'<line x1="{x - cap:.1f}" y1="{hi:.1f}" x2="{x + cap:.1f}" y2="{hi:.1f}" {style}/>',
+        f'<line x1="{x - cap:.1f}" y1="{lo:.1f}" x2="{x + cap:.1f}" y2="{lo:.1f}" {style}/></g>',
+    ]
+
+
+def wrap_label(text: str, max_chars: int, max_lines: int = MAX_LABEL_LINES) -> list[str]:
+    """``text`` split into at most ``max_lines`` lines of ``max_chars``, the last one cut with '…'."""
+    lines = textwrap.wrap(text, width=max(1, max_chars), break_long_words=True) or [""]
+    if len(lines) > max_lines:
+        last = lines[max_lines - 1]
+        lines = lines[: max_lines - 1] + [last[: max(0, max_chars - 1)] + "…"]
+    return lines
+
+
+def _mode_label(x: float, frame: Frame, lines: list[str]) -> str:
+    """Mode name under its bar, one ``tspan`` per wrapped line."""
+    spans = "".join(f'<tspan x="{x:.1f}" dy="{0 if i == 0 else LINE_HEIGHT:.0f}">{escape(line)}</tspan>'
+                    for i, line in enumerate(lines))
+    return (f'<text class="mode" x="{x:.1f}" y="{frame.plot_bottom + 18:.1f}" font-size="12" '
+            f'text-anchor="middle">{spans}</text>')
+
+
+def _bar(i: int, row: Mapping[str, Any], frame: Frame, band: float, label: list[str]) -> list[str]:
+    """Bar, error bar, value label and (wrapped) mode label of the ``i``-th mode."""
+    centre = frame.left + band * (i + 0.5)
+    width = band * 0.6
+    mean = row.get("accuracy_mean")
+    std = row.get("accuracy_std") or 0.0
+    pct, spread = (None, 0.0) if mean is None else (100.0 * mean, 100.0 * std)
+    top = frame.y(pct or 0.0)
+    colour = PALETTE[i % len(PALETTE)]
+    parts = [f'<rect class="bar" x="{centre - width / 2:.1f}" y="{top:.1f}" width="{width:.1f}" '
+             f'height="{frame.plot_bottom - top:.1f}" fill="{colour}"><title>{escape(str(row["mode"]))}'
+             f"</title></rect>"]
+    if pct is not None and spread > 0:
+        parts += _error_bar(centre, frame, pct, spread)
+    value = "n/a" if pct is None else f"{pct:.1f}"
+    value_y = max(frame.top - 4, frame.y((pct or 0.0) + spread) - 6)
+    parts.append(_text(centre, value_y, value, extra=' class="value" font-weight="bold"' + HALO))
+    parts.append(_mode_label(centre, frame, label))
+    return parts
+
+
+def _teacher_line(frame: Frame, percent: float) -> list[str]:
+    """Dashed line across the plot at the teacher's accuracy, labelled in a legend above the plot
+    (a label on the line itself would collide with the value labels of bars near it)."""
+    y = frame.y(percent)
+    x2 = frame.width - frame.right
+    dash = 'stroke="#c0392b" stroke-width="1.5" stroke-dasharray="6 4"'
+    legend_y = frame.top - 22
+    return [
+        f'<line class="teacher" x1="{frame.left:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" {dash}/>',
+        f'<line x1="{x2 - 150:.1f}" y1="{legend_y - 4:.1f}" x2="{x2 - 122:.1f}" y2="{legend_y - 4:.1f}" {dash}/>',
+        _text(x2 - 116, legend_y, f"teacher {percent:.1f}%", size=12, anchor="start",
+              extra=' class="teacher-label" fill="#c0392b"'),
+    ]
+
+
+def _frame(n_modes: int, label_lines: int, title_chars: int) -> Frame:
+    """Wide enough for every bar and the (16 px bold) title; tall enough for wrapped labels."""
+    extra = LINE_HEIGHT * (label_lines - 1)
+    width = max(560.0, 64.0 + 24.0 + BAND * n_modes, 40.0 + 10.0 * title_chars)
+    return Frame(width=width, height=440.0 + extra, bottom=56.0 + extra)
+
+
+def accuracy_svg(rows: Sequence[Mapping[str, Any]], title: str, teacher_accuracy: float | None = None) -> str:
+    """SVG text of a bar chart of ``accuracy_mean`` ± ``accuracy_std`` (fractions, drawn in %)
+    per mode of :func:`~saliency_distill.reporting.table.aggregate` rows; ``teacher_accuracy``
+    (a fraction) adds a dashed reference line."""
+    max_chars = int(BAND * 0.9 / CHAR_WIDTH)
+    labels = [wrap_label(str(row["mode"]), max_chars) for row in rows]
+    frame = _frame(len(rows), max((len(lines) for lines in labels), default=1), len(title))
+    band = frame.plot_width / max(1, len(rows))
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{frame.width:.0f}" height="{frame.height:.0f}" '
+        f'viewBox="0 0 {frame.width:.0f} {frame.height:.0f}" font-family="{FONT}">',
+        f"<title>{escape(title)}</title>",
+        f'<rect class="background" width="{frame.width:.0f}" height="{frame.height:.0f}" fill="#fff"/>',
+        _text(frame.width / 2, 26, title, size=16, extra=' class="title" font-weight="bold"'),
+    ]
+    parts += _y_axis(frame)
+    for i, (row, label) in enumerate(zip(rows, labels)):
+        parts += _bar(i, row, frame, band, label)
+    if teacher_accuracy is not None:
+        parts += _teacher_line(frame, 100.0 * teacher_accuracy)
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def write_svg(path: str | os.PathLike[str], svg: str) -> None:
+    """Write SVG text atomically."""
+    with atomic_open(path) as f:
+        f.write(svg)
+    logger.info("wrote %s", path)

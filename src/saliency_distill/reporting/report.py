@@ -1,0 +1,152 @@
+"""The report folder of an experiment: results table, plot, raw records, config and environment.
+
+``write_report`` writes, each file atomically:
+
+- ``results.md``: title, the per-mode table, the teacher's accuracy, the rationale analysis,
+  the environment and the resolved config as a YAML block;
+- ``results.csv``: the aggregated table; ``accuracy.svg``: the bar chart;
+- ``records.json``: the raw result records; ``config.yaml``; ``environment.json``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import logging
+import os
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import to_dict
+from ..io import atomic_open, write_json
+from .plot import accuracy_svg, write_svg
+from .table import aggregate, markdown_table, write_csv
+
+logger = logging.getLogger(__name__)
+
+LIBRARIES = ("torch", "transformers", "accelerate", "peft", "datasets", "tokenizers", "safetensors")
+NOT_INSTALLED = "not installed"
+FILES = ("results.md", "results.csv", "accuracy.svg", "records.json", "config.yaml", "environment.json")
+
+
+def package_version(name: str) -> str:
+    """Installed version of distribution ``name``, or ``"not installed"``."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return NOT_INSTALLED
+
+
+def environment_info() -> dict[str, Any]:
+    """Interpreter, machine and library versions, and the date, as a JSON-able dict."""
+    from .. import __version__  # imported late: the package __init__ may import this module
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "cpu_count": os.cpu_count(),
+        "saliency_distill": __version__,
+        "packages": {name: package_version(name) for name in LIBRARIES},
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _fmt_percent(entry: Any) -> str | None:
+    """``"62.30 % of 300"`` from ``{"n": 300, "percent": 62.3}``; None when there is no number."""
+    if not isinstance(entry, Mapping) or entry.get("percent") is None:
+        return None
+    n = entry.get("n")
+    return f"{float(entry['percent']):.2f} %" + (f" of {n}" if n is not None else "")
+
+
+def _containment_line(label: str, section: Any) -> str | None:
+    if not isinstance(section, Mapping):
+        return None
+    parts = [f"{text} ({name.replace('_', '-')})" for name in ("multiple_choice", "all")
+             if (text := _fmt_percent(section.get(name))) is not None]
+    return f"- {label}: " + "; ".join(parts) if parts else None
+
+
+def _human_line(section: Any) -> str | None:
+    if not isinstance(section, Mapping):
+        return None
+    scores = [f"{name} {float(section[key]):.3f}" for key, name in
+              (("precision", "precision"), ("recall", "recall"), ("f1", "F1")) if section.get(key) is not None]
+    if not scores:
+        return None
+    n = section.get("n")
+    return "- Rationale words vs human rationale" + (f" (n = {n})" if n is not None else "") + ": " + ", ".join(scores)
+
+
+def analysis_lines(analysis: Mapping[str, Any]) -> list[str]:
+    """Bullet lines of the rationale analysis figures that are present (missing keys skipped)."""
+    lines = [
+        _containment_line("Gold answer contained in the rationale", analysis.get("gold_containment")),
+        _containment_line("Teacher answer contained in the rationale", analysis.get("teacher_containment")),
+        _human_line(analysis.get("human_rationale")),
+    ]
+    if (accuracy := _fmt_percent(analysis.get("teacher_accuracy"))) is not None:
+        lines.append(f"- Teacher accuracy on the rationale rows: {accuracy}")
+    if analysis.get("mean_rationale_words") is not None:
+        lines.append(f"- Mean rationale length: {float(analysis['mean_rationale_words']):.1f} words")
+    return [line for line in lines if line is not None]
+
+
+def environment_lines(environment: Mapping[str, Any]) -> list[str]:
+    """Bullet lines of the environment, nested mappings one level deeper."""
+    lines = []
+    for key, value in environment.items():
+        if isinstance(value, Mapping):
+            lines.append(f"- {key}:")
+            lines += [f"  - {k}: {v}" for k, v in value.items()]
+        else:
+            lines.append(f"- {key}: {value}")
+    return lines
+
+
+def results_markdown(title: str, rows: list[dict], *, config: Mapping[str, Any], teacher: dict | None,
+                     analysis: Mapping[str, Any] | None, environment: Mapping[str, Any]) -> str:
+    """Text of ``results.md``."""
+    parts = [f"# {title}", "", "## Results", "", markdown_table(rows, teacher=teacher).rstrip("\n"), "",
+             "![accuracy per mode](accuracy.svg)", ""]
+    if analysis:
+        lines = analysis_lines(analysis) or ["(no analysis figures)"]
+        parts += ["## Analysis", "", *lines, ""]
+    parts += ["## Environment", "", *environment_lines(environment), ""]
+    parts += ["## Config", "", "```yaml", _yaml(config).rstrip("\n"), "```", ""]
+    return "\n".join(parts)
+
+
+def _yaml(config: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def write_report(folder: Path, records: list[dict], *, config: dict, teacher: dict | None,
+                 analysis: dict | None, environment: dict, title: str) -> Path:
+    """Write the report files (see the module docstring) into ``folder`` and return it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not records:
+        logger.warning("writing a report with no result records to %s", folder)
+    rows = aggregate(records)
+    teacher_accuracy = (teacher or {}).get("accuracy")
+    write_json(folder / "records.json", records)
+    write_csv(folder / "results.csv", rows)
+    write_svg(folder / "accuracy.svg", accuracy_svg(rows, title, teacher_accuracy))
+    _write_text(folder / "config.yaml", _yaml(config))
+    write_json(folder / "environment.json", environment)
+    _write_text(folder / "results.md", results_markdown(title, rows, config=config, teacher=teacher,
+                                                        analysis=analysis, environment=environment))
+    logger.info("report for %d modes written to %s", len(rows), folder)
+    return folder

@@ -1,0 +1,164 @@
+"""Per-mode aggregation of result records, and the Markdown / CSV tables built from it.
+
+A result record is one (mode, seed) run, e.g.
+``{"mode": "saliency", "seed": 0, "accuracy": 0.61, "ranked_accuracy": 0.64, "n": 1221,
+"train_seconds": 812.3, "train_examples_per_s": 3.9}``. Accuracies are fractions in [0, 1];
+the tables show them in percent. Modes keep the order in which they first appear.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import DataError
+from ..io import atomic_open
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_METRICS = ("accuracy", "ranked_accuracy")
+# Averaged without a spread: they describe cost, not quality.
+TIMING_FIELDS = ("train_seconds", "train_examples_per_s")
+MISSING = "n/a"
+
+
+def _number(record: Mapping[str, Any], key: str) -> float | None:
+    """``record[key]`` as a float, None when absent or None; anything else non-numeric is an error."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise DataError(f"result record {record.get('mode')!r} seed {record.get('seed')!r}: "
+                        f"'{key}' must be a number, got {value!r}")
+    return float(value)
+
+
+def group_by_mode(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Records grouped by ``mode``, modes in order of first appearance."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for i, record in enumerate(records):
+        mode = record.get("mode")
+        if not isinstance(mode, str) or not mode:
+            raise DataError(f"result record #{i} has no 'mode' (got {mode!r})")
+        groups.setdefault(mode, []).append(record)
+    return groups
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (ddof=1); std is 0.0 for one value, both None for none."""
+    if not values:
+        return None, None
+    if len(values) == 1:
+        return values[0], 0.0
+    return statistics.fmean(values), statistics.stdev(values)
+
+
+def _values(records: Sequence[Mapping[str, Any]], key: str) -> list[float]:
+    return [v for v in (_number(r, key) for r in records) if v is not None]
+
+
+def aggregate(records: list[dict], metrics: Sequence[str] = DEFAULT_METRICS) -> list[dict]:
+    """One row per mode: ``mode``, ``n_seeds``, ``<metric>_mean`` / ``<metric>_std`` for each
+    metric (None values skipped; None when a mode has none) and ``<timing>_mean`` of the
+    training time fields."""
+    rows = []
+    for mode, group in group_by_mode(records).items():
+        row: dict[str, Any] = {"mode": mode, "n_seeds": len(group)}
+        for metric in metrics:
+            row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std(_values(group, metric))
+        for timing in TIMING_FIELDS:
+            row[f"{timing}_mean"] = _mean_std(_values(group, timing))[0]
+        rows.append(row)
+    logger.debug("aggregated %d records into %d modes", len(records), len(rows))
+    return rows
+
+
+def percent_cell(mean: float | None, std: float | None) -> str:
+    """``"61.23 ± 0.45"`` from fractions; ``"n/a"`` without a mean."""
+    if mean is None:
+        return MISSING
+    if std is None:
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def _md_escape(text: str) -> str:
+    # A '|' inside a cell would start a new column.
+    return text.replace("|", "\\|")
+
+
+def best_modes(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") -> set[str]:
+    """Modes with the highest mean ``metric`` (all of them on a tie; none without a mean)."""
+    means = {r["mode"]: r.get(f"{metric}_mean") for r in rows}
+    known = [m for m in means.values() if m is not None]
+    if not known:
+        return set()
+    top = max(known)
+    return {mode for mode, m in means.items() if m is not None and math.isclose(m, top)}
+
+
+def _seconds_cell(seconds: float | None) -> str:
+    return MISSING if seconds is None else f"{seconds:.1f}"
+
+
+def _markdown_row(row: Mapping[str, Any], bold: bool) -> str:
+    mode = _md_escape(str(row["mode"]))
+    accuracy = percent_cell(row.get("accuracy_mean"), row.get("accuracy_std"))
+    if bold:
+        mode, accuracy = f"**{mode}**", f"**{accuracy}**"
+    cells = [
+        mode,
+        str(row.get("n_seeds", MISSING)),
+        accuracy,
+        percent_cell(row.get("ranked_accuracy_mean"), row.get("ranked_accuracy_std")),
+        _seconds_cell(row.get("train_seconds_mean")),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def teacher_line(teacher: Mapping[str, Any]) -> str:
+    """``Teacher (`model`) test accuracy: 70.00 %``, with the number of examples when known."""
+    model = teacher.get("model")
+    who = f"Teacher (`{model}`)" if model else "Teacher"
+    accuracy = teacher.get("accuracy")
+    value = MISSING if accuracy is None else f"{100 * float(accuracy):.2f} %"
+    n = teacher.get("n")
+    return f"{who} test accuracy: {value}" + (f" (n = {n})" if n is not None else "")
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], teacher: dict | None = None, title: str | None = None) -> str:
+    """A Markdown table of aggregated rows (from :func:`aggregate`), the best mean accuracy in
+    bold, with an optional ``### title`` above and the teacher's accuracy below."""
+    best = best_modes(rows)
+    lines = [f"### {title}", ""] if title else []
+    lines += [
+        "| mode | seeds | accuracy (%) mean ± std | ranked-choice accuracy (%) | train s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [_markdown_row(row, row["mode"] in best) for row in rows]
+    if teacher is not None:
+        lines += ["", teacher_line(teacher)]
+    return "\n".join(lines) + "\n"
+
+
+def _fieldnames(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return list(names)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """One line per mode with every aggregated field; None is written as an empty cell."""
+    fieldnames = _fieldnames(rows)
+    with atomic_open(path) as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fieldnames})
+    logger.info("wrote %d rows to %s", len(rows), path)

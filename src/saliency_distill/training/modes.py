@@ -1,0 +1,87 @@
+"""Student training modes: what (input -> target) pairs each one trains on.
+
+All modes train on the same examples and are evaluated the same way, on the "predict:" task:
+
+- ``standard``: predict: x -> gold label (standard fine-tuning, the first baseline);
+- ``teacher-label``: predict: x -> the teacher's answer (sequence-level distillation);
+- ``saliency`` (the method): predict: x -> gold label and explain: x -> the teacher's
+  rationale words, weighted alpha / (1 - alpha);
+- ``llm-rationale``: the same multi-task recipe with the dataset's LLM-written rationale
+  (Distilling Step-by-Step, the second baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..data import Example, Task, TaskConfig
+from ..errors import DataError
+from .losses import EXPLAIN, PREDICT
+
+MODES = ("standard", "teacher-label", "saliency", "llm-rationale")
+
+
+@dataclass(frozen=True)
+class TrainingPairs:
+    prompts: list[str]
+    targets: list[str]
+    tasks: list[int]
+    ids: list[str]
+
+    @property
+    def multitask(self) -> bool:
+        return EXPLAIN in self.tasks
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown training mode {mode!r} (choose from: {', '.join(MODES)})")
+
+
+def build_pairs(
+    mode: str,
+    task: Task,
+    task_cfg: TaskConfig,
+    examples: Sequence[Example],
+    teacher_answers: Mapping[str, Mapping[str, Any]] | None = None,
+    rationales: Mapping[str, str] | None = None,
+    predict_prefix: str = "predict: ",
+    explain_prefix: str = "explain: ",
+) -> TrainingPairs:
+    """The training pairs of ``mode``; an example's predict and explain pairs are adjacent."""
+    check_mode(mode)
+    if mode == "llm-rationale" and not any(ex.llm_rationale for ex in examples):
+        raise DataError(
+            f"mode llm-rationale needs LLM-written rationales, and task '{task_cfg.name}' has none "
+            "(the DSbS tasks have them; a file/hf task maps one with task.fields.llm_rationale)"
+        )
+    out = TrainingPairs([], [], [], [])
+    for ex in examples:
+        text = task.render(ex, task_cfg).text
+        label = ex.label
+        if mode == "teacher-label":
+            if teacher_answers is None or ex.id not in teacher_answers:
+                raise DataError(f"example {ex.id}: no teacher answer (run `saliency-distill teach` on train)")
+            label = teacher_answers[ex.id]["answer"]
+        _add(out, ex.id, predict_prefix + text, label, PREDICT)
+        explanation = None
+        if mode == "saliency":
+            if rationales is None or ex.id not in rationales:
+                raise DataError(f"example {ex.id}: no rationale in the store (run `saliency-distill attribute`)")
+            explanation = rationales[ex.id]
+        elif mode == "llm-rationale":
+            explanation = ex.llm_rationale  # rows without one train on "predict" only
+        if explanation:
+            _add(out, ex.id, explain_prefix + text, explanation, EXPLAIN)
+    return out
+
+
+def _add(out: TrainingPairs, ex_id: str, prompt: str, target: str, task: int) -> None:
+    out.ids.append(ex_id)
+    out.prompts.append(prompt)
+    out.targets.append(target)
+    out.tasks.append(task)

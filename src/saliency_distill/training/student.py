@@ -1,0 +1,114 @@
+"""The student stage: train one (mode, seed) and evaluate it on the test split.
+
+Outputs go to ``<run_dir>/students/<mode>/seed<seed>/``: ``train_metrics.json``,
+``predictions.jsonl``, ``metrics.json`` (evaluation) and ``result.json`` (written last: it
+marks the run complete). The trained weights are deleted afterwards unless
+``student.keep_models`` is set, since a 135M-parameter student is half a gigabyte per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import config_hash, field, to_dict
+from ..data import Example, TaskConfig, get_task
+from ..errors import ConfigError
+from ..evaluation import EvalConfig, evaluate_student, write_predictions
+from ..io import write_json
+from ..models import ModelConfig, load_model
+from .modes import MODES, build_pairs, check_mode
+from .sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, train_supervised
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    model: ModelConfig = field(ModelConfig(name="smollm2-135m-instruct"), "the student model")
+    modes: list[str] = field(list(MODES), "training modes to compare: " + ", ".join(MODES))
+    seeds: list[int] = field([0], "seeds; every mode is trained once per seed")
+    alpha: float = field(0.5, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss")
+    predict_prefix: str = field("predict: ", "prefix of the label task (the only one used at test time)")
+    explain_prefix: str = field("explain: ", "prefix of the rationale task")
+    train: TrainConfig = field(TrainConfig(epochs=1.0, learning_rate=1e-4, bf16=True), "student training")
+    eval: EvalConfig = field(EvalConfig(), "student evaluation on the test split")
+    keep_models: bool = field(False, "keep each trained student's weights (about 0.5 GB each)")
+
+    def __post_init__(self) -> None:
+        for mode in self.modes:
+            check_mode(mode)
+        if not self.modes:
+            raise ConfigError("config key 'student.modes': at least one mode is needed")
+        if not self.seeds:
+            raise ConfigError("config key 'student.seeds': at least one seed is needed")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ConfigError(f"config key 'student.alpha': {self.alpha} is not in (0, 1]")
+
+
+def run_dir_of(run_dir: str | Path, mode: str, seed: int) -> Path:
+    return Path(run_dir) / "students" / mode / f"seed{seed}"
+
+
+def train_and_evaluate(
+    task_cfg: TaskConfig,
+    cfg: StudentConfig,
+    mode: str,
+    seed: int,
+    splits: Mapping[str, list[Example]],
+    run_dir: str | Path,
+    teacher_answers: Mapping[str, Mapping[str, Any]] | None = None,
+    rationales: Mapping[str, str] | None = None,
+    identity: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train the student in ``mode`` with ``seed``, evaluate it, and return its metrics.
+
+    ``identity`` (e.g. the teacher's and the rationale store's config hashes) is part of the
+    run's hash: a finished run is reused only when everything that made it is unchanged.
+    """
+    task = get_task(task_cfg.name)
+    folder = run_dir_of(run_dir, mode, seed)
+    train_cfg = dataclasses.replace(cfg.train, seed=seed)
+    digest = config_hash({"task": to_dict(task_cfg), "student": to_dict(cfg), "mode": mode, "seed": seed,
+                          "identity": dict(identity or {})})
+    metrics_path = folder / "result.json"
+    if metrics_path.is_file():
+        done = json.loads(metrics_path.read_text())
+        if done.get("config_hash") == digest:
+            logger.info("reusing student %s seed %d in %s", mode, seed, folder)
+            return done
+        raise ConfigError(
+            f"{metrics_path}: student run made under another config (hash {done.get('config_hash')}, now "
+            f"{digest}); use another run_dir or delete {folder}"
+        )
+    pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,
+                        cfg.predict_prefix, cfg.explain_prefix)
+    lm = load_model(cfg.model)
+    logger.info("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed, len(pairs.prompts))
+    train_metrics = train_supervised(
+        lm, list(zip(pairs.prompts, pairs.targets)), train_cfg, folder, ids=pairs.ids,
+        tasks=pairs.tasks if pairs.multitask else None, alpha=cfg.alpha,
+    )
+    eval_cfg = dataclasses.replace(cfg.eval, prefix=cfg.predict_prefix)
+    rows, metrics = evaluate_student(lm, task, task_cfg, splits["test"], eval_cfg)
+    write_predictions(folder, rows, metrics, overwrite=True)  # result.json, not this, marks completion
+    record = {
+        "config_hash": digest, "mode": mode, "seed": seed, "model": cfg.model.name,
+        **{k: metrics.get(k) for k in ("accuracy", "ranked_accuracy", "n")},
+        "train_examples": len(splits["train"]), "train_sequences": len(pairs.prompts),
+        "train_steps": train_metrics.get("global_step"),
+        "train_seconds": train_metrics.get("wall_seconds"),
+        "train_examples_per_s": train_metrics.get("examples_per_second"),
+        "loss_first": train_metrics.get("loss_first"), "loss_last": train_metrics.get("loss_last"),
+    }
+    if not cfg.keep_models:
+        shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
+        shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
+    write_json(metrics_path, record)
+    return record

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from saliency_distill.data import Example, TaskConfig, get_task
+from saliency_distill.errors import ConfigError, DataError
+from saliency_distill.models import ModelConfig, load_model
+from saliency_distill.training import TrainConfig, train_supervised
+from saliency_distill.training.losses import EXPLAIN, PREDICT
+from saliency_distill.training.modes import build_pairs
+from saliency_distill.training.student import StudentConfig, train_and_evaluate
+
+TASK = get_task("quartz")
+CFG = TaskConfig()
+
+
+def _examples(n=6, llm=True):
+    return [Example(id=f"e{i}", fields={"question": f"Eric adds {i} resistors. The resistance"}, label="increases",
+                    choices=("increases", "decreases"), llm_rationale=f"more resistors {i}" if llm else None)
+            for i in range(n)]
+
+
+def test_modes_build_the_right_pairs():
+    exs = _examples(2)
+    answers = {"e0": {"answer": "decreases"}, "e1": {"answer": "increases"}}
+    rats = {"e0": "adds resistors", "e1": "resistance"}
+    std = build_pairs("standard", TASK, CFG, exs)
+    assert std.targets == ["increases", "increases"] and std.tasks == [PREDICT, PREDICT]
+    assert std.prompts[0].startswith("predict: Question: Eric adds 0 resistors")
+    tl = build_pairs("teacher-label", TASK, CFG, exs, teacher_answers=answers)
+    assert tl.targets == ["decreases", "increases"]
+    sal = build_pairs("saliency", TASK, CFG, exs, rationales=rats)
+    assert sal.tasks == [PREDICT, EXPLAIN, PREDICT, EXPLAIN] and sal.ids == ["e0", "e0", "e1", "e1"]
+    assert sal.targets == ["increases", "adds resistors", "increases", "resistance"]
+    assert sal.prompts[1].startswith("explain: Question:")
+    llm = build_pairs("llm-rationale", TASK, CFG, exs)
+    assert llm.targets[1] == "more resistors 0" and llm.multitask
+
+
+def test_modes_missing_data_errors():
+    with pytest.raises(DataError, match="mode llm-rationale needs LLM-written rationales"):
+        build_pairs("llm-rationale", TASK, CFG, _examples(2, llm=False))
+    with pytest.raises(DataError, match="example e0: no rationale"):
+        build_pairs("saliency", TASK, CFG, _examples(2), rationales={})
+    with pytest.raises(DataError, match="example e0: no teacher answer"):
+        build_pairs("teacher-label", TASK, CFG, _examples(2), teacher_answers={})
+    with pytest.raises(ConfigError, match="unknown training mode 'distill'"):
+        StudentConfig(modes=["distill"])
+
+
+def test_multitask_training_keeps_an_examples_tasks_in_one_batch(tiny_model_dirs, tmp_path, monkeypatch):
+    import saliency_distill.training.sft as sft
+
+    seen = []
+    original = sft._collate
+
+    def spy(items, pad_token_id):
+        batch = original(items, pad_token_id)
+        seen.append(batch["task"].tolist())
+        return batch
+
+    monkeypatch.setattr(sft, "_collate", spy)
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    pairs = build_pairs("saliency", TASK, CFG, _examples(6), rationales={f"e{i}": "adds resistors" for i in range(6)})
+    before = [p.detach().clone() for p in lm.model.parameters()]
+    metrics = train_supervised(lm, list(zip(pairs.prompts, pairs.targets)),
+                               TrainConfig(max_steps=3, batch_size=2, progress_bar=False, learning_rate=1e-3),
+                               tmp_path, ids=pairs.ids, tasks=pairs.tasks, alpha=0.5)
+    assert metrics["examples"] == 6 and metrics["sequences"] == 12
+    assert seen and all(sorted(t) == [0, 0, 1, 1] for t in seen)  # 2 examples = 4 sequences per batch
+    assert any(not torch.equal(a, b) for a, b in zip(before, lm.model.parameters()))
+
+
+def test_train_and_evaluate_writes_result_and_reuses_it(tiny_model_dirs, tmp_path):
+    splits = {"train": _examples(6), "test": _examples(4)}
+    cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["qwen2"])), modes=["standard"],
+                        train=TrainConfig(max_steps=2, progress_bar=False))
+    rec = train_and_evaluate(CFG, cfg, "standard", 0, splits, tmp_path)
+    folder = tmp_path / "students" / "standard" / "seed0"
+    assert json.loads((folder / "result.json").read_text()) == rec
+    assert rec["n"] == 4 and 0.0 <= rec["accuracy"] <= 1.0 and rec["train_steps"] == 2
+    preds = (folder / "predictions.jsonl").read_text().splitlines()
+    assert len(preds) == 4
+    assert not (folder / "model").exists() and not (folder / "checkpoints").exists()
+    assert train_and_evaluate(CFG, cfg, "standard", 0, splits, tmp_path) == rec  # reused, not retrained
+    with pytest.raises(ConfigError, match="student run made under another config"):
+        train_and_evaluate(CFG, StudentConfig(model=cfg.model, modes=["standard"], alpha=0.7,
+                                              train=cfg.train), "standard", 0, splits, tmp_path)
