@@ -17,6 +17,7 @@ import yaml
 from .attribution import AttributionConfig
 from .config import config_hash, field, to_dict
 from .data import Example, TaskConfig, get_task, prepare
+from .distributed import barrier, is_distributed, is_main, main_first, rank, world_size
 from .errors import ConfigError, DataError
 from .io import atomic_open, write_json
 from .models import ModelConfig, load_model
@@ -52,7 +53,8 @@ def save_resolved(cfg: ExperimentConfig) -> Path:
 
 
 def prepare_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, list[Example]]:
-    return prepare(cfg.task, cfg.run_dir, overwrite=overwrite)
+    with main_first():  # the main process writes the splits; the others then read them
+        return prepare(cfg.task, cfg.run_dir, overwrite=overwrite)
 
 
 def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
@@ -63,16 +65,20 @@ def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any
 
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
-    from .rationale import attribute_split, open_store, store_path
+    from .rationale import attribute_split, merge_stores, open_store, store_path
     from .teacher.answer import read_answers
 
     splits = prepare_stage(cfg)
     metrics = teach_stage(cfg) if cfg.attribution.target == "teacher" or cfg.teacher.finetune else None
     header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
               "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
+    def path(split: str) -> Path:
+        # Under `accelerate launch` each process writes its own shard; the main one merges them.
+        final = store_path(cfg.run_dir, split)
+        return final.with_name(f"{final.stem}.rank{rank()}.jsonl") if is_distributed() else final
+
     stores = {
-        split: open_store(store_path(cfg.run_dir, split), header, cfg.task, cfg.attribution, cfg.rationale,
-                          overwrite=overwrite)
+        split: open_store(path(split), header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
         for split in cfg.attribution.splits
     }
     model_path = (metrics or {}).get("model_path")
@@ -81,8 +87,17 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
     out: dict[str, Any] = {}
     for split, store in stores.items():
         answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" else None
-        out[split] = attribute_split(lm, cfg.task, splits[split], answers, cfg.attribution, cfg.rationale,
-                                     store, progress=cfg.progress)
+        examples = splits[split][rank()::world_size()]
+        out[split] = attribute_split(lm, cfg.task, examples, answers, cfg.attribution, cfg.rationale,
+                                     store, progress=cfg.progress and is_main())
+        if is_distributed():
+            barrier()
+            if is_main():
+                shards = [store.path.with_name(f"{store_path(cfg.run_dir, split).stem}.rank{r}.jsonl")
+                          for r in range(world_size())]
+                n = merge_stores(shards, store_path(cfg.run_dir, split), [ex.id for ex in splits[split]])
+                out[split] = {**out[split], "path": str(store_path(cfg.run_dir, split)), "rows": n}
+            barrier()
     return out
 
 
@@ -93,6 +108,8 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
 
     splits = prepare_stage(cfg)
     out: dict[str, Any] = {}
+    if not is_main():
+        return out
     folder = Path(cfg.run_dir) / "analysis"
     for split in cfg.attribution.splits:
         header, rows = read_store(store_path(cfg.run_dir, split))
@@ -142,6 +159,8 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
 
     from .reporting import environment_info, write_report
 
+    if not is_main():
+        return Path(cfg.run_dir) / "report"
     teacher = None
     metrics_path = Path(cfg.run_dir) / "teacher" / "metrics.json"
     if metrics_path.is_file():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -294,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if ns.quiet:
         _quiet_libraries()
+    from ..distributed import is_main
+
+    if not is_main():  # under `accelerate launch` only the main process prints
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
         return ns.func(ns)
     except SaliencyDistillError as e:

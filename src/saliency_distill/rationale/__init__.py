@@ -2,7 +2,7 @@
 
 from .extract import RationaleConfig, select
 from .stage import attribute_split, open_store, store_path
-from .store import RationaleStore, read_store
+from .store import RationaleStore, merge_stores, read_store
 from .words import Word, content_words, word_scores
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Word",
     "attribute_split",
     "content_words",
+    "merge_stores",
     "open_store",
     "read_store",
     "select",

@@ -90,3 +90,30 @@ def read_store(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise DataError(f"{path}: empty rationale store")
     header = json.loads(lines[0])
     return header, [json.loads(line) for line in lines[1:]]
+
+
+def merge_stores(shards: list[Path], dest: Path, order: list[str]) -> int:
+    """Merge per-process store shards (same header) into ``dest``, rows in ``order``; atomic."""
+    from ..io import atomic_open
+
+    header: dict[str, Any] | None = None
+    rows: dict[str, dict[str, Any]] = {}
+    for shard in shards:
+        h, shard_rows = read_store(shard)
+        if header is not None and h.get("config_hash") != header.get("config_hash"):
+            raise ConfigError(f"{shard}: shard made under another configuration than {shards[0]}")
+        header = h
+        for row in shard_rows:
+            rows.setdefault(row["id"], row)
+    if header is None:
+        raise DataError(f"{dest}: no shards to merge")
+    if dest.exists():
+        old, _ = read_store(dest)
+        if old.get("config_hash") != header.get("config_hash"):
+            raise ConfigError(f"{dest}: made under another configuration; use another run_dir or --overwrite")
+    with atomic_open(dest) as f:
+        f.write(json.dumps(header, ensure_ascii=False) + "\n")
+        for ex_id in order:
+            if ex_id in rows:
+                f.write(json.dumps(rows[ex_id], ensure_ascii=False) + "\n")
+    return sum(ex_id in rows for ex_id in order)

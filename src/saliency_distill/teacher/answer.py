@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from ..config import config_hash, field, to_dict
 from ..data import Example, Task, TaskConfig, get_task
+from ..distributed import barrier, is_main
 from ..errors import ConfigError
 from ..evaluation.scoring import exact_match
 from ..io import write_json, write_jsonl
@@ -107,6 +108,10 @@ def teach(
     if cfg.finetune:
         lm = finetune_teacher(lm, task, task_cfg, splits["train"], cfg.train, out_dir / "finetune")
         metrics["train_metrics"] = json.loads((out_dir / "finetune" / "train_metrics.json").read_text())
+    if not is_main():
+        # Fine-tuning above ran data-parallel; answering writes shared files: the main process does it.
+        barrier()
+        return json.loads(metrics_path.read_text())
     for split in cfg.splits:
         examples = splits[split]
         logger.info("teacher answering %d %s examples", len(examples), split)
@@ -120,6 +125,7 @@ def teach(
         metrics["accuracy"][split] = acc
     metrics["model_path"] = lm.path
     write_json(metrics_path, metrics)  # last: marks the stage complete
+    barrier()
     return metrics
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..config import config_hash, field, to_dict
+from ..distributed import barrier
 from ..errors import ConfigError, DataError
 from ..io import write_json
 from ..models import LoadedModel
@@ -418,9 +419,11 @@ def train_supervised(
     metrics = _metrics(lm, trainer, output, len(items), resume, wall)
     metrics.update(fingerprint=_fingerprint(lm, pairs, cfg, _BOOKKEEPING, extra), config=to_dict(cfg),
                    sequences=len(pairs))
+    metrics["world_size"] = trainer.args.world_size
     if trainer.is_world_process_zero():
         _save_model(lm, output_dir / MODEL_DIR, metrics)
         write_json(output_dir / METRICS, metrics)
+    barrier()  # the other processes may read the saved model only once it is complete
     logger.info(
         "trained %s for %d steps: loss %s -> %s, %.1fs",
         lm.name, metrics["global_step"], metrics["loss_first"], metrics["loss_last"], wall,

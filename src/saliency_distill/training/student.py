@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import config_hash, field, to_dict
 from ..data import Example, TaskConfig, get_task
+from ..distributed import barrier, is_main
 from ..errors import ConfigError
 from ..evaluation import EvalConfig, evaluate_student, write_predictions
 from ..io import write_json
@@ -95,6 +96,9 @@ def train_and_evaluate(
         lm, list(zip(pairs.prompts, pairs.targets)), train_cfg, folder, ids=pairs.ids,
         tasks=pairs.tasks if pairs.multitask else None, alpha=cfg.alpha,
     )
+    if not is_main():
+        barrier()  # training ran data-parallel; the main process evaluates and writes
+        return json.loads(metrics_path.read_text())
     eval_cfg = dataclasses.replace(cfg.eval, prefix=cfg.predict_prefix)
     rows, metrics = evaluate_student(lm, task, task_cfg, splits["test"], eval_cfg)
     write_predictions(folder, rows, metrics, overwrite=True)  # result.json, not this, marks completion
@@ -111,4 +115,5 @@ def train_and_evaluate(
         shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
         shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
     write_json(metrics_path, record)
+    barrier()
     return record
