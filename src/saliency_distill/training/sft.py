@@ -40,7 +40,7 @@ RECORD = "training.json"  # written inside the model folder: what made it
 METRICS = "train_metrics.json"
 
 # Fields that change neither the trained weights nor what a checkpoint holds.
-_BOOKKEEPING = frozenset({"logging_steps", "save_steps", "save_total_limit", "progress_bar"})
+_BOOKKEEPING = frozenset({"logging_steps", "save_steps", "save_total_limit", "progress_bar", "keep_checkpoints"})
 # Fields a resumed run may change: training longer continues from the same checkpoints.
 _RUN_LENGTH = frozenset({"epochs", "max_steps"})
 
@@ -69,6 +69,9 @@ class TrainConfig:
     save_steps: int = field(200, "write a resumable checkpoint every this many steps")
     save_total_limit: int | None = field(2, "keep at most this many checkpoints; unset: keep all")
     progress_bar: bool = field(True, "show a progress bar on stderr")
+    keep_checkpoints: bool = field(
+        False, "keep the resumable checkpoints after training finished (model + optimizer: GBs each)"
+    )
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "learning_rate": self.learning_rate, "lora_alpha": self.lora_alpha}
@@ -423,6 +426,8 @@ def train_supervised(
     if trainer.is_world_process_zero():
         _save_model(lm, output_dir / MODEL_DIR, metrics)
         write_json(output_dir / METRICS, metrics)
+        if not cfg.keep_checkpoints:  # the saved model is complete: checkpoints only cost disk now
+            shutil.rmtree(checkpoints, ignore_errors=True)
     barrier()  # the other processes may read the saved model only once it is complete
     logger.info(
         "trained %s for %d steps: loss %s -> %s, %.1fs",
