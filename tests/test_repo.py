@@ -30,3 +30,17 @@ def test_model_requirements_are_hash_pinned():
         reqs = [l for l in text.splitlines() if "==" in l and not l.startswith("#")]
         hashes = [l for l in text.splitlines() if "--hash=sha256:" in l]
         assert reqs and len(reqs) == len(hashes)
+
+
+def test_every_shipped_config_is_valid():
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig
+
+    names = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    assert names == ["anli1", "cqa", "demo", "esnli", "svamp"]
+    for name in names:
+        cfg = load_config(ExperimentConfig, ROOT / "configs" / f"{name}.yaml")
+        assert cfg.run_dir == f"runs/{name}"
+        if name != "demo":
+            assert cfg.task.name == name and cfg.task.path == f"../shared/data/dsbs/{name}"
+            assert "llm-rationale" in cfg.student.modes
