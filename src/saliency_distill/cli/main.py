@@ -227,37 +227,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     sub = parser.add_subparsers(dest="command", required=True)
     cfg_help = "optional CONFIG.yaml, then key=value overrides (e.g. task.name=cqa task.path=DIR)"
-
-    p = sub.add_parser("prepare", help="materialise a task's train/validation/test splits")
-    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
-    p.add_argument("--overwrite", action="store_true", help="replace data prepared with another config")
-    p.set_defaults(func=cmd_prepare)
-
-    p = sub.add_parser("teach", help="fine-tune the teacher (optional) and record its answers and accuracy")
-    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
-    p.add_argument("--overwrite", action="store_true", help="replace teacher outputs made under another config")
-    p.set_defaults(func=cmd_teach)
-
-    p = sub.add_parser("attribute", help="attribute the teacher's answers and write the rationale store")
-    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
-    p.add_argument("--overwrite", action="store_true", help="replace a store made under another config")
-    p.set_defaults(func=cmd_attribute)
-
-    p = sub.add_parser("analyze", help="answer-overlap figures and an HTML page of the rationales")
-    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
-    p.set_defaults(func=cmd_analyze)
-
-    p = sub.add_parser("train", help="train and evaluate the student in every mode and seed; write the report")
-    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("preview", help="zero-shot answers of teacher and student on a few test questions")
-    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
-    p.set_defaults(func=cmd_preview)
-
-    p = sub.add_parser("run", help="the whole experiment: prepare, teach, attribute, analyze, train, report")
-    p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
-    p.set_defaults(func=cmd_run)
+    # (command, function, help, what --overwrite replaces or None)
+    stages = [
+        ("prepare", cmd_prepare, "materialise a task's train/validation/test splits", "data prepared"),
+        ("teach", cmd_teach, "fine-tune the teacher (optional) and record its answers and accuracy",
+         "teacher outputs made"),
+        ("attribute", cmd_attribute, "attribute the teacher's answers and write the rationale store",
+         "a store made"),
+        ("analyze", cmd_analyze, "answer-overlap figures and an HTML page of the rationales", None),
+        ("train", cmd_train, "train and evaluate the student in every mode and seed; write the report", None),
+        ("preview", cmd_preview, "zero-shot answers of teacher and student on a few test questions", None),
+        ("run", cmd_run, "the whole experiment: prepare, teach, attribute, analyze, train, report", None),
+    ]
+    for name, func, text, replaces in stages:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("args", nargs="*", metavar="CONFIG|key=value", help=cfg_help)
+        if replaces:
+            p.add_argument("--overwrite", action="store_true", help=f"replace {replaces} under another config")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("models", help="list the embedded models; --load converts and loads some")
     p.add_argument("--load", nargs="+", metavar="NAME", help="model names, folders or hub ids to load")
