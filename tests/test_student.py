@@ -89,3 +89,13 @@ def test_train_and_evaluate_writes_result_and_reuses_it(tiny_model_dirs, tmp_pat
     with pytest.raises(ConfigError, match="student run made under another config"):
         train_and_evaluate(CFG, StudentConfig(model=cfg.model, modes=["standard"], alpha=0.7,
                                               train=cfg.train), "standard", 0, splits, tmp_path)
+
+
+def test_prompt_longer_than_the_students_context_is_an_error(tiny_model_dirs, tmp_path):
+    # The tiny models have a 256-token context.
+    long = Example(id="long-7", fields={"question": "the quick brown fox " * 80}, label="increases",
+                   choices=("increases", "decreases"))
+    cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["llama"])), modes=["standard"],
+                        train=TrainConfig(max_steps=1, progress_bar=False))
+    with pytest.raises(DataError, match=r"example long-7: \d+ tokens is longer than max_length=256"):
+        train_and_evaluate(CFG, cfg, "standard", 0, {"train": [long], "test": [long]}, tmp_path)

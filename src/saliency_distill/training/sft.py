@@ -40,7 +40,9 @@ RECORD = "training.json"  # written inside the model folder: what made it
 METRICS = "train_metrics.json"
 
 # Fields that change neither the trained weights nor what a checkpoint holds.
-_BOOKKEEPING = frozenset({"logging_steps", "save_steps", "save_total_limit", "progress_bar", "keep_checkpoints"})
+_BOOKKEEPING = frozenset(
+    {"logging_steps", "save_steps", "save_total_limit", "progress_bar", "keep_checkpoints", "report_to"}
+)
 # Fields a resumed run may change: training longer continues from the same checkpoints.
 _RUN_LENGTH = frozenset({"epochs", "max_steps"})
 
@@ -65,6 +67,7 @@ class TrainConfig:
     )
     max_length: int | None = field(1024, "longest pair in tokens; a longer one is an error, not cut")
     group_by_length: bool = field(False, "batch pairs of similar length together (less padding)")
+    report_to: list[str] = field([], "Trainer loggers, e.g. [tensorboard] (needs the tensorboard package)")
     logging_steps: int = field(10, "log the training loss every this many steps")
     save_steps: int = field(200, "write a resumable checkpoint every this many steps")
     save_total_limit: int | None = field(2, "keep at most this many checkpoints; unset: keep all")
@@ -112,6 +115,14 @@ def _fingerprint(
     if extra is not None:
         record["multitask"] = extra
     return config_hash(record)
+
+
+def _length_limit(lm: LoadedModel, cfg: TrainConfig) -> int | None:
+    """The shorter of ``cfg.max_length`` and the model's context: longer pairs are errors."""
+    from ..attribution.inputs import context_length
+
+    limits = [n for n in (cfg.max_length, context_length(lm)) if n is not None]
+    return min(limits) if limits else None
 
 
 def _group(features: list[dict[str, list[int]]], ids: Sequence[str] | None) -> list[dict[str, Any]]:
@@ -264,7 +275,7 @@ def _training_args(cfg: TrainConfig, checkpoints: Path) -> Any:
             save_strategy="steps",
             save_steps=cfg.save_steps,
             save_total_limit=cfg.save_total_limit,
-            report_to=[],
+            report_to=list(cfg.report_to),
             disable_tqdm=not cfg.progress_bar,
             remove_unused_columns=False,  # features hold exactly the model's inputs
             label_names=["labels"],
@@ -402,7 +413,7 @@ def train_supervised(
         raise ValueError(f"{len(ids)} ids for {len(pairs)} pairs")
     if tasks is not None and len(tasks) != len(pairs):
         raise ValueError(f"{len(tasks)} tasks for {len(pairs)} pairs")
-    features = encode_pairs(lm, pairs, cfg.max_length, ids)
+    features = encode_pairs(lm, pairs, _length_limit(lm, cfg), ids)
     if tasks is not None:
         for feature, task in zip(features, tasks):
             feature["task"] = [int(task)]
