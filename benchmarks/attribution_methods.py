@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -78,7 +79,8 @@ def main() -> None:
     write_json(out.with_suffix(".json"), {"meta": meta, "rows": rows})
     lines = [f"# Attribution methods on {args.model} ({meta['params'] / 1e6:.0f}M params)", "",
              f"{task_cfg.name} test prompts, mean {meta['mean_prompt_tokens']} tokens, batch {args.batch_size}, "
-             f"{meta['threads']} threads, torch {meta['torch']}, {meta['date']}.", "",
+             f"{meta['threads']} threads, torch {meta['torch']}, {meta['machine']}, {meta['date']}.", "",
+             "Command: `python " + " ".join(sys.argv) + "`", "",
              "| method | options | examples | ms/example | examples/s | IG completeness gap (median) |",
              "|---|---|---:|---:|---:|---:|"]
     for r in rows:
