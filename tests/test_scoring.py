@@ -50,3 +50,19 @@ def test_score_choices_shapes_and_best(tiny_model_dirs):
     assert best[0] == max(range(3), key=scores.sums[0].__getitem__)
     mean = [s / n for s, n in zip(scores.sums[1], scores.lengths[1])]
     assert scores.best(normalise=True)[1] == max(range(2), key=mean.__getitem__)
+
+
+def test_shared_prefix_choice_scores_equal_pairwise_scores(tiny_model_dirs):
+    # Prompts of different lengths, choices of different counts and token lengths.
+    prompts = ["Question: Where is the plate?\nAnswer Choices:\n(a) cupboard\n(b) table\nAnswer:",
+               "Q: 2 + 2?\nA:", "Premise: Two women hug.\nHypothesis: Women embrace.\nAnswer:"]
+    choices = [["cupboard", "table", "the river bank"], ["4", "five"], ["entailment", "neutral", "contradiction"]]
+    for name in ("llama", "qwen2"):
+        lm = load_model(str(tiny_model_dirs[name]))
+        shared = score_choices(lm, prompts, choices, batch_size=3)
+        single = score_choices(lm, prompts[1:2], choices[1:2], batch_size=1)
+        for i, (p, cs) in enumerate(zip(prompts, choices)):
+            sums, lens = sequence_logprobs(lm, [p] * len(cs), cs)
+            assert shared.lengths[i] == lens
+            torch.testing.assert_close(torch.tensor(shared.sums[i]), torch.tensor(sums), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(torch.tensor(single.sums[0]), torch.tensor(shared.sums[1]), rtol=1e-4, atol=1e-4)

@@ -14,6 +14,7 @@ import torch
 
 from ..models import LoadedModel
 from ..attribution.inputs import answer_logprob, embed, encode
+from ..models.tokens import answer_ids
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,76 @@ def sequence_logprobs(
 def score_choices(
     lm: LoadedModel, prompts: Sequence[str], choices: Sequence[Sequence[str]], batch_size: int = 8
 ) -> ChoiceScores:
-    """Log-likelihood of every choice of every prompt (flattened into one batched pass)."""
-    flat_p = [p for p, cs in zip(prompts, choices) for _ in cs]
-    flat_a = [c for cs in choices for c in cs]
-    sums, lens = sequence_logprobs(lm, flat_p, flat_a, batch_size)
-    out_s, out_l, k = [], [], 0
-    for cs in choices:
-        out_s.append(sums[k:k + len(cs)])
-        out_l.append(lens[k:k + len(cs)])
-        k += len(cs)
+    """Log-likelihood of every choice of every prompt.
+
+    A causal model reads each prompt once and continues its key/value cache with every choice
+    (a 5-choice question costs one prompt pass, not five); the values equal
+    :func:`sequence_logprobs` of each (prompt, choice) pair. Encoder-decoder models score the
+    flattened pairs.
+    """
+    if lm.is_seq2seq:
+        flat_p = [p for p, cs in zip(prompts, choices) for _ in cs]
+        flat_a = [c for cs in choices for c in cs]
+        sums, lens = sequence_logprobs(lm, flat_p, flat_a, batch_size)
+        out_s, out_l, k = [], [], 0
+        for cs in choices:
+            out_s.append(sums[k:k + len(cs)])
+            out_l.append(lens[k:k + len(cs)])
+            k += len(cs)
+        return ChoiceScores(out_s, out_l)
+    out_s, out_l = [], []
+    for start in range(0, len(prompts), batch_size):
+        s_, l_ = _score_shared_prefix(lm, prompts[start:start + batch_size], choices[start:start + batch_size])
+        out_s.extend(s_)
+        out_l.extend(l_)
     return ChoiceScores(out_s, out_l)
+
+
+@torch.no_grad()
+def _score_shared_prefix(
+    lm: LoadedModel, prompts: Sequence[str], choices: Sequence[Sequence[str]]
+) -> tuple[list[list[float]], list[list[int]]]:
+    tok, model = lm.tokenizer, lm.model
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    prompt_ids = [tok(p)["input_ids"] for p in prompts]
+    width = max(map(len, prompt_ids))
+    # Left padding: every prompt ends at the same position, where the choices continue.
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompt_ids):
+        ids[r, width - len(p):] = torch.tensor(p)
+        mask[r, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first answer token
+
+    owner = [i for i, cs in enumerate(choices) for _ in cs]
+    answers = [answer_ids(lm, c) for cs in choices for c in cs]
+    cache = out.past_key_values
+    cache.reorder_cache(torch.tensor(owner, device=device))  # one cache row per (prompt, choice)
+    cont_width = max(map(len, answers))
+    cont = torch.full((len(answers), cont_width), pad, dtype=torch.long)
+    cont_mask = torch.zeros((len(answers), cont_width), dtype=torch.long)
+    for r, a in enumerate(answers):
+        cont[r, : len(a)] = torch.tensor(a)
+        cont_mask[r, : len(a)] = 1
+    cont, cont_mask = cont.to(device), cont_mask.to(device)
+    owner_t = torch.tensor(owner, device=device)
+    full_mask = torch.cat([mask[owner_t], cont_mask], dim=1)  # (N, P + A)
+    cont_pos = positions[owner_t, -1:] + 1 + torch.arange(cont_width, device=device)  # (N, A)
+    logits = model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos,
+                   past_key_values=cache, use_cache=False).logits  # (N, A, V)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+
+    sums: list[list[float]] = [[] for _ in prompts]
+    lens: list[list[int]] = [[] for _ in prompts]
+    for r, (i, a) in enumerate(zip(owner, answers)):
+        total = first[i, a[0]]
+        if len(a) > 1:
+            # the logits after answer token k predict token k + 1
+            total = total + logp[r, torch.arange(len(a) - 1), torch.tensor(a[1:], device=device)].sum()
+        sums[i].append(total.item())
+        lens[i].append(len(a))
+    return sums, lens
