@@ -21,6 +21,7 @@ from ..evaluation.scoring import exact_match
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model
 from ..training import TrainConfig
+from ..training.sft import identity
 from .generate import generate_answers
 from .scoring import score_choices
 
@@ -88,7 +89,8 @@ def teach(
     from .finetune import finetune_teacher
 
     out_dir = Path(run_dir) / "teacher"
-    digest = config_hash({"task": to_dict(task_cfg), "teacher": to_dict(cfg)})
+    # Logging and checkpoint settings of the fine-tuning do not change the answers.
+    digest = config_hash({"task": to_dict(task_cfg), "teacher": {**to_dict(cfg), "train": identity(cfg.train)}})
     metrics_path = out_dir / "metrics.json"
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())

@@ -100,6 +100,11 @@ class TrainConfig:
             raise ConfigError(f"config key 'lora_targets': {self.lora_targets!r} must list module names")
 
 
+def identity(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that change what training produces (not logging, saving, bars)."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in _BOOKKEEPING}
+
+
 def training_fingerprint(lm: LoadedModel, pairs: Sequence[tuple[str, str]], cfg: TrainConfig) -> str:
     """Hash of what determines a fine-tuned model: base model, training config and pairs."""
     return _fingerprint(lm, pairs, cfg, _BOOKKEEPING)

@@ -26,6 +26,7 @@ from ..io import write_json
 from ..models import ModelConfig, load_model
 from .modes import MODES, build_pairs, check_mode
 from .sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, train_supervised
+from .sft import identity as train_identity
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def train_and_evaluate(
     task = get_task(task_cfg.name)
     folder = run_dir_of(run_dir, mode, seed)
     train_cfg = dataclasses.replace(cfg.train, seed=seed)
-    digest = config_hash({"task": to_dict(task_cfg), "student": to_dict(cfg), "mode": mode, "seed": seed,
+    student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
+    digest = config_hash({"task": to_dict(task_cfg), "student": student, "mode": mode, "seed": seed,
                           "identity": dict(identity or {})})
     metrics_path = folder / "result.json"
     if metrics_path.is_file():
