@@ -65,20 +65,17 @@ def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any
 
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
-    from .rationale import attribute_split, merge_stores, open_store, store_path
+    from .rationale import attribute_split, merge_stores, open_store, shard_path, store_path
     from .teacher.answer import read_answers
 
     splits = prepare_stage(cfg)
     metrics = teach_stage(cfg) if cfg.attribution.target == "teacher" or cfg.teacher.finetune else None
     header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
               "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
-    def path(split: str) -> Path:
-        # Under `accelerate launch` each process writes its own shard; the main one merges them.
-        final = store_path(cfg.run_dir, split)
-        return final.with_name(f"{final.stem}.rank{rank()}.jsonl") if is_distributed() else final
-
+    # Under `accelerate launch` each process writes its own shard; the main one merges them.
     stores = {
-        split: open_store(path(split), header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
+        split: open_store(shard_path(cfg.run_dir, split, rank()) if is_distributed() else store_path(cfg.run_dir, split),
+                          header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
         for split in cfg.attribution.splits
     }
     model_path = (metrics or {}).get("model_path")
@@ -93,8 +90,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
         if is_distributed():
             barrier()
             if is_main():
-                shards = [store.path.with_name(f"{store_path(cfg.run_dir, split).stem}.rank{r}.jsonl")
-                          for r in range(world_size())]
+                shards = [shard_path(cfg.run_dir, split, r) for r in range(world_size())]
                 n = merge_stores(shards, store_path(cfg.run_dir, split), [ex.id for ex in splits[split]])
                 out[split] = {**out[split], "path": str(store_path(cfg.run_dir, split)), "rows": n}
             barrier()
@@ -140,14 +136,17 @@ def student_stage(cfg: ExperimentConfig) -> list[dict[str, Any]]:
         attribute_stage(cfg)
         header, rows = read_store(store_path(cfg.run_dir, "train"))
         rationales, store_hash = {r["id"]: r["rationale"] for r in rows}, header["config_hash"]
-    identity = {"teacher": (teacher or {}).get("config_hash"), "rationales": store_hash}
+    # What else made each mode's training data: a changed teacher or store must not reuse old runs.
+    teacher_hash = (teacher or {}).get("config_hash")
+    identity = {"standard": {}, "llm-rationale": {}, "teacher-label": {"teacher": teacher_hash},
+                "saliency": {"teacher": teacher_hash, "rationales": store_hash}}
     records = []
     for mode in modes:
         for seed in cfg.student.seeds:
             records.append(train_and_evaluate(
                 cfg.task, cfg.student, mode, seed, splits, cfg.run_dir,
                 teacher_answers=answers, rationales=rationales,
-                identity={k: v for k, v in identity.items() if v is not None and mode != "standard"},
+                identity=identity[mode],
             ))
             logger.info("%s seed %d: accuracy %.4f", mode, seed, records[-1]["accuracy"])
     return records

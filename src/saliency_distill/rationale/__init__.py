@@ -1,7 +1,7 @@
 """Rationales: word scores from token scores, top-k selection, and the append-only store."""
 
 from .extract import RationaleConfig, select
-from .stage import attribute_split, open_store, store_path
+from .stage import attribute_split, open_store, shard_path, store_path
 from .store import RationaleStore, merge_stores, read_store
 from .words import Word, content_words, word_scores
 
@@ -15,6 +15,7 @@ __all__ = [
     "open_store",
     "read_store",
     "select",
+    "shard_path",
     "store_path",
     "word_scores",
 ]

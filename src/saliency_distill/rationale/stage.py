@@ -25,6 +25,11 @@ def store_path(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / "rationales" / f"{split}.jsonl"
 
 
+def shard_path(run_dir: str | Path, split: str, rank: int) -> Path:
+    """One process's part of the store under `accelerate launch`."""
+    return Path(run_dir) / "rationales" / f"{split}.rank{rank}.jsonl"
+
+
 def open_store(
     path: Path,
     header: dict[str, Any],
