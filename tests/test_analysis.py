@@ -316,3 +316,15 @@ def test_public_names():
     assert len(analysis.__all__) == len(set(analysis.__all__))
     for name in analysis.__all__:
         assert hasattr(analysis, name), name
+
+
+def test_rows_without_teacher_answers_are_left_out_of_teacher_figures():
+    from saliency_distill.analysis import summarise
+    from saliency_distill.data import Example
+
+    ex = Example(id="1", fields={"q": "Where is the plate?"}, label="cupboard", choices=("cupboard", "table"))
+    rows = [{"id": "1", "gold": "cupboard", "teacher_answer": None, "rationale_words": ["plate", "cupboard"]}]
+    s = summarise(rows, {"1": ex})
+    assert s["gold_containment"]["all"]["percent"] == 100.0
+    assert s["teacher_accuracy"]["n"] == 0 and s["teacher_accuracy"]["percent"] is None
+    assert s["teacher_containment"]["all"]["n"] == 0

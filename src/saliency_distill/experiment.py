@@ -83,7 +83,10 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
         else load_model(cfg.teacher.model)
     out: dict[str, Any] = {}
     for split, store in stores.items():
-        answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" else None
+        # The teacher's answers are the target (target=teacher) or, when present, context for
+        # the analysis (target=gold).
+        have = (Path(cfg.run_dir) / "teacher" / f"answers_{split}.jsonl").is_file()
+        answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" or have else None
         examples = splits[split][rank()::world_size()]
         out[split] = attribute_split(lm, cfg.task, examples, answers, cfg.attribution, cfg.rationale,
                                      store, progress=cfg.progress and is_main())

@@ -131,17 +131,20 @@ def summarise(rows: list[dict[str, Any]], examples: dict[str, Example]) -> dict[
         gold = example.label if example is not None else str(row.get("gold") or "")
         words = list(row.get("rationale_words") or [])
         is_mc = example is not None and example.choices is not None
-        was_correct = teacher_was_correct(row, gold)
-
         has_gold = contains_answer(words, gold)
-        has_teacher = contains_answer(words, str(row.get("teacher_answer") or ""))
         gold_all.append(has_gold)
-        teacher_all.append(has_teacher)
-        gold_by_teacher[was_correct].append(has_gold)
         if is_mc:
             gold_mc.append(has_gold)
-            teacher_mc.append(has_teacher)
-        correct.append(was_correct)
+        # Rows without a teacher answer (attribution of the gold answer, no teach stage) say
+        # nothing about the teacher: they are left out of its figures rather than counted wrong.
+        if row.get("teacher_answer") is not None:
+            was_correct = teacher_was_correct(row, gold)
+            has_teacher = contains_answer(words, str(row["teacher_answer"]))
+            teacher_all.append(has_teacher)
+            gold_by_teacher[was_correct].append(has_gold)
+            if is_mc:
+                teacher_mc.append(has_teacher)
+            correct.append(was_correct)
         lengths.append(len(words))
         if example is not None and example.human_rationale and example.human_rationale.strip():
             prf.append(token_prf(words, example.human_rationale))

@@ -69,13 +69,14 @@ def attribute_split(
     for ex, p in zip(todo, prompts):
         if not p.content_spans:
             raise DataError(f"example {ex.id}: the prompt has no content to attribute")
-    if attr_cfg.target == "teacher":
-        if teacher_answers is None:
-            raise DataError("attribution.target=teacher needs the teacher's answers (run `teach` first)")
+    if attr_cfg.target == "teacher" and teacher_answers is None:
+        raise DataError("attribution.target=teacher needs the teacher's answers (run `teach` first)")
+    if teacher_answers is not None:
         missing = [ex.id for ex in todo if ex.id not in teacher_answers]
         if missing:
             raise DataError(f"example {missing[0]}: no teacher answer (re-run `teach` for this split)")
-        answers = [teacher_answers[ex.id]["answer"] for ex in todo]
+    if attr_cfg.target == "teacher":
+        answers = [teacher_answers[ex.id]["answer"] for ex in todo]  # type: ignore[index]
     else:
         answers = [ex.label for ex in todo]
     by_id = {ex.id: (ex, p) for ex, p in zip(todo, prompts)}
