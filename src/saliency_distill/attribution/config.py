@@ -18,9 +18,16 @@ class AttributionConfig:
         "teacher", "attribute the log-probability of the teacher's answer, or of the gold answer"
     )
     steps: int = field(16, "integrated gradients: number of interpolation points (model passes)")
-    baseline: Literal["zero", "pad"] = field("zero", "integrated gradients: zero or pad-token embedding")
+    baseline: Literal["zero", "pad", "mean"] = field(
+        "zero", "integrated gradients: zero, pad-token or mean (over the vocabulary) input embedding"
+    )
     quadrature: Literal["gauss_legendre", "riemann_middle", "riemann_trapezoid"] = field(
         "gauss_legendre", "integrated gradients: rule placing the interpolation points"
+    )
+    path_power: float = field(
+        1.0,
+        "integrated gradients: the rule's points u in [0, 1] are used at a = u**path_power (weights "
+        "scaled to match); > 1 puts more of them near the baseline, where RMSNorm models change fastest",
     )
     rollout: bool = field(False, "attention: attention rollout over all layers instead of the last layer")
     bf16: bool | None = field(
@@ -42,6 +49,8 @@ class AttributionConfig:
             )
         if self.steps < 1:
             raise ConfigError(f"config key 'attribution.steps': {self.steps} must be >= 1")
+        if not self.path_power >= 1.0:
+            raise ConfigError(f"config key 'attribution.path_power': {self.path_power} must be >= 1")
         if self.batch_size < 1:
             raise ConfigError(f"config key 'attribution.batch_size': {self.batch_size} must be >= 1")
         if self.bf16 is True and self.method == "integrated_gradients":

@@ -21,29 +21,42 @@ from .output import MethodOutput
 INTERNAL_BATCH = 64
 
 
-def quadrature(rule: str, steps: int) -> tuple[list[float], list[float]]:
-    """Points a_k in [0, 1] and weights w_k (summing to 1) of a rule with ``steps`` points."""
+def quadrature(rule: str, steps: int, power: float = 1.0) -> tuple[list[float], list[float]]:
+    """Points a_k in [0, 1] and weights w_k (summing to 1) of a rule with ``steps`` points.
+
+    With ``power`` p > 1 the rule is applied after the substitution a = u^p: the integral of
+    g(a) over [0, 1] equals that of g(u^p) p u^(p-1), so the points become u_k^p and the weights
+    w_k p u_k^(p-1). The points crowd towards a = 0, where a path from a zero baseline crosses
+    the region in which RMSNorm's epsilon matters and the integrand is steep.
+    """
     if rule == "gauss_legendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return list((nodes + 1) / 2), list(weights / 2)
-    if rule == "riemann_middle":
-        return [(k + 0.5) / steps for k in range(steps)], [1.0 / steps] * steps
-    if rule == "riemann_trapezoid":
+        u, w = (nodes + 1) / 2, weights / 2
+    elif rule == "riemann_middle":
+        u, w = (np.arange(steps) + 0.5) / steps, np.full(steps, 1.0 / steps)
+    elif rule == "riemann_trapezoid":
         if steps == 1:
-            return [1.0], [1.0]
-        w = [1.0 / (steps - 1)] * steps
-        w[0] = w[-1] = 0.5 / (steps - 1)
-        return [k / (steps - 1) for k in range(steps)], w
-    raise ValueError(f"unknown quadrature rule {rule!r}")
+            u, w = np.ones(1), np.ones(1)
+        else:
+            u, w = np.arange(steps) / (steps - 1), np.full(steps, 1.0 / (steps - 1))
+            w[0] = w[-1] = 0.5 / (steps - 1)
+    else:
+        raise ValueError(f"unknown quadrature rule {rule!r}")
+    if power != 1.0:
+        u, w = u**power, w * power * u ** (power - 1)
+    return [float(a) for a in u], [float(x) for x in w]
 
 
 def baseline_embeddings(lm: LoadedModel, batch: AttributionBatch, x: torch.Tensor, kind: str) -> torch.Tensor:
-    """x with every prompt position replaced by the baseline (zero or pad-token embedding)."""
+    """x with every prompt position replaced by the baseline (zero, pad-token or mean embedding)."""
+    table = lm.model.get_input_embeddings().weight.detach()  # (V, H)
     if kind == "zero":
         fill = torch.zeros(x.size(-1), dtype=x.dtype, device=x.device)
+    elif kind == "mean":
+        fill = table.float().mean(0).to(x.dtype)
     else:
         pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-        fill = lm.model.get_input_embeddings().weight[pad].detach()
+        fill = table[pad]
     mask = batch.prompt_mask.unsqueeze(-1)  # (B, T, 1)
     return torch.where(mask, fill.expand_as(x), x)
 
@@ -51,7 +64,7 @@ def baseline_embeddings(lm: LoadedModel, batch: AttributionBatch, x: torch.Tenso
 def integrated_gradients(lm: LoadedModel, batch: AttributionBatch, cfg: AttributionConfig) -> MethodOutput:
     x = embed(lm, batch).detach()  # (B, T, H)
     b = baseline_embeddings(lm, batch, x, cfg.baseline)
-    alphas, weights = quadrature(cfg.quadrature, cfg.steps)
+    alphas, weights = quadrature(cfg.quadrature, cfg.steps, cfg.path_power)
     bsz = x.size(0)
     per_pass = max(1, INTERNAL_BATCH // bsz)
     total = torch.zeros_like(x)

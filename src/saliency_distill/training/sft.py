@@ -297,7 +297,7 @@ def _callbacks(cfg: TrainConfig) -> list[Any]:
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if state.is_world_process_zero and logs:
-                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
+                shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
                 logger.info("step %d/%d %s", state.global_step, state.max_steps, shown)
 
     class BarCallback(ProgressCallback):
