@@ -43,15 +43,15 @@ MIN_TOKENS, MAX_TOKENS = 60, 120
 IG_STEPS = 16
 
 
-def select_prompts(tokenizer: Any, data: str | None, n: int) -> tuple[list[tuple[str, str]], str]:
-    """n (prompt, answer) pairs of 60-120 prompt tokens and 1-3 answer tokens, and their source."""
+def select_prompts(tokenizer: Any, data: str | None, n: int) -> tuple[list[tuple[str, str, Any]], str]:
+    """n (prompt, answer, content spans) of 60-120 prompt tokens and 1-3 answer tokens, and their source."""
     pool, source = example_rows(data, "test", 4 * n)
     chosen = []
-    for prompt, answer, _ in pool:
+    for prompt, answer, _, spans in pool:
         p = len(tokenizer(prompt)["input_ids"])
         a = len(tokenizer(" " + answer, add_special_tokens=False)["input_ids"])
         if MIN_TOKENS <= p <= MAX_TOKENS and 1 <= a <= 3:
-            chosen.append((prompt, answer))
+            chosen.append((prompt, answer, spans))
         if len(chosen) == n:
             break
     if len(chosen) < n:
@@ -66,10 +66,10 @@ Record = dict[str, Any]
 
 
 def _ours(**options: Any) -> Callable[..., list[Record]]:
-    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str]) -> list[Record]:
+    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str], spans: Sequence[Any]) -> list[Record]:
         from saliency_distill.attribution import AttributionConfig, attribute
 
-        out = attribute(lm, prompts, answers, AttributionConfig(**options))
+        out = attribute(lm, prompts, answers, AttributionConfig(**options), spans=spans)
         return [{"scores": list(ts.scores), "logprob": ts.logprob, "baseline_logprob": ts.baseline_logprob}
                 for ts in out]
 
@@ -112,7 +112,7 @@ def _bare_logprob(lm: Any, b: dict[str, Any], x: torch.Tensor, repeat: int = 1) 
 def _floor_ixg(bf16: bool) -> Callable[..., list[Record]]:
     """One forward with inputs_embeds requiring grad, logits at the answer positions, one backward."""
 
-    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str]) -> list[Record]:
+    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str], spans: Any = None) -> list[Record]:
         for p in lm.model.parameters():
             p.requires_grad_(False)
         batches = _bare_batches(lm, prompts, answers)
@@ -131,7 +131,7 @@ def _floor_ixg(bf16: bool) -> Callable[..., list[Record]]:
     return run
 
 
-def _floor_ig(lm: Any, prompts: Sequence[str], answers: Sequence[str]) -> list[Record]:
+def _floor_ig(lm: Any, prompts: Sequence[str], answers: Sequence[str], spans: Any = None) -> list[Record]:
     """16 midpoint-rule points from a zero baseline, all steps of a batch in passes of 64 rows."""
     for p in lm.model.parameters():
         p.requires_grad_(False)
@@ -161,7 +161,7 @@ def _floor_ig(lm: Any, prompts: Sequence[str], answers: Sequence[str]) -> list[R
 def _captum(method: str, baseline_token: int | None = None, steps: int = IG_STEPS) -> Callable[..., list[Record]]:
     """Captum's LLM API, one example at a time; the target is the answer's token ids."""
 
-    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str]) -> list[Record]:
+    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str], spans: Any = None) -> list[Record]:
         from captum.attr import LayerGradientXActivation, LayerIntegratedGradients, LLMGradientAttribution
         from captum.attr import TextTokenInput
 
@@ -189,7 +189,7 @@ def _captum(method: str, baseline_token: int | None = None, steps: int = IG_STEP
 def _inseq(method: str) -> Callable[..., list[Record]]:
     """Inseq, one example at a time, attributing each answer token's log-probability."""
 
-    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str]) -> list[Record]:
+    def run(lm: Any, prompts: Sequence[str], answers: Sequence[str], spans: Any = None) -> list[Record]:
         import inseq
 
         model = inseq.load_model(lm.model, method, tokenizer=lm.tokenizer)
@@ -217,7 +217,12 @@ VARIANTS: dict[str, tuple[Callable[..., list[Record]], str, str, bool]] = {
     "floor input_x_gradient bf16": (_floor_ixg(True), "torch", "ixg", False),
     "captum input_x_gradient fp32": (_captum("input_x_gradient"), "captum", "ixg", False),
     "inseq input_x_gradient fp32": (_inseq("input_x_gradient"), "inseq", "ixg", False),
-    "ours integrated_gradients 16 (default)": (_ours(method="integrated_gradients"), "saliency_distill", "ig", False),
+    "ours integrated_gradients 16, zero baseline, all prompt tokens": (
+        _ours(method="integrated_gradients", scope="prompt"), "saliency_distill", "ig", False),
+    "ours integrated_gradients 16 (default: zero baseline, content tokens)": (
+        _ours(method="integrated_gradients"), "saliency_distill", "ig", False),
+    "ours integrated_gradients 8, content tokens": (
+        _ours(method="integrated_gradients", steps=8), "saliency_distill", "ig", False),
     "floor integrated_gradients 16 fp32": (_floor_ig, "torch", "ig", False),
     "captum integrated_gradients 16 fp32": (_captum("integrated_gradients"), "captum", "ig", True),
     "inseq integrated_gradients 16 fp32": (_inseq("integrated_gradients"), "inseq", "ig", True),
@@ -268,11 +273,12 @@ def worker(name: str, spec_path: str, out_path: str) -> None:
     torch.manual_seed(0)
     lm = load_model(spec["model"])
     warm = spec["warmup"]
-    run(lm, [p for p, _ in warm], [a for _, a in warm])
-    rows = spec["rows"][: spec["n_slow"] if VARIANTS[name][3] else spec["n"]]
+    run(lm, [r[0] for r in warm], [r[1] for r in warm], [r[2] for r in warm])
+    slow, family = VARIANTS[name][3], VARIANTS[name][2]
+    rows = spec["rows"][: spec["n_slow"] if slow else spec["n_ig"] if family == "ig" else spec["n"]]
     with PeakRSS() as mem:
         start = time.perf_counter()
-        records = run(lm, [p for p, _ in rows], [a for _, a in rows])
+        records = run(lm, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         seconds = time.perf_counter() - start
     for r in records:
         r.pop("_compute_seconds", None)
@@ -323,6 +329,7 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--data", default="../shared/data/dsbs/cqa", help="DSbS cqa folder; generated prompts if absent")
     ap.add_argument("--n", type=int, default=64, help="examples per variant")
+    ap.add_argument("--n-ig", type=int, default=None, help="examples for our and the floor's integrated gradients (default --n)")
     ap.add_argument("--n-slow", type=int, default=16, help="examples for Captum's and Inseq's integrated gradients")
     ap.add_argument("--variants", default=None, help="comma-separated subset of the variant names")
     ap.add_argument("--out", default=None, help="results path without suffix (default benchmarks/results/attribution_speed_<model>)")
@@ -342,8 +349,9 @@ def main() -> None:
             raise SystemExit(f"attribution_speed: unknown variant {name!r} (choose from: {', '.join(VARIANTS)})")
     lm = load_model(args.model)
     rows, source = select_prompts(lm.tokenizer, args.data, args.n + 2)
-    spec = {"model": args.model, "warmup": rows[:2], "rows": rows[2:], "n": args.n, "n_slow": min(args.n_slow, args.n)}
-    tokens = [len(lm.tokenizer(p)["input_ids"]) for p, _ in rows[2:]]
+    spec = {"model": args.model, "warmup": rows[:2], "rows": rows[2:], "n": args.n, "n_ig": min(args.n_ig or args.n, args.n),
+            "n_slow": min(args.n_slow, args.n)}
+    tokens = [len(lm.tokenizer(r[0])["input_ids"]) for r in rows[2:]]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "spec.json"
@@ -372,7 +380,7 @@ def main() -> None:
     # Completeness of Captum's integrated gradients (token-0 baseline, per answer token summed).
     cap = results.get("captum integrated_gradients 16 fp32", {})
     if "records" in cap:
-        for (prompt, answer), r in zip(spec["rows"], cap["records"]):
+        for (prompt, answer, _), r in zip(spec["rows"], cap["records"]):
             r["logprob"] = _f_at(lm, prompt, answer, None)
             r["baseline_logprob"] = _f_at(lm, prompt, answer, 0)
 
@@ -380,7 +388,7 @@ def main() -> None:
     meta = {
         "model": args.model, "params": lm.model.num_parameters(), "prompts": source,
         "prompt_tokens_mean": round(statistics.mean(tokens), 1), "prompt_tokens_range": [min(tokens), max(tokens)],
-        "n": args.n, "n_slow": spec["n_slow"], **machine(),
+        "n": args.n, "n_ig": spec["n_ig"], "n_slow": spec["n_slow"], **machine(),
     }
     out = Path(args.out or f"benchmarks/results/attribution_speed_{args.model.split('/')[-1]}")
     text = markdown(meta, table)
@@ -421,8 +429,8 @@ def markdown(meta: dict[str, Any], table: list[dict[str, Any]]) -> str:
     lines = [
         f"# Attribution speed on {meta['model']} ({meta['params'] / 1e6:.0f}M params)", "",
         f"{meta['n']} prompts ({meta['prompts']}, {meta['prompt_tokens_range'][0]}-{meta['prompt_tokens_range'][1]} "
-        f"tokens, mean {meta['prompt_tokens_mean']}); Captum's and Inseq's integrated gradients on the first "
-        f"{meta['n_slow']}. torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}, {meta['date']}.", "",
+        f"tokens, mean {meta['prompt_tokens_mean']}); integrated gradients on the first {meta['n_ig']}, Captum's "
+        f"and Inseq's on the first {meta['n_slow']}. torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}, {meta['date']}.", "",
         f"Command: `{meta['command']}`", "",
         "| variant | examples | ms/example | x floor | peak MiB | r vs Captum fp32 (mean / min) | IG gap median | IG gap < 10% |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -13,17 +13,25 @@ from typing import Any
 PREAMBLE = "Answer the following commonsense question by choosing the best of the five answer choices.\n\n"
 
 
-def cqa_rows(folder: str, split: str) -> list[tuple[str, str, str]]:
-    """(prompt, answer, question) of CommonsenseQA rows from a DSbS folder, prompts with PREAMBLE."""
+Row = tuple[str, str, str, list[tuple[int, int]]]  # prompt, answer, question, content spans of the prompt
+
+
+def cqa_rows(folder: str, split: str) -> list[Row]:
+    """CommonsenseQA rows from a DSbS folder, prompts with PREAMBLE."""
     from saliency_distill.data import TaskConfig, get_task
 
     cfg = TaskConfig(name="cqa", path=folder)
     task = get_task("cqa")
     rows = task.load_source(cfg)[split]
-    return [(PREAMBLE + task.render(ex, cfg).text, ex.label, ex.fields["question"]) for ex in rows]
+    out = []
+    for ex in rows:
+        prompt = task.render(ex, cfg)
+        spans = [(s + len(PREAMBLE), e + len(PREAMBLE)) for s, e in prompt.content_spans]
+        out.append((PREAMBLE + prompt.text, ex.label, ex.fields["question"], spans))
+    return out
 
 
-def generated_rows(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
+def generated_rows(n: int, seed: int = 0) -> list[Row]:
     """Five-choice questions from one template and seeded word lists, for machines without the DSbS data."""
     rng = random.Random(seed)
     places = ["kitchen", "library", "garage", "forest", "hospital", "school", "office", "beach", "farm", "museum"]
@@ -38,11 +46,13 @@ def generated_rows(n: int, seed: int = 0) -> list[tuple[str, str, str]]:
                     f"all week. Where would they most likely go to find one?")
         text = PREAMBLE + "Question: " + question + "\nAnswer Choices:\n" + "\n".join(
             f"({'abcde'[j]}) {c}" for j, c in enumerate(choices)) + "\nAnswer:"
-        rows.append((text, places[k], question))
+        spans = [(text.index(question), text.index(question) + len(question))]
+        spans += [(text.index(f") {c}\n") + 2, text.index(f") {c}\n") + 2 + len(c)) for c in choices]
+        rows.append((text, places[k], question, spans))
     return rows
 
 
-def example_rows(data: str | None, split: str, n: int) -> tuple[list[tuple[str, str, str]], str]:
+def example_rows(data: str | None, split: str, n: int) -> tuple[list[Row], str]:
     """CQA rows when ``data`` is a folder, else generated ones (at least ``n``), and a label for the source."""
     if data and Path(data).is_dir():
         return cqa_rows(data, split), f"cqa {split} (DSbS)"

@@ -31,10 +31,10 @@ from typing import Any
 from common import example_rows, machine, write_results
 
 
-def _pairs(rows: list[tuple[str, str, str]], n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _pairs(rows: list[Any], n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(predict pairs, explain pairs), one of each per example."""
     predict, explain = [], []
-    for prompt, answer, question in rows[:n]:
+    for prompt, answer, question, _ in rows[:n]:
         words = [w.strip("?,.!") for w in question.split() if len(w.strip("?,.!")) > 3][:5]
         predict.append(("predict: " + prompt, answer))
         explain.append(("explain: " + prompt, " ".join(words) or question))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -235,3 +237,19 @@ def test_bad_inputs(llama):
         AttributionConfig(method="integrated_gradients", bf16=True)
     with pytest.raises(DataError, match="example long-1: prompt and answer are \\d+ tokens, longer than the 8-token limit"):
         attribute(llama, PROMPTS[:1], ANSWERS[:1], AttributionConfig(max_length=8), ids=["long-1"])
+
+
+def test_content_scope_keeps_template_tokens_as_context(llama):
+    # Only "plate" and "cupboard" move to the baseline: every other token scores exactly 0,
+    # and completeness holds against the baseline that moved only those words.
+    prompt = PROMPTS[0]
+    spans = [(prompt.index("plate"), prompt.index("plate") + 5), (prompt.index("cupboard"), prompt.index("cupboard") + 8)]
+    cfg = AttributionConfig(method="integrated_gradients", steps=64, baseline="mean")
+    [ts] = attribute(llama, [prompt], ANSWERS[:1], cfg, spans=[spans])
+    inside = [any(s < e2 and e > s2 for s2, e2 in spans) for s, e in ts.offsets]
+    assert any(inside) and not all(inside)
+    assert all(score == 0.0 for score, keep in zip(ts.scores, inside) if not keep)
+    assert any(score != 0.0 for score, keep in zip(ts.scores, inside) if keep)
+    assert ts.completeness_gap < 0.02
+    [whole] = attribute(llama, [prompt], ANSWERS[:1], dataclasses.replace(cfg, scope="prompt"), spans=[spans])
+    assert all(score != 0.0 for score in whole.scores)

@@ -17,9 +17,15 @@ def attribute(
     answers: Sequence[str],
     cfg: AttributionConfig | None = None,
     ids: Sequence[str] | None = None,
+    spans: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> list[TokenScores]:
-    """Score every prompt token by its influence on log p(answer | prompt)."""
-    return list(iter_attribute(lm, prompts, answers, cfg, ids))
+    """Score every prompt token by its influence on log p(answer | prompt).
+
+    ``spans``: per prompt, the character spans of its content (question, choices...). With
+    ``cfg.scope == "content"`` integrated gradients move only those tokens to the baseline and
+    keep the others (template words) as context, scoring them 0; other methods ignore spans.
+    """
+    return list(iter_attribute(lm, prompts, answers, cfg, ids, spans))
 
 
 def iter_attribute(
@@ -28,6 +34,7 @@ def iter_attribute(
     answers: Sequence[str],
     cfg: AttributionConfig | None = None,
     ids: Sequence[str] | None = None,
+    spans: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> Iterator[TokenScores]:
     """Like :func:`attribute`, yielding each batch's results as soon as they are computed."""
     cfg = cfg or AttributionConfig()
@@ -36,7 +43,8 @@ def iter_attribute(
     with frozen(lm.model):
         for start in range(0, len(prompts), cfg.batch_size):
             sl = slice(start, start + cfg.batch_size)
-            batch = encode(lm, ids[sl], prompts[sl], answers[sl], cfg.max_length)
+            batch = encode(lm, ids[sl], prompts[sl], answers[sl], cfg.max_length,
+                           spans[sl] if spans is not None else None)
             out = method(lm, batch, cfg)
             scores = out.scores.detach().float().cpu()
             for r, ex_id in enumerate(batch.ids):

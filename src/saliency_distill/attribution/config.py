@@ -29,6 +29,12 @@ class AttributionConfig:
         "integrated gradients: the rule's points u in [0, 1] are used at a = u**path_power (weights "
         "scaled to match); > 1 puts more of them near the baseline, where RMSNorm models change fastest",
     )
+    scope: Literal["content", "prompt"] = field(
+        "content",
+        "integrated gradients: move only the content tokens (question, choices...) to the baseline and "
+        "keep the template words as context (content), or every prompt token (prompt); content needs "
+        "the prompts' content spans, else every prompt token moves",
+    )
     rollout: bool = field(False, "attention: attention rollout over all layers instead of the last layer")
     bf16: bool | None = field(
         None,

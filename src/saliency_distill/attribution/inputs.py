@@ -25,6 +25,7 @@ class AttributionBatch:
     input_ids: torch.Tensor  # (B, T): prompt (+ answer for causal models), right-padded
     attention_mask: torch.Tensor  # (B, T)
     prompt_mask: torch.Tensor  # (B, T) bool: the positions being attributed
+    feature_mask: torch.Tensor  # (B, T) bool: prompt positions inside the given spans (all if none)
     prompt_lengths: list[int]
     offsets: list[list[tuple[int, int]]]  # per prompt token: character span in the prompt
     positions: torch.Tensor  # (B, A): causal: positions whose logits predict the answer tokens
@@ -43,8 +44,9 @@ def context_length(lm: LoadedModel) -> int | None:
 
 def encode(
     lm: LoadedModel, ids: Sequence[str], prompts: Sequence[str], answers: Sequence[str],
-    max_length: int | None = None,
+    max_length: int | None = None, spans: Sequence[Sequence[tuple[int, int]]] | None = None,
 ) -> AttributionBatch:
+    """Tokenise a batch; ``spans`` (character spans per prompt) mark the feature tokens."""
     tok = lm.tokenizer
     device = next(lm.model.parameters()).device
     limit = max_length or context_length(lm)
@@ -68,6 +70,7 @@ def encode(
     input_ids = torch.full((bsz, width), pad, dtype=torch.long)
     attention = torch.zeros((bsz, width), dtype=torch.long)
     prompt_mask = torch.zeros((bsz, width), dtype=torch.bool)
+    feature_mask = torch.zeros((bsz, width), dtype=torch.bool)
     positions = torch.zeros((bsz, awidth), dtype=torch.long)
     targets = torch.zeros((bsz, awidth), dtype=torch.long)
     target_mask = torch.zeros((bsz, awidth), dtype=torch.bool)
@@ -78,11 +81,16 @@ def encode(
         input_ids[r, : len(row)] = torch.tensor(row)
         attention[r, : len(row)] = 1
         prompt_mask[r, :p] = True
+        if spans is None or spans[r] is None:
+            feature_mask[r, :p] = True
+        else:
+            for t, (s, e) in enumerate(off):
+                feature_mask[r, t] = any(s < se and e > ss for ss, se in spans[r])
         targets[r, : len(a)] = torch.tensor(a)
         target_mask[r, : len(a)] = True
         positions[r, : len(a)] = torch.arange(p - 1, p - 1 + len(a))
     return AttributionBatch(
-        list(ids), input_ids.to(device), attention.to(device), prompt_mask.to(device), lengths,
+        list(ids), input_ids.to(device), attention.to(device), prompt_mask.to(device), feature_mask.to(device), lengths,
         offsets, positions.to(device), targets.to(device), target_mask.to(device),
     )
 
@@ -92,6 +100,7 @@ def repeat(batch: AttributionBatch, times: int) -> AttributionBatch:
     rep = lambda t: t.repeat(times, *([1] * (t.dim() - 1)))  # noqa: E731
     return AttributionBatch(
         batch.ids * times, rep(batch.input_ids), rep(batch.attention_mask), rep(batch.prompt_mask),
+        rep(batch.feature_mask),
         batch.prompt_lengths * times, batch.offsets * times, rep(batch.positions), rep(batch.targets),
         rep(batch.target_mask),
     )

@@ -47,8 +47,11 @@ def quadrature(rule: str, steps: int, power: float = 1.0) -> tuple[list[float], 
     return [float(a) for a in u], [float(x) for x in w]
 
 
-def baseline_embeddings(lm: LoadedModel, batch: AttributionBatch, x: torch.Tensor, kind: str) -> torch.Tensor:
-    """x with every prompt position replaced by the baseline (zero, pad-token or mean embedding)."""
+def baseline_embeddings(
+    lm: LoadedModel, batch: AttributionBatch, x: torch.Tensor, kind: str, scope: str = "prompt"
+) -> torch.Tensor:
+    """x with the moved positions replaced by the baseline (zero, pad-token or mean embedding):
+    every prompt position, or (scope "content") only the feature positions of ``batch``."""
     table = lm.model.get_input_embeddings().weight.detach()  # (V, H)
     if kind == "zero":
         fill = torch.zeros(x.size(-1), dtype=x.dtype, device=x.device)
@@ -57,13 +60,13 @@ def baseline_embeddings(lm: LoadedModel, batch: AttributionBatch, x: torch.Tenso
     else:
         pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
         fill = table[pad]
-    mask = batch.prompt_mask.unsqueeze(-1)  # (B, T, 1)
+    mask = (batch.feature_mask if scope == "content" else batch.prompt_mask).unsqueeze(-1)  # (B, T, 1)
     return torch.where(mask, fill.expand_as(x), x)
 
 
 def integrated_gradients(lm: LoadedModel, batch: AttributionBatch, cfg: AttributionConfig) -> MethodOutput:
     x = embed(lm, batch).detach()  # (B, T, H)
-    b = baseline_embeddings(lm, batch, x, cfg.baseline)
+    b = baseline_embeddings(lm, batch, x, cfg.baseline, cfg.scope)
     alphas, weights = quadrature(cfg.quadrature, cfg.steps, cfg.path_power)
     bsz = x.size(0)
     per_pass = max(1, INTERNAL_BATCH // bsz)

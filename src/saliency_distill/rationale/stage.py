@@ -84,7 +84,8 @@ def attribute_split(
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), unit="ex", desc=f"attribute {path.stem}",
                disable=not progress)
     pending: list[dict[str, Any]] = []
-    for ts in iter_attribute(lm, [p.text for p in prompts], answers, attr_cfg, [ex.id for ex in todo]):
+    for ts in iter_attribute(lm, [p.text for p in prompts], answers, attr_cfg, [ex.id for ex in todo],
+                             [p.content_spans for p in prompts]):
         ex, prompt = by_id[ts.id]
         words = word_scores(prompt.text, prompt.content_spans, ts.offsets, ts.scores)
         chosen = select(words, rat_cfg)
