@@ -288,3 +288,19 @@ def test_prepare_bad_data_leaves_nothing(tmp_path):
     with pytest.raises(DataError, match=r"d\.jsonl:2"):
         prepare(_file_cfg(tmp_path / "d.jsonl"), run)
     assert not (run / "data").exists() or not any((run / "data").iterdir())
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps(tmp_path):
+    import os
+    import stat
+
+    from saliency_distill.io import temp_dir, write_json
+
+    write_json(tmp_path / "out.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "out.json").stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    # Folders renamed into place (saved models, converted weights) likewise.
+    folder = temp_dir(tmp_path, ".model.")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask

@@ -14,11 +14,10 @@ import importlib.util
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import ModelError
-from ..io import cache_dir, write_json
+from ..io import cache_dir, temp_dir, write_json
 from .registry import EmbeddedModel, GGUFPart
 
 logger = logging.getLogger(__name__)
@@ -120,7 +119,7 @@ def ensure_converted(model: EmbeddedModel, root: Path | None = None) -> Path:
         return final
     paths = part_paths(model)
     root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{model.name}.", dir=root))
+    work = temp_dir(root, f".{model.name}.")
     try:
         logger.info("verifying %s (%d part(s), %.0f MB)", model.name, len(paths), model.size / 1e6)
         gguf_path = join_and_verify(model, paths, work / "gguf" / model.gguf_name)

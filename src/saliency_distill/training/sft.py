@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import torch
 from ..config import config_hash, field, to_dict
 from ..distributed import barrier
 from ..errors import ConfigError, DataError
-from ..io import write_json
+from ..io import temp_dir, write_json
 from ..models import LoadedModel
 from .features import encode_pair, pad_batch
 from .losses import multitask_loss
@@ -355,14 +354,14 @@ def _trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg: Trai
 def _save_model(lm: LoadedModel, folder: Path, record: dict[str, Any]) -> None:
     """Write model + tokenizer + record beside ``folder`` and rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp = temp_dir(folder.parent, f".{folder.name}.", ".tmp")
     try:
         lm.model.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)
         write_json(tmp / RECORD, record)
         if folder.exists():
             # A directory cannot be replaced in one rename: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+            old = temp_dir(folder.parent, f".{folder.name}.", ".old")
             os.replace(folder, old / folder.name)
             os.replace(tmp, folder)
             shutil.rmtree(old, ignore_errors=True)
