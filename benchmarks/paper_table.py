@@ -123,7 +123,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     for r in rows:
         lines.append(f"| {r['dataset']} | " + " | ".join(f"{r['timings'].get(s, 0):.0f}" for s in STAGES) + " |")
     lines += ["", "Settings per dataset: " + "; ".join(
-        f"{r['dataset']}: {r['config']['method']} ({r['config']['target']} answer) k={r['config']['k']}, "
+        f"{r['dataset']}: {r['config']['method']} ({r['config']['target']} answer) k={r['config']['k']:g}, "
         f"alpha={r['config']['alpha']}, student epochs {r['config']['student_epochs']}, seeds {r['config']['seeds']}"
         for r in rows) + "."]
     return "\n".join(lines) + "\n"
