@@ -117,7 +117,6 @@ def _floor_ixg(bf16: bool) -> Callable[..., list[Record]]:
             p.requires_grad_(False)
         batches = _bare_batches(lm, prompts, answers)
         records = []
-        start = time.perf_counter()
         for b in batches:
             x = lm.model.get_input_embeddings()(b["ids"]).detach().requires_grad_(True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -125,7 +124,6 @@ def _floor_ixg(bf16: bool) -> Callable[..., list[Record]]:
             (g,) = torch.autograd.grad(f.sum(), x)
             scores = (g.float() * x).sum(-1)
             records += [{"scores": scores[r, :n].tolist(), "logprob": float(f[r])} for r, n in enumerate(b["lengths"])]
-        records[0]["_compute_seconds"] = time.perf_counter() - start
         return records
 
     return run
@@ -280,8 +278,6 @@ def worker(name: str, spec_path: str, out_path: str) -> None:
         start = time.perf_counter()
         records = run(lm, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
         seconds = time.perf_counter() - start
-    for r in records:
-        r.pop("_compute_seconds", None)
     write_json(out_path, {"seconds": seconds, "examples": len(rows), "peak_mib": mem.mib, "records": records})
 
 
