@@ -72,7 +72,7 @@ def write_results(out: str | Path, payload: dict[str, Any], markdown: str) -> No
     """``out``.json and ``out``.md, each written under a temporary name and renamed."""
     from saliency_distill.io import atomic_open, write_json
 
-    out = Path(out)
-    write_json(out.with_suffix(".json"), payload)
-    with atomic_open(out.with_suffix(".md")) as f:
+    out = Path(out)  # names like "..._qwen2.5-coder-0.5b" have dots: append, never with_suffix
+    write_json(out.parent / (out.name + ".json"), payload)
+    with atomic_open(out.parent / (out.name + ".md")) as f:
         f.write(markdown)
