@@ -108,7 +108,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# The paper's comparison on the DSbS datasets", "",
              f"Student SmolLM2-135M-Instruct; accuracy (%) on the test split, mean ± std over seeds. "
              f"{meta['machine']}, torch {meta['torch']}, {meta['date']}.", "",
-             f"Command: `{meta['command']}`", "",
+             f"Command: `python benchmarks/paper_table.py --datasets <dataset>` for each row (this table written by "
+             f"`{meta['command']}`; `--table-only` rebuilds it from runs/paper/).", "",
              "| dataset | train / test | teacher (test acc.) | " + " | ".join(MODES) + " | answer in rationale |",
              "|---|---|---|" + "---:|" * len(MODES) + "---:|"]
     for r in rows:
