@@ -8,7 +8,8 @@ student, data and step budget for every mode; 3 seeds; the embedded teacher fine
 train split) in runs/paper/<dataset>, stage by stage, timing each stage. Finished stages are
 reused, so the script can be run dataset by dataset, across sittings: a killed run resumes
 from its last finished stage, student run and checkpoint. Stage times add up over sittings
-(runs/paper/<dataset>/timings.json). Only the train split's examples are used to train and the
+(runs/paper/<dataset>/timings.json). Rows of the table already in --out are kept for datasets whose
+run folder is gone. Only the train split's examples are used to train and the
 test split to report; ANLI round 1 and e-SNLI have only a "valid" file in the DSbS archive,
 split 80/20 with the task seed (the task does this).
 
@@ -149,11 +150,17 @@ def main() -> None:
     if not args.table_only:
         for d in datasets:
             run_dataset(d, args.data, args.set)
+    # Every finished dataset, also those of earlier sittings; a row of the table already written is
+    # kept when its run folder is gone (another machine, runs/ cleaned).
+    previous_path = Path(args.out + ".json")
+    previous = {r["dataset"]: r for r in json.loads(previous_path.read_text())["rows"]} if previous_path.is_file() else {}
     rows = []
-    for d in DATASETS:  # every finished dataset, also those of earlier sittings
+    for d in DATASETS:
         path = Path("runs/paper") / d / "paper_summary.json"
         if path.is_file():
             rows.append(summary_row(d, json.loads(path.read_text())))
+        elif d in previous:
+            rows.append(previous[d])
     meta = machine()
     text = markdown(rows, meta)
     write_results(args.out, {"meta": meta, "rows": rows}, text)
