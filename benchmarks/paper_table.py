@@ -39,6 +39,7 @@ DEFAULTS = [
     "teacher.train.learning_rate=5.0e-5", "teacher.train.bf16=true",
     "student.seeds=[0,1,2]", "student.train.epochs=2",
 ]
+RUNS = Path("runs/paper")  # one run folder per dataset
 STAGES = ("prepare", "teach", "attribute", "analyze", "students", "report")
 
 
@@ -46,7 +47,7 @@ def config_for(dataset: str, data: str, extra: list[str]) -> Any:
     from saliency_distill.config import load_config
     from saliency_distill.experiment import ExperimentConfig
 
-    overrides = [f"run_dir=runs/paper/{dataset}", f"task.path={Path(data) / dataset}", *DEFAULTS, *extra]
+    overrides = [f"run_dir={RUNS / dataset}", f"task.path={Path(data) / dataset}", *DEFAULTS, *extra]
     return load_config(ExperimentConfig, Path("configs") / f"{dataset}.yaml", overrides)
 
 
@@ -156,7 +157,7 @@ def main() -> None:
     previous = {r["dataset"]: r for r in json.loads(previous_path.read_text())["rows"]} if previous_path.is_file() else {}
     rows = []
     for d in DATASETS:
-        path = Path("runs/paper") / d / "paper_summary.json"
+        path = RUNS / d / "paper_summary.json"
         if path.is_file():
             rows.append(summary_row(d, json.loads(path.read_text())))
         elif d in previous:
