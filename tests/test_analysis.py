@@ -211,6 +211,29 @@ def test_summarise_missing_example_uses_row_gold(caplog: pytest.LogCaptureFixtur
     assert s["gold_containment"]["multiple_choice"] == {"n": 2, "percent": pytest.approx(50.0)}
 
 
+def test_summarise_label_set_outside_the_input_is_not_multiple_choice():
+    # NLI: the labels are choices, but only the template names them; the scored words are the
+    # premise's and hypothesis's, so a rationale can never contain the answer.
+    labels = ("entailment", "neutral", "contradiction")
+    premise = "A dog runs in the park."
+    examples = {
+        "n1": Example("n1", {"premise": premise, "hypothesis": "An animal moves."}, "entailment", labels),
+        "c1": Example("c1", {"question": "Where do you eat?"}, "table", ("table", "sink")),
+    }
+    rows = [
+        make_row("n1", premise, [("dog", 0.5), ("runs", 0.3), ("park", 0.1)], ["dog", "runs"],
+                 "neutral", "entailment", False),
+        make_row("c1", "Where do you eat? table sink", [("eat", 0.2), ("table", 0.9), ("sink", 0.1)],
+                 ["table"], "table", "table", True),
+    ]
+    s = summarise(rows, examples)
+    assert s["gold_containment"]["multiple_choice"] == {"n": 1, "percent": pytest.approx(100.0)}
+    assert s["teacher_containment"]["multiple_choice"] == {"n": 1, "percent": pytest.approx(100.0)}
+    assert s["gold_containment"]["all"] == {"n": 2, "percent": pytest.approx(50.0)}
+    s = summarise(rows[:1], examples)
+    assert s["gold_containment"]["multiple_choice"] == {"n": 0, "percent": None}
+
+
 def test_summarise_no_rows():
     s = summarise([], {})
     assert s["n_rows"] == 0

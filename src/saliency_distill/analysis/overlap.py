@@ -100,7 +100,9 @@ def summarise(rows: list[dict[str, Any]], examples: dict[str, Example]) -> dict[
 
     ``examples`` maps example id to :class:`~saliency_distill.data.Example`; it supplies the
     gold answer (``Example.label``, falling back to the row's ``gold``), whether the task is
-    multiple-choice (``Example.choices`` is not None) and the human rationale. Rows whose id
+    multiple-choice (``Example.choices`` is not None, and the gold answer is among the row's
+    scored ``words`` when it has them: a label set that only the template names, as in NLI,
+    can never be in a rationale) and the human rationale. Rows whose id
     is missing from ``examples`` use the row's ``gold`` and count as not multiple-choice.
 
     Returned keys (percentages in %, rounded to 2 places; None where nothing was counted):
@@ -130,7 +132,12 @@ def summarise(rows: list[dict[str, Any]], examples: dict[str, Example]) -> dict[
             missing += 1
         gold = example.label if example is not None else str(row.get("gold") or "")
         words = list(row.get("rationale_words") or [])
-        is_mc = example is not None and example.choices is not None
+        # A closed label set named only by the template (NLI's entailment/neutral/contradiction)
+        # is not among the attributed words, so no rationale could contain it: such rows are
+        # not multiple-choice here. Rows without their scored words fall back to the choices.
+        scored = [str(w[0]) for w in row.get("words") or []]
+        is_mc = (example is not None and example.choices is not None
+                 and (not scored or contains_answer(scored, gold)))
         has_gold = contains_answer(words, gold)
         gold_all.append(has_gold)
         if is_mc:
