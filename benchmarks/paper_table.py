@@ -15,8 +15,8 @@ split 80/20 with the task seed (the task does this).
 
 The table (Markdown + JSON, in --out) gives accuracy mean +- std over seeds per mode and
 dataset, the teacher's test accuracy, how often the saliency rationale contains the gold
-answer (the paper's 68% figure, multiple-choice rows; not for the NLI datasets, whose answer is
-a class name), the rationale's token F1 against the human rationales where the data has them,
+answer (the paper's 68% figure, multiple-choice rows; n/a for the NLI datasets, whose answer is
+a class name that no input word can hold), the rationale's token F1 against the human rationales where the data has them,
 and the wall time of each stage.
 """
 
@@ -42,9 +42,6 @@ DEFAULTS = [
     "student.seeds=[0,1,2]", "student.train.epochs=2",
 ]
 RUNS = Path("runs/paper")  # one run folder per dataset
-# Their answer is a class name (entailment/neutral/contradiction), never a word of the input, so
-# "answer in rationale" does not apply; their human rationales give the overlap figure instead.
-LABEL_SET = frozenset({"anli1", "esnli"})
 STAGES = ("prepare", "teach", "attribute", "analyze", "students", "report")
 
 
@@ -102,9 +99,13 @@ def summary_row(dataset: str, s: dict[str, Any]) -> dict[str, Any]:
                          "seeds": len(accs)}
     test = (s["teacher"].get("accuracy") or {}).get("test")
     row["teacher_test_accuracy"] = test["accuracy"] if test else None
+    from saliency_distill.data.tasks import TASKS
+
+    # Choice tasks: the multiple-choice figure, which the analysis leaves empty (n/a) for a label
+    # set that only the template names (NLI); free-form tasks (SVAMP): all rows.
     gold = ((s.get("analysis") or {}).get("gold_containment") or {})
-    pick = gold.get("multiple_choice") if (gold.get("multiple_choice") or {}).get("n") else gold.get("all")
-    row["answer_overlap_percent"] = None if dataset in LABEL_SET else (pick or {}).get("percent")
+    pick = gold.get("multiple_choice") if TASKS[dataset].answer == "choice" else gold.get("all")
+    row["answer_overlap_percent"] = (pick or {}).get("percent")
     row["human_f1"] = ((s.get("analysis") or {}).get("human_rationale") or {}).get("f1")
     return row
 
@@ -125,8 +126,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         c = r["config"]
         teacher = f"{c['teacher']}{' (LoRA)' if c['teacher_lora'] else ''}: " + (
             "-" if r["teacher_test_accuracy"] is None else f"{100 * r['teacher_test_accuracy']:.1f}%")
-        overlap = ("n/a" if r["dataset"] in LABEL_SET else "-") if r["answer_overlap_percent"] is None \
-            else f"{r['answer_overlap_percent']:.1f}%"
+        overlap = "n/a" if r["answer_overlap_percent"] is None else f"{r['answer_overlap_percent']:.1f}%"
         f1 = "-" if r.get("human_f1") is None else f"{r['human_f1']:.2f}"
         lines.append(f"| {r['dataset']} | {r['sizes']['train']} / {r['sizes']['test']} | {teacher} | "
                      + " | ".join(cell(r.get(m)) for m in MODES) + f" | {overlap} | {f1} |")
