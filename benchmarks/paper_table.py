@@ -15,9 +15,9 @@ split 80/20 with the task seed (the task does this).
 
 The table (Markdown + JSON, in --out) gives accuracy mean +- std over seeds per mode and
 dataset, the teacher's test accuracy, how often the saliency rationale contains the gold
-answer (the paper's 68% figure, multiple-choice rows; n/a for the NLI datasets, whose answer is
-a class name that no input word can hold), the rationale's token F1 against the human rationales where the data has them,
-and the wall time of each stage.
+answer (the paper's 68% figure, multiple-choice rows; n/a for the NLI datasets, whose answer
+is a class name that no input word can hold), the rationale's token F1 against the human
+rationales where the data has them, and the wall time of each stage.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ def run_dataset(dataset: str, data: str, extra: list[str]) -> dict[str, Any]:
 
 
 def summary_row(dataset: str, s: dict[str, Any]) -> dict[str, Any]:
+    from saliency_distill.data.tasks import TASKS
+
     row: dict[str, Any] = {"dataset": dataset, "sizes": s["sizes"], "config": s["config"], "timings": s["timings"]}
     for mode in MODES:
         accs = [r["accuracy"] for r in s["records"] if r["mode"] == mode and r.get("accuracy") is not None]
@@ -99,14 +101,13 @@ def summary_row(dataset: str, s: dict[str, Any]) -> dict[str, Any]:
                          "seeds": len(accs)}
     test = (s["teacher"].get("accuracy") or {}).get("test")
     row["teacher_test_accuracy"] = test["accuracy"] if test else None
-    from saliency_distill.data.tasks import TASKS
-
     # Choice tasks: the multiple-choice figure, which the analysis leaves empty (n/a) for a label
     # set that only the template names (NLI); free-form tasks (SVAMP): all rows.
-    gold = ((s.get("analysis") or {}).get("gold_containment") or {})
+    analysis = s.get("analysis") or {}
+    gold = analysis.get("gold_containment") or {}
     pick = gold.get("multiple_choice") if TASKS[dataset].answer == "choice" else gold.get("all")
     row["answer_overlap_percent"] = (pick or {}).get("percent")
-    row["human_f1"] = ((s.get("analysis") or {}).get("human_rationale") or {}).get("f1")
+    row["human_f1"] = (analysis.get("human_rationale") or {}).get("f1")
     return row
 
 
