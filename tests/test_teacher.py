@@ -6,6 +6,7 @@ from saliency_distill.data import Example, TaskConfig, get_task
 from saliency_distill.models import load_model
 from saliency_distill.teacher import TeacherConfig, answer_examples, generate_answers, is_correct
 from saliency_distill.errors import ConfigError
+from saliency_distill.teacher.prompt import TeacherPrompter
 
 
 def test_is_correct_choice_and_equation():
@@ -30,12 +31,13 @@ def test_answer_examples_free_form_and_choice(tiny_model_dirs):
     svamp = get_task("svamp")
     exs = [Example(id=f"s{i}", fields={"question": f"Luke scored {i} points"}, label=f"( {i}.0 + 1.0 )",
                    meta={"answer": i + 1.0}) for i in range(3)]
-    rows = answer_examples(lm, svamp, TaskConfig(name="svamp", path="-"), exs, TeacherConfig(max_new_tokens=4))
+    prompter = TeacherPrompter(svamp, TaskConfig(name="svamp", path="-"))
+    rows = answer_examples(lm, prompter, exs, TeacherConfig(max_new_tokens=4))
     assert [r["id"] for r in rows] == ["s0", "s1", "s2"] and all(isinstance(r["answer"], str) for r in rows)
     quartz = get_task("quartz")
     exs = [Example(id="q", fields={"question": "More resistors: the resistance"}, label="increases",
                    choices=("increases", "decreases"))]
-    [row] = answer_examples(lm, quartz, TaskConfig(), exs, TeacherConfig(scoring="mean"))
+    [row] = answer_examples(lm, TeacherPrompter(quartz, TaskConfig()), exs, TeacherConfig(scoring="mean"))
     assert row["answer"] == row["answer_mean"] and row["correct"] == (row["answer"] == "increases")
     assert len(row["logprobs"]) == 2 and all(v < 0 for v in row["logprobs"])
 

@@ -14,6 +14,7 @@ from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.models import load_model
 from saliency_distill.teacher import finetune
 from saliency_distill.models.tokens import answer_ids
+from saliency_distill.teacher.prompt import TeacherPrompter
 from saliency_distill.training import (
     IGNORE_INDEX, TrainConfig, encode_pair, encode_pairs, pad_batch, train_supervised, trained_fingerprint,
 )
@@ -183,7 +184,8 @@ def test_finetune_teacher_trains_once_then_reuses_the_stage(tiny_model_dirs, tmp
         for i, (q, label) in enumerate([("More resistors, more resistance?", "more"), ("Less heat?", "less")])
     ]
     cfg = TrainConfig(max_steps=2, **QUICK)
-    tuned = finetune.finetune_teacher(lm, task, task_cfg, examples, cfg, tmp_path)
+    prompter = TeacherPrompter(task, task_cfg)
+    tuned = finetune.finetune_teacher(lm, prompter, examples, cfg, tmp_path)
     assert tuned.kind == "causal" and tuned.path == str(tmp_path / "model")
     assert trained_fingerprint(tmp_path / "model") is not None
 
@@ -191,7 +193,7 @@ def test_finetune_teacher_trains_once_then_reuses_the_stage(tiny_model_dirs, tmp
         raise AssertionError("the finished stage was trained again")
 
     monkeypatch.setattr(finetune, "train_supervised", no_training)
-    again = finetune.finetune_teacher(lm, task, task_cfg, examples, cfg, tmp_path)
+    again = finetune.finetune_teacher(lm, prompter, examples, cfg, tmp_path)
     assert again.path == tuned.path
     with pytest.raises(ConfigError, match="another base model, training config or data"):
-        finetune.finetune_teacher(lm, task, task_cfg, examples, TrainConfig(max_steps=3, **QUICK), tmp_path)
+        finetune.finetune_teacher(lm, prompter, examples, TrainConfig(max_steps=3, **QUICK), tmp_path)

@@ -42,6 +42,16 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.preview < 0:
             raise ConfigError(f"config key 'preview': {self.preview} must be >= 0")
+        if self.teacher.format == "letter" and get_task(self.task.name).answer_type(self.task) != "choice":
+            raise ConfigError(
+                f"config key 'teacher.format': letter needs choices or a label set; task "
+                f"'{self.task.name}' is free-form (use format=text)"
+            )
+        if self.task.max_train is not None and self.teacher.shots >= self.task.max_train:
+            raise ConfigError(
+                f"config key 'teacher.shots': {self.teacher.shots} demonstrations need more than "
+                f"task.max_train={self.task.max_train} train examples"
+            )
 
 
 def save_resolved(cfg: ExperimentConfig) -> Path:
@@ -66,11 +76,14 @@ def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
     from .rationale import attribute_split, merge_stores, open_store, shard_path, store_path
-    from .teacher.answer import read_answers
+    from .teacher.answer import make_prompter, read_answers
 
     splits = prepare_stage(cfg)
     metrics = teach_stage(cfg) if cfg.attribution.target == "teacher" or cfg.teacher.finetune else None
+    # How the teacher was asked changes what is attributed, with or without its answers.
     header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
+              "teacher_model": to_dict(cfg.teacher.model),
+              "teacher_prompt": {"format": cfg.teacher.format, "shots": cfg.teacher.shots, "chat": cfg.teacher.chat},
               "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
     # Under `accelerate launch` each process writes its own shard; the main one merges them.
     stores = {
@@ -81,6 +94,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
     model_path = (metrics or {}).get("model_path")
     lm = load_model(ModelConfig(**{**to_dict(cfg.teacher.model), "name": model_path})) if model_path \
         else load_model(cfg.teacher.model)
+    prompter = make_prompter(cfg.task, cfg.teacher, splits["train"], lm.tokenizer)
     out: dict[str, Any] = {}
     for split, store in stores.items():
         # The teacher's answers are the target (target=teacher) or, when present, context for
@@ -88,7 +102,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
         have = (Path(cfg.run_dir) / "teacher" / f"answers_{split}.jsonl").is_file()
         answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" or have else None
         examples = splits[split][rank()::world_size()]
-        out[split] = attribute_split(lm, cfg.task, examples, answers, cfg.attribution, cfg.rationale,
+        out[split] = attribute_split(lm, prompter, examples, answers, cfg.attribution, cfg.rationale,
                                      store, progress=cfg.progress and is_main())
         if is_distributed():
             barrier()

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DataError
 from ..models import LoadedModel
-from ..models.tokens import answer_ids
+from ..models.tokens import answer_ids, context_length
 from .config import AttributionConfig
 
 
@@ -31,15 +31,6 @@ class AttributionBatch:
     positions: torch.Tensor  # (B, A): causal: positions whose logits predict the answer tokens
     targets: torch.Tensor  # (B, A): answer token ids (0 where padded)
     target_mask: torch.Tensor  # (B, A) bool
-
-
-def context_length(lm: LoadedModel) -> int | None:
-    cfg = lm.model.config
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def encode(

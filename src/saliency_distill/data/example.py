@@ -114,11 +114,13 @@ def render(
     example: Example,
     choice_format: str = "({letter}) {choice}",
     choice_sep: str = "\n",
+    choices_are_content: bool = True,
 ) -> Prompt:
     """Fill ``template`` (``{field}`` and ``{choices}`` placeholders) and record content spans.
 
     Literal template text is never content; every substituted field value is, and so is each
-    choice's text (but not its "(a)" marker).
+    choice's text (but not its "(a)" marker) unless ``choices_are_content`` is false (a closed
+    label set shown as options, such as NLI's three labels, is template).
     """
     parts: list[str] = []
     spans: list[tuple[int, int]] = []
@@ -147,7 +149,7 @@ def render(
                     emit(choice_sep)
                 before, _, after = choice_format.partition("{choice}")
                 emit(before.format(letter=CHOICE_LETTERS[i], index=i + 1))
-                emit(choice, f"choice:{i}")
+                emit(choice, f"choice:{i}" if choices_are_content else None)
                 emit(after.format(letter=CHOICE_LETTERS[i], index=i + 1))
         elif name in example.fields:
             emit(example.fields[name], name)

@@ -19,3 +19,13 @@ def answer_ids(lm: LoadedModel, answer: str, causal_eos: bool = False) -> list[i
     if lm.is_seq2seq:
         return tok(answer, add_special_tokens=False)["input_ids"] + eos
     return tok(" " + answer, add_special_tokens=False)["input_ids"] + (eos if causal_eos else [])
+
+
+def context_length(lm: LoadedModel) -> int | None:
+    """The longest sequence the model reads, from its config (None if it does not say)."""
+    cfg = lm.model.config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -11,9 +11,10 @@ from tqdm.auto import tqdm
 
 from ..attribution import AttributionConfig, iter_attribute
 from ..config import config_hash, to_dict
-from ..data import Example, TaskConfig, get_task
+from ..data import Example, TaskConfig
 from ..errors import DataError
 from ..models import LoadedModel
+from ..teacher.prompt import TeacherPrompter
 from .extract import RationaleConfig, select
 from .store import RationaleStore
 from .words import word_scores
@@ -53,7 +54,7 @@ def open_store(
 
 def attribute_split(
     lm: LoadedModel,
-    task_cfg: TaskConfig,
+    prompter: TeacherPrompter,
     examples: list[Example],
     teacher_answers: dict[str, dict[str, Any]] | None,
     attr_cfg: AttributionConfig,
@@ -61,11 +62,15 @@ def attribute_split(
     store: RationaleStore,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Append rationale rows for ``examples`` not yet in ``store``."""
-    task = get_task(task_cfg.name)
+    """Append rationale rows for ``examples`` not yet in ``store``.
+
+    The attributed quantity is log p(target | the teacher's prompt), the target being the
+    teacher's answer as it gave it (an option's text or letter) or the gold answer in the same
+    format; words come only from the example's own content spans.
+    """
     path = store.path
     todo = [ex for ex in examples if ex.id not in store]
-    prompts = [task.render(ex, task_cfg) for ex in todo]
+    prompts = [prompter.render(ex) for ex in todo]
     for ex, p in zip(todo, prompts):
         if not p.content_spans:
             raise DataError(f"example {ex.id}: the prompt has no content to attribute")
@@ -76,9 +81,11 @@ def attribute_split(
         if missing:
             raise DataError(f"example {missing[0]}: no teacher answer (re-run `teach` for this split)")
     if attr_cfg.target == "teacher":
-        answers = [teacher_answers[ex.id]["answer"] for ex in todo]  # type: ignore[index]
+        # Rows written before answer formats existed have no "target": the answer was the text.
+        answers = [teacher_answers[ex.id].get("target", teacher_answers[ex.id]["answer"])  # type: ignore[index]
+                   for ex in todo]
     else:
-        answers = [ex.label for ex in todo]
+        answers = [prompter.target(ex, ex.label) for ex in todo]
     by_id = {ex.id: (ex, p) for ex, p in zip(todo, prompts)}
     started = time.perf_counter()
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), unit="ex", desc=f"attribute {path.stem}",

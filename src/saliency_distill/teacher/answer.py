@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ..config import config_hash, field, to_dict
-from ..data import Example, Task, TaskConfig, get_task
+from ..data import Example, TaskConfig, get_task
 from ..distributed import barrier, is_main
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..evaluation.scoring import exact_match
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model
+from ..models.tokens import context_length
 from ..training import TrainConfig
 from ..training.sft import identity
 from .generate import generate_answers
+from .prompt import TeacherPrompter
+from .quality import answer_quality, collapse_warning
 from .scoring import score_choices
 
 logger = logging.getLogger(__name__)
@@ -36,6 +40,13 @@ class TeacherConfig:
     scoring: Literal["sum", "mean"] = field(
         "sum", "choice scoring: summed or length-normalised log-likelihood"
     )
+    format: Literal["text", "letter"] = field(
+        "text",
+        "choice tasks: score each option's text (text) or its label (a), (b), ... (letter; a closed "
+        "label set such as NLI's is shown as lettered options)",
+    )
+    shots: int = field(0, "demonstrations from the train split before each prompt (seeded; never the example itself)")
+    chat: bool = field(False, "wrap the prompt in the model's chat template, with an instruction")
     splits: list[str] = field(["train", "validation", "test"], "splits the teacher answers")
     batch_size: int = field(8, "examples per scoring/generation batch")
     max_new_tokens: int = field(32, "free-form tasks: tokens generated per answer")
@@ -44,6 +55,8 @@ class TeacherConfig:
         bad = [s for s in self.splits if s not in ("train", "validation", "test")]
         if bad:
             raise ConfigError(f"config key 'teacher.splits': unknown split {bad[0]!r}")
+        if self.shots < 0:
+            raise ConfigError(f"config key 'teacher.shots': {self.shots} must be >= 0")
 
 
 def is_correct(example: Example, answer: str) -> bool:
@@ -52,26 +65,57 @@ def is_correct(example: Example, answer: str) -> bool:
     return exact_match(answer, example)
 
 
+def make_prompter(
+    task_cfg: TaskConfig, cfg: TeacherConfig, train: list[Example], tokenizer: Any = None
+) -> TeacherPrompter:
+    """How this teacher config asks ``task_cfg``'s examples (demonstrations from ``train``)."""
+    return TeacherPrompter(get_task(task_cfg.name), task_cfg, cfg.format, cfg.shots, cfg.chat,
+                           demo_pool=train, tokenizer=tokenizer, seed=task_cfg.seed)
+
+
+def check_prompt_lengths(lm: LoadedModel, prompts: list[str], ids: list[str], cfg: TeacherConfig) -> None:
+    """A prompt the model cannot read whole is an error naming the example (and the shots key)."""
+    limit = context_length(lm)
+    if limit is None:
+        return
+    room = limit - (0 if lm.is_seq2seq else 8)  # leave a few tokens for the answer
+    for ex_id, prompt in zip(ids, prompts):
+        n = len(lm.tokenizer(prompt)["input_ids"])
+        if n > room:
+            why = f" with {cfg.shots} demonstrations (lower teacher.shots)" if cfg.shots else ""
+            key = "config key 'teacher.shots': " if cfg.shots else ""
+            raise DataError(
+                f"{key}example {ex_id}: the teacher's prompt{why} is {n} tokens, longer than the "
+                f"{limit}-token context of {lm.name}"
+            )
+
+
 def answer_examples(
-    lm: LoadedModel, task: Task, task_cfg: TaskConfig, examples: list[Example], cfg: TeacherConfig
+    lm: LoadedModel, prompter: TeacherPrompter, examples: list[Example], cfg: TeacherConfig
 ) -> list[dict[str, Any]]:
-    prompts = [task.render(ex, task_cfg).text for ex in examples]
+    """One row per example: the answer (a choice's text, or generated text), the string scored
+    after the prompt (``target``: the option text or letter), correctness and the scores."""
+    prompts = [prompter.render(ex).text for ex in examples]
     rows: list[dict[str, Any]] = []
-    if task.answer_type(task_cfg) == "choice":
-        scores = score_choices(lm, prompts, [ex.choices or () for ex in examples], cfg.batch_size)
+    if prompter.kind == "choice":
+        candidates = [prompter.candidates(ex) for ex in examples]
+        scores = score_choices(lm, prompts, candidates, cfg.batch_size)
         picks = {"sum": scores.best(False), "mean": scores.best(True)}
         for i, ex in enumerate(examples):
             assert ex.choices is not None
-            answer = ex.choices[picks[cfg.scoring][i]]
+            pick = picks[cfg.scoring][i]
+            answer = ex.choices[pick]
             rows.append({
-                "id": ex.id, "answer": answer, "gold": ex.label, "correct": is_correct(ex, answer),
+                "id": ex.id, "answer": answer, "target": candidates[i][pick], "gold": ex.label,
+                "correct": is_correct(ex, answer),
                 "answer_sum": ex.choices[picks["sum"][i]], "answer_mean": ex.choices[picks["mean"][i]],
                 "logprobs": [round(s, 4) for s in scores.sums[i]], "lengths": scores.lengths[i],
             })
     else:
         answers = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size)
         for ex, answer in zip(examples, answers):
-            rows.append({"id": ex.id, "answer": answer, "gold": ex.label, "correct": is_correct(ex, answer)})
+            rows.append({"id": ex.id, "answer": answer, "target": answer, "gold": ex.label,
+                         "correct": is_correct(ex, answer)})
     return rows
 
 
@@ -103,12 +147,17 @@ def teach(
                 f"now {digest}); use another run_dir or --overwrite"
             )
         metrics_path.unlink()
-    task = get_task(task_cfg.name)
+    make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
     lm = load_model(cfg.model)
+    prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
+    for split in dict.fromkeys([*cfg.splits, *(["train"] if cfg.finetune else [])]):
+        check_prompt_lengths(lm, [prompter.render(ex).text for ex in splits[split]],
+                             [ex.id for ex in splits[split]], cfg)
     metrics: dict[str, Any] = {"config_hash": digest, "model": cfg.model.name, "finetuned": cfg.finetune,
-                               "scoring": cfg.scoring, "accuracy": {}}
+                               "scoring": cfg.scoring, "prompt": prompter.describe(), "accuracy": {},
+                               "quality": {}, "warnings": []}
     if cfg.finetune:
-        lm = finetune_teacher(lm, task, task_cfg, splits["train"], cfg.train, out_dir / "finetune")
+        lm = finetune_teacher(lm, prompter, splits["train"], cfg.train, out_dir / "finetune")
         metrics["train_metrics"] = json.loads((out_dir / "finetune" / "train_metrics.json").read_text())
     if not is_main():
         # Fine-tuning above ran data-parallel; answering writes shared files: the main process does it.
@@ -117,7 +166,9 @@ def teach(
     for split in cfg.splits:
         examples = splits[split]
         logger.info("teacher answering %d %s examples", len(examples), split)
-        rows = answer_examples(lm, task, task_cfg, examples, cfg)
+        started = time.perf_counter()
+        rows = answer_examples(lm, prompter, examples, cfg)
+        seconds = time.perf_counter() - started
         write_jsonl(out_dir / f"answers_{split}.jsonl", rows)
         gold = {ex.id: ex for ex in examples}
         acc = {"accuracy": accuracy(rows, gold), "n": len(rows)}
@@ -125,6 +176,13 @@ def teach(
             acc["accuracy_sum"] = accuracy(rows, gold, "answer_sum")
             acc["accuracy_mean"] = accuracy(rows, gold, "answer_mean")
         metrics["accuracy"][split] = acc
+        quality = answer_quality(rows, examples)
+        quality["seconds_per_example"] = round(seconds / len(rows), 4) if rows else None
+        metrics["quality"][split] = quality
+        warning = collapse_warning(split, quality)
+        if warning:
+            logger.warning(warning)
+            metrics["warnings"].append(warning)
     metrics["model_path"] = lm.path
     write_json(metrics_path, metrics)  # last: marks the stage complete
     barrier()

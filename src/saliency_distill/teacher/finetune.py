@@ -11,11 +11,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import Example, Task, TaskConfig
+from ..data import Example
 from ..errors import ConfigError
 from ..models import LoadedModel, ModelConfig, load_model
 from ..models.loading import DTYPES
 from ..training.sft import MODEL_DIR, TrainConfig, train_supervised, trained_fingerprint, training_fingerprint
+from .prompt import TeacherPrompter
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +28,14 @@ def _dtype_name(lm: LoadedModel) -> str:
 
 def finetune_teacher(
     lm: LoadedModel,
-    task: Task,
-    task_cfg: TaskConfig,
+    prompter: TeacherPrompter,
     train_examples: Sequence[Example],
     cfg: TrainConfig,
     output_dir: str | os.PathLike[str],
 ) -> LoadedModel:
-    """Train ``lm`` (in place) to answer ``task`` and return the saved model, freshly loaded."""
-    pairs = [(task.render(ex, task_cfg).text, ex.label) for ex in train_examples]
+    """Train ``lm`` (in place) to answer as ``prompter`` asks (the prompt it renders -> the gold
+    answer in its format) and return the saved model, freshly loaded."""
+    pairs = [(prompter.render(ex).text, prompter.target(ex, ex.label)) for ex in train_examples]
     folder = Path(output_dir) / MODEL_DIR
     wanted = training_fingerprint(lm, pairs, cfg)
     found = trained_fingerprint(folder)

@@ -123,7 +123,7 @@ def _fingerprint(
 
 def _length_limit(lm: LoadedModel, cfg: TrainConfig) -> int | None:
     """The shorter of ``cfg.max_length`` and the model's context: longer pairs are errors."""
-    from ..attribution.inputs import context_length
+    from ..models.tokens import context_length
 
     limits = [n for n in (cfg.max_length, context_length(lm)) if n is not None]
     return min(limits) if limits else None

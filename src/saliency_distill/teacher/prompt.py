@@ -1,0 +1,162 @@
+"""How the teacher is asked: answer format, k-shot demonstrations and an optional chat template.
+
+The task renders an example's prompt and marks its content spans (question, premise, option
+texts). :class:`TeacherPrompter` builds what the teacher actually reads around it:
+
+- ``format="text"`` scores each option's text after the prompt (or generates, for free-form
+  tasks); ``format="letter"`` shows the options lettered and scores the label "(a)", "(b)", ...
+  For a closed label set that the task's template does not list (NLI), the labels are added as
+  lettered options; they are template, not content, so they never become rationale words.
+- ``shots`` demonstrations from the train split (a seeded draw, never the scored example
+  itself), each a rendered prompt followed by its gold answer in the same format.
+- ``chat`` wraps the prompt in the model's chat template with an instruction; the reply starts
+  with "Answer:" so the scored continuation is the same as without it.
+
+Demonstrations, instruction and chat markup are template: the returned :class:`Prompt`'s
+content spans are those of the scored example alone, so attribution never picks their words.
+The same prompter serves answering, fine-tuning and attribution, so the attributed quantity is
+log p(the answer as the teacher gave it | the prompt it read).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ..data import Example, Prompt, Task, TaskConfig
+from ..data.example import CHOICE_LETTERS, render
+from ..errors import ConfigError, DataError
+
+AnswerFormat = Literal["text", "letter"]
+
+_SENTINEL = "\x00PROMPT\x00"
+_CHAT_REPLY = "Answer:"
+_INSTRUCTION = {
+    "letter": "Reply with the letter of the correct option.",
+    "text": "Reply with the correct option.",
+    "free": "Reply with the answer only.",
+}
+
+
+def letter(index: int) -> str:
+    """The label that ``format=letter`` scores for option ``index``: "(a)", "(b)", ..."""
+    return f"({CHOICE_LETTERS[index]})"
+
+
+def lists_choices(template: str) -> bool:
+    return "{choices}" in template
+
+
+def letter_template(template: str) -> str:
+    """``template`` with its options shown: unchanged if it lists ``{choices}``, else (a closed
+    label set such as NLI's) its closing "Answer..." line replaced by a lettered options block."""
+    if lists_choices(template):
+        return template
+    lines = template.rstrip().split("\n")
+    if len(lines) > 1 and lines[-1].lstrip().lower().startswith("answer"):
+        lines = lines[:-1]
+    return "\n".join(lines) + "\nAnswer Choices:\n{choices}\nAnswer:"
+
+
+class TeacherPrompter:
+    """Prompts and scored answer strings for one task under one way of asking."""
+
+    def __init__(
+        self,
+        task: Task,
+        task_cfg: TaskConfig,
+        answer_format: AnswerFormat = "text",
+        shots: int = 0,
+        chat: bool = False,
+        demo_pool: Sequence[Example] = (),
+        tokenizer: Any = None,
+        seed: int = 0,
+    ) -> None:
+        self.task, self.task_cfg = task, task_cfg
+        self.format, self.shots, self.chat = answer_format, shots, chat
+        self.kind = task.answer_type(task_cfg)
+        if answer_format == "letter" and self.kind != "choice":
+            raise ConfigError(
+                f"config key 'teacher.format': letter needs choices or a label set; task "
+                f"'{task_cfg.name}' is free-form (use format=text)"
+            )
+        if answer_format not in ("text", "letter"):
+            raise ConfigError(f"config key 'teacher.format': {answer_format!r} is not one of ['text', 'letter']")
+        if shots < 0:
+            raise ConfigError(f"config key 'teacher.shots': {shots} must be >= 0")
+        base = task.template_for(task_cfg)
+        self.template = letter_template(base) if answer_format == "letter" else base
+        # A label set the task's own template does not list is template when shown, not content.
+        self.choices_are_content = lists_choices(base)
+        if shots:
+            pool = list(demo_pool)
+            if len(pool) < shots + 1:
+                raise ConfigError(
+                    f"config key 'teacher.shots': {shots} demonstrations need at least {shots + 1} "
+                    f"train examples (one may be the scored example); the train split has {len(pool)}"
+                )
+            # One seeded draw of shots + 1: an example that is itself drawn gets the spare one.
+            self._pool = random.Random(f"{seed}:teacher-shots").sample(pool, shots + 1)
+        else:
+            self._pool = []
+        self._chat_head = self._chat_tail = ""
+        if chat:
+            template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
+            if not template:
+                raise ConfigError("config key 'teacher.chat': the teacher's tokenizer has no chat template")
+            wrapped = tokenizer.apply_chat_template(
+                [{"role": "user", "content": _SENTINEL}], tokenize=False, add_generation_prompt=True
+            )
+            if wrapped.count(_SENTINEL) != 1:
+                raise ConfigError("config key 'teacher.chat': the chat template does not keep the user message")
+            self._chat_head, self._chat_tail = wrapped.split(_SENTINEL)
+            self._chat_tail += _CHAT_REPLY
+
+    # -- answers ----------------------------------------------------------------------------
+    def candidates(self, example: Example) -> list[str]:
+        """The strings scored after the prompt, one per option (choice tasks)."""
+        if not example.choices:
+            raise DataError(f"example {example.id}: a choice task's example has no choices")
+        if self.format == "letter":
+            if len(example.choices) > len(CHOICE_LETTERS):
+                raise DataError(f"example {example.id}: more than {len(CHOICE_LETTERS)} options for letters")
+            return [letter(i) for i in range(len(example.choices))]
+        return list(example.choices)
+
+    def target(self, example: Example, answer: str) -> str:
+        """The string the teacher would produce for ``answer`` (a choice's text, or free text)."""
+        if self.format == "letter" and example.choices:
+            try:
+                return letter(example.choices.index(answer))
+            except ValueError:
+                raise DataError(f"example {example.id}: answer {answer!r} is not one of its choices") from None
+        return answer
+
+    # -- prompts ----------------------------------------------------------------------------
+    def _render(self, example: Example) -> Prompt:
+        return render(self.template, example, choices_are_content=self.choices_are_content)
+
+    def demonstrations(self, example_id: str) -> list[Example]:
+        return [ex for ex in self._pool if ex.id != example_id][: self.shots]
+
+    def render(self, example: Example) -> Prompt:
+        """The teacher's prompt for ``example``; content spans cover ``example``'s content only."""
+        body = self._render(example)
+        demos = "".join(
+            f"{self._render(d).text} {self.target(d, d.label)}\n\n" for d in self.demonstrations(example.id)
+        )
+        user = demos + body.text
+        if not self.chat:
+            return Prompt(user, body.content_spans if not demos else _shift(body, len(demos)), body.span_fields)
+        text = self._chat_head + user + "\n" + _INSTRUCTION[self.format if self.kind == "choice" else "free"]
+        text += self._chat_tail
+        return Prompt(text, _shift(body, len(self._chat_head) + len(demos)), body.span_fields)
+
+    def describe(self) -> dict[str, Any]:
+        return {"format": self.format, "shots": self.shots, "chat": self.chat,
+                "demonstrations": [ex.id for ex in self._pool]}
+
+
+def _shift(prompt: Prompt, by: int) -> tuple[tuple[int, int], ...]:
+    return tuple((s + by, e + by) for s, e in prompt.content_spans)

@@ -1,0 +1,86 @@
+"""Is the teacher worth distilling? Accuracy with a 95% interval, the answer distribution, and a
+warning when one answer takes most of a split (a collapsed teacher teaches nothing).
+
+A student learns what its teacher gives it, so these figures go into ``teacher/metrics.json``
+and the printed summary before any student trains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from ..data import Example
+from ..data.example import CHOICE_LETTERS
+
+COLLAPSE_SHARE = 0.8  # one answer above this share of a split is a collapsed teacher
+TOP_FREE_ANSWERS = 5  # free-form answers: how many of the most common are listed
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% for z = 1.96); (nan, nan) when n = 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def answer_key(example: Example, answer: str, label_set: bool) -> str:
+    """What the distribution counts: the label for a closed label set (NLI), the option's
+    position "(a)".. for per-question choices (CQA), the answer itself for free-form tasks."""
+    if example.choices is None:
+        return answer
+    if label_set or answer not in example.choices:
+        return answer
+    return f"({CHOICE_LETTERS[example.choices.index(answer)]})"
+
+
+def is_label_set(examples: Sequence[Example]) -> bool:
+    """Every example has the same choices in the same order (NLI's labels, a file's label set)."""
+    choices = {ex.choices for ex in examples}
+    return len(choices) == 1 and None not in choices
+
+
+def answer_quality(rows: Sequence[dict[str, Any]], examples: Sequence[Example]) -> dict[str, Any]:
+    """Accuracy, its 95% interval, and the answer / gold distributions of one split's rows."""
+    by_id = {ex.id: ex for ex in examples}
+    label_set = is_label_set(examples)
+    answers: Counter[str] = Counter()
+    gold: Counter[str] = Counter()
+    correct = 0
+    for row in rows:
+        ex = by_id[row["id"]]
+        answers[answer_key(ex, row["answer"], label_set)] += 1
+        gold[answer_key(ex, ex.label, label_set)] += 1
+        correct += bool(row["correct"])
+    n = len(rows)
+    low, high = wilson_interval(correct, n)
+    top, top_n = answers.most_common(1)[0] if answers else (None, 0)
+    free = bool(examples) and examples[0].choices is None
+    listed = answers.most_common(TOP_FREE_ANSWERS) if free else sorted(answers.items())
+    return {
+        "accuracy": correct / n if n else float("nan"),
+        "n": n,
+        "ci95": [round(low, 4), round(high, 4)],
+        "answer_distribution": dict(listed),
+        "gold_distribution": {} if free else dict(sorted(gold.items())),
+        "majority_share": max(gold.values()) / n if n and not free else None,
+        "top_answer": top,
+        "top_answer_share": top_n / n if n else None,
+        "collapsed": bool(n) and top_n / n > COLLAPSE_SHARE,
+    }
+
+
+def collapse_warning(split: str, quality: dict[str, Any]) -> str | None:
+    """A one-line warning for a collapsed teacher, else None."""
+    if not quality.get("collapsed"):
+        return None
+    return (
+        f"warning: the teacher answers {quality['top_answer']!r} for {quality['top_answer_share']:.0%} of "
+        f"the {split} split (accuracy {quality['accuracy']:.1%}): a collapsed teacher; students "
+        f"distilled from it learn little (try teacher.format=letter, teacher.shots or another teacher)"
+    )
