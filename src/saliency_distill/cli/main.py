@@ -68,13 +68,24 @@ def cmd_prepare(ns: argparse.Namespace) -> int:
 
 
 def _print_teacher(metrics: dict) -> None:
-    tuned = "fine-tuned" if metrics.get("finetuned") else "zero-shot"
-    print(f"teacher {metrics['model']} ({tuned}, scoring={metrics['scoring']}):")
+    tuned = "fine-tuned" if metrics.get("finetuned") else "not fine-tuned"
+    prompt = metrics.get("prompt") or {}
+    asked = f"format={prompt.get('format', 'text')}, shots={prompt.get('shots', 0)}" + (
+        ", chat" if prompt.get("chat") else "")
+    print(f"teacher {metrics['model']} ({tuned}, {asked}, scoring={metrics['scoring']}):")
     for split, acc in metrics["accuracy"].items():
+        q = (metrics.get("quality") or {}).get(split, {})
+        ci = f" [95% CI {q['ci95'][0]:.3f}-{q['ci95'][1]:.3f}]" if q.get("ci95") else ""
         extra = ""
         if "accuracy_sum" in acc:
             extra = f"  (sum {acc['accuracy_sum']:.3f}, mean {acc['accuracy_mean']:.3f})"
-        print(f"  {split:<10} accuracy {acc['accuracy']:.3f} on {acc['n']} examples{extra}")
+        print(f"  {split:<10} accuracy {acc['accuracy']:.3f}{ci} on {acc['n']} examples{extra}")
+        if q.get("answer_distribution") and q.get("gold_distribution"):
+            dist = ", ".join(f"{k} {v}" for k, v in q["answer_distribution"].items())
+            gold = ", ".join(f"{k} {v}" for k, v in q["gold_distribution"].items())
+            print(f"  {'':<10} answers: {dist}  (gold: {gold})")
+    for warning in metrics.get("warnings") or []:
+        print(f"  {warning}")
 
 
 def cmd_teach(ns: argparse.Namespace) -> int:

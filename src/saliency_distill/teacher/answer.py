@@ -20,7 +20,7 @@ from ..distributed import barrier, is_main
 from ..errors import ConfigError, DataError
 from ..evaluation.scoring import exact_match
 from ..io import write_json, write_jsonl
-from ..models import LoadedModel, ModelConfig, load_model
+from ..models import LoadedModel, ModelConfig, load_model, release
 from ..models.tokens import context_length
 from ..training import TrainConfig
 from ..training.sft import identity
@@ -185,6 +185,7 @@ def teach(
             metrics["warnings"].append(warning)
     metrics["model_path"] = lm.path
     write_json(metrics_path, metrics)  # last: marks the stage complete
+    release(lm)
     barrier()
     return metrics
 
