@@ -70,7 +70,9 @@ def row_key(r: dict[str, Any]) -> str:
 
 
 def plan(datasets: list[str], models: list[str], formats: list[str], shots: list[int], chat: bool,
-         fp32: bool, lora: list[str] = (), lora_train: int = 1000) -> list[dict[str, Any]]:
+         fp32: bool, lora: list[str] = (), lora_train: int = 1000,
+         shot_formats: list[str] | None = None) -> list[dict[str, Any]]:
+    shot_formats = formats if shot_formats is None else shot_formats
     from saliency_distill.data import get_task, TaskConfig
 
     rows = []
@@ -79,7 +81,7 @@ def plan(datasets: list[str], models: list[str], formats: list[str], shots: list
         for model in sorted(models, key=lambda m: float(m.rstrip("b"))):
             for dataset in datasets:
                 free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
-                for fmt in (["text"] if free else formats):
+                for fmt in (["text"] if free else formats if n == 0 else shot_formats):
                     rows.append({"dataset": dataset, "model": model, "format": fmt, "shots": n, "chat": False,
                                  "dtype": "bfloat16", "split": "validation"})
     if chat:  # the chat template, on the larger model's letter (or text) zero-shot row
@@ -233,6 +235,7 @@ def main() -> None:
     ap.add_argument("--models", default="0.5b,1.5b")
     ap.add_argument("--formats", default="text,letter")
     ap.add_argument("--shots", default="0,3")
+    ap.add_argument("--shot-formats", default="letter", help="formats of the k-shot rows (choice tasks)")
     ap.add_argument("--chat", action="store_true", help="add a chat-template row per dataset")
     ap.add_argument("--fp32", action="store_true", help="add an fp32 row per dataset (bf16 agreement)")
     ap.add_argument("--lora", default="", help="datasets whose larger-model row is also LoRA-fine-tuned")
@@ -259,7 +262,7 @@ def main() -> None:
         teachers = Teachers()
         todo = plan(datasets, args.models.split(","), args.formats.split(","),
                     [int(s) for s in args.shots.split(",")], args.chat, args.fp32,
-                    [d for d in args.lora.split(",") if d], args.lora_train)
+                    [d for d in args.lora.split(",") if d], args.lora_train, args.shot_formats.split(","))
         for r in todo:
             if row_key(r) in done:
                 continue
