@@ -15,6 +15,9 @@ def test_is_correct_choice_and_equation():
     svamp = Example(id="2", fields={"question": "84 in 2 rounds"}, label="( 84.0 / 2.0 )", meta={"answer": 42.0})
     assert is_correct(svamp, "(84 / 2)") and is_correct(svamp, "21 * 2")
     assert not is_correct(svamp, "84 - 2") and not is_correct(svamp, "import os")
+    # a worked equation counts as its left-hand side; the stated result alone is never trusted
+    assert is_correct(svamp, "84 / 2 = 42") and not is_correct(svamp, "84 - 2 = 42")
+    assert not is_correct(svamp, "x = 42") and not is_correct(svamp, "84 / 2 = 42 = 42")
 
 
 def test_generation_is_greedy_and_batch_independent(tiny_model_dirs):

@@ -41,7 +41,13 @@ def is_arithmetic(example: Example) -> bool:
 
 
 def equation_value(text: str) -> float | None:
-    """The value of an arithmetic expression, or None when it is not one."""
+    """The value of an arithmetic expression, or None when it is not one.
+
+    A worked equation "30 * 7 = 210" counts as its left-hand side, the expression: the value
+    written after "=" is never trusted on its own.
+    """
+    if text.count("=") == 1:
+        text = text.split("=", 1)[0]
     try:
         return evaluate(text)
     except (ArithmeticError_, RecursionError):  # deep nesting must not crash an evaluation run
