@@ -19,9 +19,12 @@ def test_readme_main_command_config_exists():
     from saliency_distill.experiment import ExperimentConfig
 
     readme = (ROOT / "README.md").read_text()
-    assert "bash scripts/setup.sh --models && .venv/bin/saliency-distill run configs/demo.yaml" in readme
+    assert "bash scripts/setup.sh --teacher-1.5b && .venv/bin/saliency-distill run configs/demo.yaml" in readme
     cfg = load_config(ExperimentConfig, ROOT / "configs" / "demo.yaml")
-    assert cfg.task.name == "quartz"
+    # the demo's data comes from a package registry and its teacher from the packages that
+    # setup.sh --teacher-1.5b installs
+    assert cfg.task.name == "socialiqa" and cfg.task.path is None
+    assert cfg.teacher.model.name == "qwen2.5-coder-1.5b-instruct"
 
 
 def test_model_requirements_are_hash_pinned():

@@ -78,6 +78,12 @@ def test_text_format_scores_option_texts(qwen):
     assert TeacherPrompter(CQA, CQA_CFG, "letter").target(ex, "dog") == "(c)"
 
 
+def test_auto_format_is_letter_for_choice_tasks_and_text_for_free_form():
+    assert TeacherPrompter(CQA, CQA_CFG).format == "letter"
+    assert TeacherPrompter(get_task("svamp"), TaskConfig(name="svamp", path="-")).format == "text"
+    build(ExperimentConfig, {"task": {"name": "svamp", "path": "-"}})  # the default format is valid everywhere
+
+
 def test_label_set_in_letter_format_is_template_not_content():
     ex = nli_example(0)
     text_prompt = TeacherPrompter(ESNLI, ESNLI_CFG, "text").render(ex)

@@ -40,10 +40,11 @@ class TeacherConfig:
     scoring: Literal["sum", "mean"] = field(
         "sum", "choice scoring: summed or length-normalised log-likelihood"
     )
-    format: Literal["text", "letter"] = field(
-        "text",
+    format: Literal["auto", "text", "letter"] = field(
+        "auto",
         "choice tasks: score each option's text (text) or its label (a), (b), ... (letter; a closed "
-        "label set such as NLI's is shown as lettered options)",
+        "label set such as NLI's is shown as lettered options); auto = letter for choice tasks (measured "
+        "better on every task in benchmarks/results/teacher_quality.md), text for free-form ones",
     )
     shots: int = field(0, "demonstrations from the train split before each prompt (seeded; never the example itself)")
     chat: bool = field(False, "wrap the prompt in the model's chat template, with an instruction")

@@ -3,6 +3,7 @@
 The task renders an example's prompt and marks its content spans (question, premise, option
 texts). :class:`TeacherPrompter` builds what the teacher actually reads around it:
 
+- ``format="auto"`` is ``letter`` for choice tasks and ``text`` for free-form ones.
 - ``format="text"`` scores each option's text after the prompt (or generates, for free-form
   tasks); ``format="letter"`` shows the options lettered and scores the label "(a)", "(b)", ...
   For a closed label set that the task's template does not list (NLI), the labels are added as
@@ -28,7 +29,7 @@ from ..data import Example, Prompt, Task, TaskConfig
 from ..data.example import CHOICE_LETTERS, render
 from ..errors import ConfigError, DataError
 
-AnswerFormat = Literal["text", "letter"]
+AnswerFormat = Literal["auto", "text", "letter"]
 
 _SENTINEL = "\x00PROMPT\x00"
 _CHAT_REPLY = "Answer:"
@@ -66,7 +67,7 @@ class TeacherPrompter:
         self,
         task: Task,
         task_cfg: TaskConfig,
-        answer_format: AnswerFormat = "text",
+        answer_format: AnswerFormat = "auto",
         shots: int = 0,
         chat: bool = False,
         demo_pool: Sequence[Example] = (),
@@ -74,15 +75,17 @@ class TeacherPrompter:
         seed: int = 0,
     ) -> None:
         self.task, self.task_cfg = task, task_cfg
-        self.format, self.shots, self.chat = answer_format, shots, chat
         self.kind = task.answer_type(task_cfg)
+        if answer_format == "auto":
+            answer_format = "letter" if self.kind == "choice" else "text"
+        self.format, self.shots, self.chat = answer_format, shots, chat
         if answer_format == "letter" and self.kind != "choice":
             raise ConfigError(
                 f"config key 'teacher.format': letter needs choices or a label set; task "
                 f"'{task_cfg.name}' is free-form (use format=text)"
             )
         if answer_format not in ("text", "letter"):
-            raise ConfigError(f"config key 'teacher.format': {answer_format!r} is not one of ['text', 'letter']")
+            raise ConfigError(f"config key 'teacher.format': {answer_format!r} is not one of ['auto', 'text', 'letter']")
         if shots < 0:
             raise ConfigError(f"config key 'teacher.shots': {shots} must be >= 0")
         base = task.template_for(task_cfg)
