@@ -106,3 +106,29 @@ def test_preview_with_tiny_models(tmp_path, data_file, tiny_model_dirs, capsys):
     for row in result["models"].values():
         assert 0.0 <= row["accuracy_sum"] <= 1.0
         assert len(row["answers_sum"]) == 4
+
+
+@pytest.mark.parametrize("extra, key", [
+    (["teacher.shots=40"], "teacher.shots"),  # more demonstrations than the 14 train examples
+    (["teacher.format=letter", "task.fields.choices=null"], "teacher.format"),  # letter on a free-form task
+    (["teacher.shots=2", "teacher.format=nonsense"], "teacher.format"),
+])
+def test_teach_bad_teacher_prompt_is_one_line_and_writes_nothing(tmp_path, data_file, tiny_model_dirs, capsys,
+                                                                 extra, key):
+    args = _file_args(tmp_path, data_file) + [f"teacher.model.name={tiny_model_dirs['qwen2']}",
+                                              "teacher.finetune=false", *extra]
+    assert main(["-q", "teach", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and key in err
+    assert not (tmp_path / "run" / "teacher").exists()
+
+
+def test_teach_prints_the_teacher_quality(tmp_path, data_file, tiny_model_dirs, capsys):
+    args = _file_args(tmp_path, data_file) + [f"teacher.model.name={tiny_model_dirs['qwen2']}",
+                                              "teacher.finetune=false", "teacher.shots=2"]
+    assert main(["-q", "teach", *args]) == 0
+    out = capsys.readouterr().out
+    assert "format=letter, shots=2" in out and "95% CI" in out and "answers: " in out
+    metrics = json.loads((tmp_path / "run" / "teacher" / "metrics.json").read_text())
+    assert metrics["quality"]["test"]["n"] == metrics["accuracy"]["test"]["n"]
+    assert len(metrics["prompt"]["demonstrations"]) == 3
