@@ -263,28 +263,24 @@ def main() -> None:
         todo = plan(datasets, args.models.split(","), args.formats.split(","),
                     [int(s) for s in args.shots.split(",")], args.chat, args.fp32,
                     [d for d in args.lora.split(",") if d], args.lora_train, args.shot_formats.split(","))
-        for r in todo:
+
+        def record(r: dict[str, Any]) -> None:
             if row_key(r) in done:
-                continue
+                return
             res = run_row(r, args.data, args.max_validation, teachers)
             rows.append(res)
             done.add(row_key(res))
             save()
-            print(f"{r['dataset']:<7} {r['model']} {r['format']:<6} {r['shots']}-shot chat={r['chat']} {r['dtype']}: "
-                  f"{100 * res['accuracy']:.1f}% of {res['n']} ({res['s_per_example']:.2f} s/ex)", flush=True)
-        if not args.no_test:
+            print(f"{r['dataset']:<9} {r['split']:<10} {r['model']} {r['format']:<6} {r['shots']}-shot "
+                  f"chat={r['chat']} {r['dtype']} {r.get('finetune', 'none')}: {100 * res['accuracy']:.1f}% "
+                  f"of {res['n']} ({res['s_per_example']:.2f} s/ex)", flush=True)
+
+        for r in todo:
+            record(r)
+        if not args.no_test:  # each dataset's choice on validation answers the test split
+            keys = ("dataset", "model", "format", "shots", "chat", "dtype", "finetune")
             for d in datasets:
-                best = choose(rows, d)
-                keys = ("dataset", "model", "format", "shots", "chat", "dtype", "finetune")
-                t = {k: best.get(k, "none") for k in keys} | {"split": "test"}
-                if row_key(t) in done:
-                    continue
-                res = run_row(t, args.data, args.max_validation, teachers)
-                rows.append(res)
-                done.add(row_key(res))
-                save()
-                print(f"{d:<7} test (chosen {best['model']} {best['format']} {best['shots']}-shot): "
-                      f"{100 * res['accuracy']:.1f}% of {res['n']}", flush=True)
+                record({k: choose(rows, d).get(k, "none") for k in keys} | {"split": "test"})
     save()
     print(f"wrote {out}.md")
 
