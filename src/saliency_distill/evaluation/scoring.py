@@ -40,18 +40,33 @@ def is_arithmetic(example: Example) -> bool:
     return example.choices is None and "answer" in example.meta
 
 
+_LEADING_ARITHMETIC = re.compile(r"^[\d.+\-*/()\s]+")
+
+
 def equation_value(text: str) -> float | None:
     """The value of an arithmetic expression, or None when it is not one.
 
     A worked equation "30 * 7 = 210" counts as its left-hand side, the expression: the value
-    written after "=" is never trusted on its own.
+    written after "=" is never trusted on its own. An expression that runs on into words
+    ("( 7.0 * 30.0 )Human: ...", "( 4.0 - 1.0 ) ) )") counts as its longest leading part that is
+    a whole expression; words alone are not an answer.
     """
     if text.count("=") == 1:
         text = text.split("=", 1)[0]
     try:
         return evaluate(text)
     except (ArithmeticError_, RecursionError):  # deep nesting must not crash an evaluation run
-        return None
+        pass
+    match = _LEADING_ARITHMETIC.match(text)
+    lead = match.group(0).rstrip() if match else ""
+    while lead:
+        if any(c.isdigit() for c in lead):
+            try:
+                return evaluate(lead)
+            except (ArithmeticError_, RecursionError):
+                pass
+        lead = lead[:-1].rstrip()
+    return None
 
 
 def exact_match(prediction: str, example: Example) -> bool:
