@@ -242,6 +242,8 @@ def main() -> None:
     ap.add_argument("--lora-train", type=int, default=1000, help="train examples for the LoRA rows")
     ap.add_argument("--max-validation", type=int, default=200)
     ap.add_argument("--no-test", action="store_true", help="validation rows only")
+    ap.add_argument("--redo", default="", help="datasets whose rows are dropped and measured again "
+                    "(after a change to how answers are scored)")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/teacher_quality")
     args = ap.parse_args()
@@ -250,7 +252,8 @@ def main() -> None:
     out = Path(args.out)
     store = out.parent / (out.name + ".json")
     payload = json.loads(store.read_text()) if store.is_file() else {"rows": []}
-    rows: list[dict[str, Any]] = payload["rows"]
+    redo = {d for d in args.redo.split(",") if d}
+    rows: list[dict[str, Any]] = [r for r in payload["rows"] if r["dataset"] not in redo]
     meta = {**machine(), **payload.get("meta", {})} if args.table_only else machine()
     done = {row_key(r) for r in rows}
 

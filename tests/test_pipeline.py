@@ -45,12 +45,17 @@ def test_teach_attribute_analyze(tmp_path, run_args, capsys):
     assert header["method"] == "input_x_gradient" and header["k"] == 3
     assert len(rows) == 17 and len({r["id"] for r in rows}) == 17
     by_id = {a["id"]: a for a in map(json.loads, (tmp_path / "run" / "teacher" / "answers_train.jsonl").read_text().splitlines())}
+    train = map(json.loads, (tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines())
+    choices = {ex["id"]: ex["choices"] for ex in train}
     for row in rows:
         assert 1 <= len(row["rationale_words"]) <= 3
         assert not set(row["rationale_words"]) & TEMPLATE_WORDS
         content = {w[0] for w in row["words"]}
         assert set(row["rationale_words"]) <= content
-        assert row["teacher_answer"] == by_id[row["id"]]["answer"] == row["target"]
+        # the attributed target is the answer as the teacher gave it: its option letter (format auto)
+        answer = by_id[row["id"]]
+        letter = "ab"[choices[row["id"]].index(answer["answer"])]
+        assert row["teacher_answer"] == answer["answer"] and row["target"] == answer["target"] == f"({letter})"
         # every word span points at the word in the prompt
         assert all(row["prompt"][s:e] == w for w, _, s, e in row["words"])
     summary = json.loads((tmp_path / "run" / "analysis" / "train.json").read_text())
