@@ -42,11 +42,9 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.preview < 0:
             raise ConfigError(f"config key 'preview': {self.preview} must be >= 0")
-        if self.teacher.format == "letter" and get_task(self.task.name).answer_type(self.task) != "choice":
-            raise ConfigError(
-                f"config key 'teacher.format': letter needs choices or a label set; task "
-                f"'{self.task.name}' is free-form (use format=text)"
-            )
+        from .teacher.prompt import check_format
+
+        check_format(get_task(self.task.name), self.task, self.teacher.format)
         if self.task.max_train is not None and self.teacher.shots >= self.task.max_train:
             raise ConfigError(
                 f"config key 'teacher.shots': {self.teacher.shots} demonstrations need more than "

@@ -60,6 +60,17 @@ def letter_template(template: str) -> str:
     return "\n".join(lines) + "\nAnswer Choices:\n{choices}\nAnswer:"
 
 
+def check_format(task: Task, task_cfg: TaskConfig, answer_format: str) -> None:
+    """``letter`` needs options: a one-line error naming the key on a free-form task."""
+    if answer_format not in ("auto", "text", "letter"):
+        raise ConfigError(f"config key 'teacher.format': {answer_format!r} is not one of ['auto', 'text', 'letter']")
+    if answer_format == "letter" and task.answer_type(task_cfg) != "choice":
+        raise ConfigError(
+            f"config key 'teacher.format': letter needs choices or a label set; task "
+            f"'{task_cfg.name}' is free-form (use format=text)"
+        )
+
+
 class TeacherPrompter:
     """Prompts and scored answer strings for one task under one way of asking."""
 
@@ -74,18 +85,12 @@ class TeacherPrompter:
         tokenizer: Any = None,
         seed: int = 0,
     ) -> None:
+        check_format(task, task_cfg, answer_format)
         self.task, self.task_cfg = task, task_cfg
         self.kind = task.answer_type(task_cfg)
         if answer_format == "auto":
             answer_format = "letter" if self.kind == "choice" else "text"
         self.format, self.shots, self.chat = answer_format, shots, chat
-        if answer_format == "letter" and self.kind != "choice":
-            raise ConfigError(
-                f"config key 'teacher.format': letter needs choices or a label set; task "
-                f"'{task_cfg.name}' is free-form (use format=text)"
-            )
-        if answer_format not in ("text", "letter"):
-            raise ConfigError(f"config key 'teacher.format': {answer_format!r} is not one of ['auto', 'text', 'letter']")
         if shots < 0:
             raise ConfigError(f"config key 'teacher.shots': {shots} must be >= 0")
         base = task.template_for(task_cfg)
