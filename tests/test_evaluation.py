@@ -95,14 +95,16 @@ def test_teacher_is_correct_is_the_same_rule():
 
 def test_eval_config_validation():
     cfg = EvalConfig()
-    assert (cfg.prefix, cfg.batch_size, cfg.max_new_tokens, cfg.choice_scoring, cfg.max_examples) == (
-        "predict: ", 16, 32, True, None)
+    assert (cfg.template, cfg.batch_size, cfg.max_new_tokens, cfg.choice_scoring, cfg.max_examples) == (
+        "{input}\npredict:", 16, 32, True, None)
     for key, value in (("batch_size", 0), ("max_new_tokens", -1), ("max_examples", 0), ("batch_size", True)):
         with pytest.raises(ConfigError, match=f"'{key}'"):
             EvalConfig(**{key: value})
     with pytest.raises(ConfigError, match="max_examples"):
         build(EvalConfig, {"max_examples": "all"})
-    assert build(EvalConfig, {"prefix": "", "max_examples": 2}).max_examples == 2
+    with pytest.raises(ConfigError, match="'template'.*must be a string containing"):
+        EvalConfig(template="predict: ")
+    assert build(EvalConfig, {"template": "{input}", "max_examples": 2}).max_examples == 2
 
 
 def test_public_names():
@@ -128,7 +130,7 @@ def test_evaluate_student_choice_task(students, name, monkeypatch):
     monkeypatch.setattr(teacher_scoring, "score_choices", spy_score)
     rows, metrics = evaluate_student(lm, task, QUARTZ_CFG, examples, EvalConfig(batch_size=4, max_new_tokens=5))
 
-    prompts = ["predict: " + task.render(ex, QUARTZ_CFG).text for ex in examples]
+    prompts = [task.render(ex, QUARTZ_CFG).text + "\npredict:" for ex in examples]
     assert seen == {"generate": [prompts], "score": [prompts]}
     assert [r["id"] for r in rows] == ["q0", "q1", "q2"] and metrics["n"] == 3
     assert [r["prediction"] for r in rows] == generate(lm, prompts, 5, 4)
@@ -162,10 +164,10 @@ def test_evaluate_student_free_form(students, monkeypatch):
         return ["( 84 / 1 )", "84 - 2", "__import__('os')"]
 
     monkeypatch.setattr(teacher_generate, "generate_answers", fake_generate)
-    rows, metrics = evaluate_student(lm, task, SVAMP_CFG, examples, EvalConfig(prefix="solve: "))
+    rows, metrics = evaluate_student(lm, task, SVAMP_CFG, examples, EvalConfig(template="solve: {input}"))
     assert [r["correct"] for r in rows] == [True, False, False]
     assert metrics == {"n": 3, "accuracy": pytest.approx(1 / 3), "ranked_accuracy": None}
-    assert seen == [[student_prompt(task, SVAMP_CFG, ex, "solve: ") for ex in examples]]
+    assert seen == [[student_prompt(task, SVAMP_CFG, ex, "solve: {input}") for ex in examples]]
     assert seen[0][0] == "solve: Question: Luke scored 84 points in 1 rounds. Per round?\nEquation:"
 
 

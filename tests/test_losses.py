@@ -1,85 +1,75 @@
+"""The multi-task loss: target weights over an optimizer step, and the weighted token loss."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from saliency_distill.models import load_model
-from saliency_distill.training import encode_pair, pad_batch
-from saliency_distill.training.losses import EXPLAIN, IGNORE_INDEX, PREDICT, multitask_loss, sequence_nll
+from saliency_distill.training.losses import EXPLAIN, PREDICT, target_nll, target_weights, weighted_loss
+
+# Two micro-batches of one optimizer step: task and sequence of every target token.
+TASKS = [torch.tensor([PREDICT, PREDICT, EXPLAIN, EXPLAIN, EXPLAIN, PREDICT]), torch.tensor([EXPLAIN, PREDICT, PREDICT])]
+SEQS = [torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([0, 1, 1])]
 
 
-def _batch(seed=0, b=4, t=7, v=11):
-    g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(b, t, v, generator=g)
-    labels = torch.randint(0, v, (b, t), generator=g)
-    labels[:, :3] = IGNORE_INDEX  # prompt positions
-    labels[1, 5:] = IGNORE_INDEX  # padding
-    return logits, labels
+def _per_task(weights, task):
+    return sum(float(w[t == task].sum()) for w, t in zip(weights, TASKS))
 
 
-def _seq_means(logits, labels):
-    out = []
-    for row in range(labels.size(0)):
-        keep = labels[row] != IGNORE_INDEX
-        out.append(F.cross_entropy(logits[row][keep], labels[row][keep]))
-    return torch.stack(out)
+@pytest.mark.parametrize("average", ["token", "sequence"])
+@pytest.mark.parametrize("alpha", [0.3, 0.5, 0.9])
+def test_each_task_gets_its_share_of_the_step(alpha, average):
+    weights = target_weights(TASKS, SEQS, alpha, average)
+    assert [w.shape for w in weights] == [t.shape for t in TASKS]
+    assert _per_task(weights, PREDICT) == pytest.approx(alpha)
+    assert _per_task(weights, EXPLAIN) == pytest.approx(1 - alpha)
 
 
-def test_sequence_nll_matches_cross_entropy_per_sequence():
-    logits, labels = _batch()
-    nll, valid = sequence_nll(logits, labels, shift=False)
-    torch.testing.assert_close(nll, _seq_means(logits, labels), rtol=1e-6, atol=1e-6)
-    assert valid.all()
+def test_token_average_weighs_every_token_of_a_task_alike():
+    weights = torch.cat(target_weights(TASKS, SEQS, 0.5, "token"))
+    tasks = torch.cat(TASKS)
+    assert torch.allclose(weights[tasks == PREDICT], torch.full((5,), 0.5 / 5))  # 5 predict tokens in the step
+    assert torch.allclose(weights[tasks == EXPLAIN], torch.full((4,), 0.5 / 4))
 
 
-def test_alpha_weighting():
-    logits, labels = _batch()
-    tasks = torch.tensor([PREDICT, EXPLAIN, PREDICT, EXPLAIN])
-    per_seq = _seq_means(logits, labels)
-    l_pred, l_expl = per_seq[[0, 2]].mean(), per_seq[[1, 3]].mean()
-    for alpha in (0.5, 0.8, 1.0):
-        loss = multitask_loss(logits, labels, tasks, alpha, shift=False)
-        torch.testing.assert_close(loss, alpha * l_pred + (1 - alpha) * l_expl, rtol=1e-6, atol=1e-6)
+def test_sequence_average_weighs_every_sequence_of_a_task_alike():
+    # predict sequences: (batch 0, seq 0) 2 tokens, (0, 2) 1 token, (1, 1) 2 tokens: 3 sequences
+    w0, w1 = target_weights(TASKS, SEQS, 0.5, "sequence")
+    share = 0.5 / 3
+    assert w0[0] == pytest.approx(share / 2) and w0[5] == pytest.approx(share) and w1[1] == pytest.approx(share / 2)
+    assert w0[2] == pytest.approx(0.5 / 2 / 3) and w1[0] == pytest.approx(0.5 / 2)  # 2 explain sequences
 
 
-def test_single_task_batch_is_plain_fine_tuning():
-    logits, labels = _batch()
-    tasks = torch.full((4,), PREDICT)
-    loss = multitask_loss(logits, labels, tasks, 0.3, shift=False)
-    torch.testing.assert_close(loss, _seq_means(logits, labels).mean(), rtol=1e-6, atol=1e-6)
+def test_one_task_is_plain_fine_tuning_and_alpha_one_ignores_explanations():
+    predict_only = [torch.full_like(t, PREDICT) for t in TASKS]
+    for w in target_weights(predict_only, SEQS, 0.3, "token"):
+        assert torch.allclose(w, torch.full(w.shape, 1 / 9))
+    weights = target_weights(TASKS, SEQS, 1.0, "token")
+    tasks = torch.cat(TASKS)
+    assert torch.cat(weights)[tasks == EXPLAIN].abs().sum() == 0
+    assert torch.allclose(torch.cat(weights)[tasks == PREDICT], torch.full((5,), 1 / 5))
 
 
-def test_everything_masked_is_zero_and_differentiable():
-    logits, labels = _batch()
-    logits.requires_grad_(True)
-    labels[:] = IGNORE_INDEX
-    loss = multitask_loss(logits, labels, torch.tensor([0, 1, 0, 1]), 0.5, shift=True)
+def test_weighted_loss_is_the_weighted_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    logits, ids = torch.randn(6, 11, generator=g), torch.randint(0, 11, (6,), generator=g)
+    w = torch.full((6,), 1 / 6)
+    torch.testing.assert_close(weighted_loss(logits, ids, w), F.cross_entropy(logits, ids), rtol=1e-6, atol=1e-6)
+    assert target_nll(logits.bfloat16(), ids).dtype == torch.float32
+
+
+def test_no_targets_is_zero_and_differentiable():
+    logits = torch.randn(0, 11, requires_grad=True)
+    loss = weighted_loss(logits, torch.zeros(0, dtype=torch.long), torch.zeros(0))
     assert loss.item() == 0.0
     loss.backward()
-    assert logits.grad is not None and logits.grad.abs().sum() == 0
+    assert logits.grad is not None
 
 
-def test_causal_shift_and_label_only_masking_match_the_model_loss(tiny_model_dirs):
-    lm = load_model(str(tiny_model_dirs["llama"]))
-    feat = encode_pair(lm, "predict: Question: Where is the plate?\nAnswer:", "cupboard")
-    n_prompt = len(lm.tokenizer("predict: Question: Where is the plate?\nAnswer:")["input_ids"])
-    assert feat["labels"][:n_prompt] == [IGNORE_INDEX] * n_prompt
-    assert all(x != IGNORE_INDEX for x in feat["labels"][n_prompt:])
-    batch = pad_batch([feat], lm.tokenizer.pad_token_id)
-    with torch.no_grad():
-        out = lm.model(**batch)  # HF shifts internally and ignores -100
-    ours = multitask_loss(out.logits, batch["labels"], torch.tensor([PREDICT]), 0.5, shift=True)
-    torch.testing.assert_close(ours, out.loss, rtol=1e-5, atol=1e-6)
-
-
-def test_seq2seq_no_shift_matches_the_model_loss(tiny_model_dirs):
-    lm = load_model(str(tiny_model_dirs["t5"]))
-    batch = pad_batch([encode_pair(lm, "explain: Premise: A dog runs.", "dog runs")], lm.tokenizer.pad_token_id)
-    with torch.no_grad():
-        out = lm.model(**batch)
-    ours = multitask_loss(out.logits, batch["labels"], torch.tensor([EXPLAIN]), 0.5, shift=False)
-    torch.testing.assert_close(ours, out.loss, rtol=1e-5, atol=1e-6)
+def test_unknown_average_is_an_error():
+    with pytest.raises(ValueError, match="average"):
+        target_weights(TASKS, SEQS, 0.5, "example")
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.5])
@@ -89,3 +79,12 @@ def test_bad_alpha(alpha):
 
     with pytest.raises(ConfigError, match="student.alpha"):
         StudentConfig(alpha=alpha)
+
+
+@pytest.mark.parametrize("key,value", [("format", "infix"), ("loss_average", "example"), ("predict_tag", " ")])
+def test_bad_student_format_keys(key, value):
+    from saliency_distill.errors import ConfigError
+    from saliency_distill.training.student import StudentConfig
+
+    with pytest.raises(ConfigError, match=f"student.{key}"):
+        StudentConfig(**{key: value})

@@ -10,7 +10,7 @@ from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.models import ModelConfig, load_model
 from saliency_distill.training import TrainConfig, train_supervised
 from saliency_distill.training.losses import EXPLAIN, PREDICT
-from saliency_distill.training.modes import build_pairs
+from saliency_distill.training.modes import build_pairs, templates
 from saliency_distill.training.student import StudentConfig, train_and_evaluate
 
 TASK = get_task("quartz")
@@ -29,13 +29,19 @@ def test_modes_build_the_right_pairs():
     rats = {"e0": "adds resistors", "e1": "resistance"}
     std = build_pairs("standard", TASK, CFG, exs)
     assert std.targets == ["increases", "increases"] and std.tasks == [PREDICT, PREDICT]
-    assert std.prompts[0].startswith("predict: Question: Eric adds 0 resistors")
+    assert std.prompts[0].startswith("Question: Eric adds 0 resistors") and std.prompts[0].endswith("\npredict:")
     tl = build_pairs("teacher-label", TASK, CFG, exs, teacher_answers=answers)
     assert tl.targets == ["decreases", "increases"]
     sal = build_pairs("saliency", TASK, CFG, exs, rationales=rats)
     assert sal.tasks == [PREDICT, EXPLAIN, PREDICT, EXPLAIN] and sal.ids == ["e0", "e0", "e1", "e1"]
     assert sal.targets == ["increases", "adds resistors", "increases", "resistance"]
-    assert sal.prompts[1].startswith("explain: Question:")
+    assert sal.prompts[1].startswith("Question:") and sal.prompts[1].endswith("\nexplain:")
+    assert sal.prompts[1].removesuffix("explain:") == sal.prompts[0].removesuffix("predict:")
+    p_t, e_t = templates("prefix", seq2seq=False)
+    dsbs = build_pairs("saliency", TASK, CFG, exs, None, rats, p_t, e_t)
+    assert dsbs.prompts[0].startswith("predict: Question:") and dsbs.prompts[1].startswith("explain: Question:")
+    assert templates("auto", seq2seq=True) == ("predict: {input}", "explain: {input}")
+    assert templates("auto", seq2seq=False) == ("{input}\npredict:", "{input}\nexplain:")
     llm = build_pairs("llm-rationale", TASK, CFG, exs)
     assert llm.targets[1] == "more resistors 0" and llm.multitask
 
@@ -57,9 +63,10 @@ def test_multitask_training_keeps_an_examples_tasks_in_one_batch(tiny_model_dirs
     seen = []
     original = sft._collate
 
-    def spy(items, pad_token_id):
-        batch = original(items, pad_token_id)
-        seen.append(batch["task"].tolist())
+    def spy(items, pad_token_id, seq2seq, cfg):
+        batch = original(items, pad_token_id, seq2seq, cfg)
+        seen.append(batch["target_task"].unique().tolist())
+        assert batch["input_ids"].size(0) == 2  # one row per example: the prompt is shared
         return batch
 
     monkeypatch.setattr(sft, "_collate", spy)
@@ -70,7 +77,7 @@ def test_multitask_training_keeps_an_examples_tasks_in_one_batch(tiny_model_dirs
                                TrainConfig(max_steps=3, batch_size=2, progress_bar=False, learning_rate=1e-3),
                                tmp_path, ids=pairs.ids, tasks=pairs.tasks, alpha=0.5)
     assert metrics["examples"] == 6 and metrics["sequences"] == 12
-    assert seen and all(sorted(t) == [0, 0, 1, 1] for t in seen)  # 2 examples = 4 sequences per batch
+    assert seen and all(t == [PREDICT, EXPLAIN] for t in seen)  # both tasks of both examples in each batch
     assert any(not torch.equal(a, b) for a, b in zip(before, lm.model.parameters()))
 
 

@@ -143,24 +143,19 @@ def test_a_longer_run_resumes_from_the_last_checkpoint(tiny_model_dirs, tmp_path
         train_supervised(lm, PAIRS[:2], TrainConfig(max_steps=8, **cfg), tmp_path)
 
 
-def test_an_interrupted_run_resumes_and_cleans_up(tiny_model_dirs, tmp_path, monkeypatch):
+def test_an_interrupted_run_resumes_and_cleans_up(tiny_model_dirs, tmp_path):
     from transformers import TrainerCallback
-
-    import saliency_distill.training.sft as sft
 
     class Kill(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             if state.global_step == 3:
                 raise KeyboardInterrupt  # as if the job were killed after step 3
 
-    original = sft._callbacks
-    monkeypatch.setattr(sft, "_callbacks", lambda cfg: original(cfg) + [Kill()])
     lm = load_model(str(tiny_model_dirs["llama"]))
     cfg = TrainConfig(max_steps=6, **dict(QUICK, save_steps=2))
     with pytest.raises(KeyboardInterrupt):
-        train_supervised(lm, PAIRS, cfg, tmp_path)
+        train_supervised(lm, PAIRS, cfg, tmp_path, extra_callbacks=[Kill()])
     assert (tmp_path / "checkpoints" / "checkpoint-2").is_dir() and not (tmp_path / "model").exists()
-    monkeypatch.setattr(sft, "_callbacks", original)
     lm = load_model(str(tiny_model_dirs["llama"]))
     done = train_supervised(lm, PAIRS, cfg, tmp_path)
     assert done["resumed_from"] == "checkpoint-2" and done["global_step"] == 6

@@ -1,6 +1,7 @@
-"""The evaluate stage: a trained student answers a split on the "predict:" task alone.
+"""The evaluate stage: a trained student answers a split on the "predict" task alone.
 
-At test time the student sees ``prefix + rendered prompt`` (the same input it was trained on
+At test time the student sees its prompt template filled with the rendered example (the same
+input it was trained on
 in every training mode) and nothing else: no teacher, no rationale. Its greedy answer is scored
 by :func:`~saliency_distill.evaluation.scoring.exact_match`. For choice tasks the choice it
 finds most likely is scored too, which shows whether a model that words its answer badly still
@@ -29,15 +30,17 @@ METRICS_FILE = "metrics.json"
 
 @dataclass(frozen=True)
 class EvalConfig:
-    prefix: str = field("predict: ", "task prefix put before every rendered prompt (as in training)")
+    template: str = field(
+        "{input}\npredict:", "the student's input, {input} standing for the rendered example (as in training)"
+    )
     batch_size: int = field(16, "examples per generation / choice-scoring batch")
     max_new_tokens: int = field(32, "tokens generated per answer")
     choice_scoring: bool = field(True, "choice tasks: also score the most likely choice (ranked accuracy)")
     max_examples: int | None = field(None, "evaluate only the first this many examples (all when unset)")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prefix, str):
-            raise ConfigError(f"config key 'prefix': expected a string, got {self.prefix!r}")
+        if not isinstance(self.template, str) or "{input}" not in self.template:
+            raise ConfigError(f"config key 'template': {self.template!r} must be a string containing {{input}}")
         for key in ("batch_size", "max_new_tokens", "max_examples"):
             value = getattr(self, key)
             if value is None and key == "max_examples":
@@ -46,9 +49,9 @@ class EvalConfig:
                 raise ConfigError(f"config key '{key}': {value!r} must be a positive integer")
 
 
-def student_prompt(task: Task, task_cfg: TaskConfig, example: Example, prefix: str = "predict: ") -> str:
-    """The student's input for ``example``: the task prefix and the rendered prompt."""
-    return prefix + task.render(example, task_cfg).text
+def student_prompt(task: Task, task_cfg: TaskConfig, example: Example, template: str = "{input}\npredict:") -> str:
+    """The student's input for ``example``: ``template`` with the rendered example as {input}."""
+    return template.replace("{input}", task.render(example, task_cfg).text)
 
 
 def evaluate_student(
@@ -66,7 +69,7 @@ def evaluate_student(
 
     if cfg.max_examples is not None:
         examples = examples[: cfg.max_examples]
-    prompts = [student_prompt(task, task_cfg, ex, cfg.prefix) for ex in examples]
+    prompts = [student_prompt(task, task_cfg, ex, cfg.template) for ex in examples]
     predictions = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size)
     rows = [
         {"id": ex.id, "prediction": pred, "gold": ex.label, "correct": exact_match(pred, ex)}

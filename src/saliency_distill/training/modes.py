@@ -1,13 +1,18 @@
 """Student training modes: what (input -> target) pairs each one trains on.
 
-All modes train on the same examples and are evaluated the same way, on the "predict:" task:
+All modes train on the same examples and are evaluated the same way, on the "predict" task:
 
-- ``standard``: predict: x -> gold label (standard fine-tuning, the first baseline);
-- ``teacher-label``: predict: x -> the teacher's answer (sequence-level distillation);
-- ``saliency`` (the method): predict: x -> gold label and explain: x -> the teacher's
+- ``standard``: x, predict -> gold label (standard fine-tuning, the first baseline);
+- ``teacher-label``: x, predict -> the teacher's answer (sequence-level distillation);
+- ``saliency`` (the method): x, predict -> gold label and x, explain -> the teacher's
   rationale words, weighted alpha / (1 - alpha);
 - ``llm-rationale``: the same multi-task recipe with the dataset's LLM-written rationale
   (Distilling Step-by-Step, the second baseline).
+
+Where the task tag goes is the student's prompt format (:func:`templates`): ``suffix``,
+"x\npredict:" (the default for causal students: an example's two sequences then begin with
+the same tokens and share one copy of x in training), or ``prefix``, "predict: x" (Distilling
+Step-by-Step's format, the default for encoder-decoder students).
 """
 
 from __future__ import annotations
@@ -21,6 +26,27 @@ from ..errors import DataError
 from .losses import EXPLAIN, PREDICT
 
 MODES = ("standard", "teacher-label", "saliency", "llm-rationale")
+FORMATS = ("auto", "suffix", "prefix")
+INPUT = "{input}"  # where a template puts the rendered example
+
+
+def templates(fmt: str, seq2seq: bool, predict_tag: str = "predict", explain_tag: str = "explain") -> tuple[str, str]:
+    """The (predict, explain) prompt templates of format ``fmt``; ``auto`` is ``prefix`` for an
+    encoder-decoder student and ``suffix`` for a causal one."""
+    if fmt not in FORMATS:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"config key 'student.format': unknown format {fmt!r} (choose from: {', '.join(FORMATS)})")
+    if fmt == "auto":
+        fmt = "prefix" if seq2seq else "suffix"
+    if fmt == "prefix":
+        return f"{predict_tag}: {INPUT}", f"{explain_tag}: {INPUT}"
+    return f"{INPUT}\n{predict_tag}:", f"{INPUT}\n{explain_tag}:"
+
+
+def fill(template: str, text: str) -> str:
+    """``template`` with the rendered example in place of ``{input}`` (no other formatting)."""
+    return template.replace(INPUT, text)
 
 
 @dataclass(frozen=True)
@@ -49,8 +75,8 @@ def build_pairs(
     examples: Sequence[Example],
     teacher_answers: Mapping[str, Mapping[str, Any]] | None = None,
     rationales: Mapping[str, str] | None = None,
-    predict_prefix: str = "predict: ",
-    explain_prefix: str = "explain: ",
+    predict_template: str = "{input}\npredict:",
+    explain_template: str = "{input}\nexplain:",
 ) -> TrainingPairs:
     """The training pairs of ``mode``; an example's predict and explain pairs are adjacent."""
     check_mode(mode)
@@ -67,7 +93,7 @@ def build_pairs(
             if teacher_answers is None or ex.id not in teacher_answers:
                 raise DataError(f"example {ex.id}: no teacher answer (run `saliency-distill teach` on train)")
             label = teacher_answers[ex.id]["answer"]
-        _add(out, ex.id, predict_prefix + text, label, PREDICT)
+        _add(out, ex.id, fill(predict_template, text), label, PREDICT)
         explanation = None
         if mode == "saliency":
             if rationales is None or ex.id not in rationales:
@@ -76,7 +102,7 @@ def build_pairs(
         elif mode == "llm-rationale":
             explanation = ex.llm_rationale  # rows without one train on "predict" only
         if explanation:
-            _add(out, ex.id, explain_prefix + text, explanation, EXPLAIN)
+            _add(out, ex.id, fill(explain_template, text), explanation, EXPLAIN)
     return out
 
 

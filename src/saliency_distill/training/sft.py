@@ -28,8 +28,8 @@ from ..distributed import barrier
 from ..errors import ConfigError, DataError
 from ..io import temp_dir, write_json
 from ..models import LoadedModel
-from .features import encode_pair, pad_batch
-from .losses import multitask_loss
+from .features import encode_pair
+from .losses import AVERAGES
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ METRICS = "train_metrics.json"
 
 # Fields that change neither the trained weights nor what a checkpoint holds.
 _BOOKKEEPING = frozenset(
-    {"logging_steps", "save_steps", "save_total_limit", "progress_bar", "keep_checkpoints", "report_to"}
+    {"logging_steps", "save_steps", "save_minutes", "save_total_limit", "progress_bar", "keep_checkpoints",
+     "report_to"}
 )
 # Fields a resumed run may change: training longer continues from the same checkpoints.
 _RUN_LENGTH = frozenset({"epochs", "max_steps"})
@@ -64,11 +65,23 @@ class TrainConfig:
     lora_targets: list[str] | None = field(
         None, "module names to adapt; unset: peft's default for the architecture, else q_proj, v_proj"
     )
+    max_grad_norm: float = field(1.0, "clip the gradient norm to this (0: no clipping)")
     max_length: int | None = field(1024, "longest pair in tokens; a longer one is an error, not cut")
+    share_prompt: bool = field(
+        True, "causal multi-task: an example's sequences share one copy of their common prompt in one row"
+    )
+    pack_length: int | None = field(
+        None, "causal: pack several examples into rows of at most this many tokens (no padding); unset: one a row"
+    )
+    target_logits: bool = field(True, "causal: run the LM head only where the next token is a target")
     group_by_length: bool = field(False, "batch pairs of similar length together (less padding)")
     report_to: list[str] = field([], "Trainer loggers, e.g. [tensorboard] (needs the tensorboard package)")
     logging_steps: int = field(10, "log the training loss every this many steps")
-    save_steps: int = field(200, "write a resumable checkpoint every this many steps")
+    save_steps: int | None = field(None, "also write a resumable checkpoint every this many steps")
+    save_minutes: float | None = field(
+        3.0, "write a resumable checkpoint when this many minutes passed since the last one (and at least 20x "
+        "the time the last one took, so saving costs <= 5%); unset: no timed checkpoints"
+    )
     save_total_limit: int | None = field(2, "keep at most this many checkpoints; unset: keep all")
     progress_bar: bool = field(True, "show a progress bar on stderr")
     keep_checkpoints: bool = field(
@@ -76,20 +89,23 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "learning_rate": self.learning_rate, "lora_alpha": self.lora_alpha}
+        positive = {"epochs": self.epochs, "learning_rate": self.learning_rate, "lora_alpha": self.lora_alpha,
+                    "save_minutes": self.save_minutes}
         for key, value in positive.items():
-            if not value > 0:
+            if value is not None and not value > 0:
                 raise ConfigError(f"config key '{key}': {value} must be > 0")
         at_least_one = {
             "max_steps": self.max_steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
             "lora_r": self.lora_r, "max_length": self.max_length, "logging_steps": self.logging_steps,
             "save_steps": self.save_steps, "save_total_limit": self.save_total_limit,
+            "pack_length": self.pack_length,
         }
         for key, value in at_least_one.items():
             if value is not None and value < 1:
                 raise ConfigError(f"config key '{key}': {value} must be >= 1")
-        if self.weight_decay < 0:
-            raise ConfigError(f"config key 'weight_decay': {self.weight_decay} must be >= 0")
+        for key in ("weight_decay", "max_grad_norm"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key '{key}': {getattr(self, key)} must be >= 0")
         # warmup_ratio and lora_dropout are fractions; Trainer reads a warmup >= 1 as a step count.
         for key in ("warmup_ratio", "lora_dropout"):
             value = getattr(self, key)
@@ -268,6 +284,7 @@ def _training_args(cfg: TrainConfig, checkpoints: Path) -> Any:
             per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum,
             weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm,
             warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
             seed=cfg.seed,
             data_seed=cfg.seed,
@@ -276,8 +293,9 @@ def _training_args(cfg: TrainConfig, checkpoints: Path) -> Any:
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             logging_steps=cfg.logging_steps,
             logging_first_step=True,
-            save_strategy="steps",
-            save_steps=cfg.save_steps,
+            # Timed checkpoints (TimedCheckpoints) are asked for by a callback, whatever the strategy.
+            save_strategy="steps" if cfg.save_steps is not None else "no",
+            save_steps=cfg.save_steps if cfg.save_steps is not None else 500,
             save_total_limit=cfg.save_total_limit,
             report_to=list(cfg.report_to),
             disable_tqdm=not cfg.progress_bar,
@@ -288,65 +306,39 @@ def _training_args(cfg: TrainConfig, checkpoints: Path) -> Any:
         raise ConfigError(f"training arguments: {str(e).strip().splitlines()[0]}") from None
 
 
-def _callbacks(cfg: TrainConfig) -> list[Any]:
-    from transformers import ProgressCallback, TrainerCallback
+def _collate(items: Sequence[Mapping[str, Any]], pad_token_id: int, seq2seq: bool, cfg: TrainConfig
+             ) -> dict[str, torch.Tensor]:
+    from .packing import causal_batch, seq2seq_batch
 
-    class LogCallback(TrainerCallback):
-        """Trainer logs go to this module's logger (the default callback prints them)."""
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-            if state.is_world_process_zero and logs:
-                shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
-                logger.info("step %d/%d %s", state.global_step, state.max_steps, shown)
-
-    class BarCallback(ProgressCallback):
-        """The progress bar without the log lines it would print under it."""
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-            return None
-
-    return [LogCallback(), BarCallback()] if cfg.progress_bar else [LogCallback()]
+    if seq2seq:
+        return seq2seq_batch(items, pad_token_id)
+    return causal_batch(items, pad_token_id, share_prompt=cfg.share_prompt, pack_length=cfg.pack_length)
 
 
-def _collate(items: Sequence[Mapping[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    flat = [f for item in items for f in item["parts"]]
-    batch = pad_batch(flat, pad_token_id)
-    if "task" in flat[0]:
-        batch["task"] = torch.tensor([f["task"][0] for f in flat], dtype=torch.long)
-    return batch
+def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg: TrainConfig,
+                  checkpoints: Path, alpha: float = 1.0, average: str = "token",
+                  extra_callbacks: Sequence[Any] = ()) -> Any:
+    """The :class:`.trainer.DistillTrainer` that fine-tunes ``model`` on training ``items``."""
+    from transformers import PrinterCallback, ProgressCallback
 
-
-def _trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg: TrainConfig,
-             checkpoints: Path, alpha: float) -> Any:
-    from transformers import PrinterCallback, ProgressCallback, Trainer
-
-    class MultiTaskTrainer(Trainer):
-        """The multi-task loss when batches carry task ids; the model's own loss otherwise."""
-
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            tasks = inputs.pop("task", None)
-            if tasks is None:
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs.pop("labels")
-            if lm.is_seq2seq:
-                inputs["labels"] = labels  # the decoder inputs come from the labels
-            outputs = model(**inputs)
-            loss = multitask_loss(outputs.logits, labels, tasks, alpha, shift=not lm.is_seq2seq)
-            return (loss, outputs) if return_outputs else loss
+    from .trainer import DistillTrainer, callbacks
 
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # masked out; any id will do
-    trainer = MultiTaskTrainer(
+    trainer = DistillTrainer(
         model=model,
         args=_training_args(cfg, checkpoints),
-        data_collator=partial(_collate, pad_token_id=pad),
+        data_collator=partial(_collate, pad_token_id=pad, seq2seq=lm.is_seq2seq, cfg=cfg),
         train_dataset=items,
         processing_class=tok,
+        alpha=alpha,
+        average=average,
+        seq2seq=lm.is_seq2seq,
+        target_logits=cfg.target_logits,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    for callback in _callbacks(cfg):
+    for callback in [*callbacks(cfg.progress_bar, cfg.save_minutes), *extra_callbacks]:
         trainer.add_callback(callback)
     return trainer
 
@@ -400,13 +392,17 @@ def train_supervised(
     ids: Sequence[str] | None = None,
     tasks: Sequence[int] | None = None,
     alpha: float = 0.5,
+    average: str = "token",
+    extra_callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Fine-tune ``lm.model`` in place on (prompt, target) pairs and save it to ``output_dir/model``.
 
     ``ids`` (aligned with ``pairs``) name the examples in error messages. With ``tasks``
-    (PREDICT / EXPLAIN per pair) the loss is :func:`.losses.multitask_loss` with weight
-    ``alpha``, and consecutive pairs with the same id stay in the same batch (one example's
-    "predict" and "explain" sequences), ``cfg.batch_size`` counting examples. Resumes from the
+    (PREDICT / EXPLAIN per pair) the loss is ``alpha * L_predict + (1 - alpha) * L_explain``
+    (:func:`.losses.target_weights`, each task averaged per ``average``), and consecutive pairs
+    with the same id form one example: they stay in the same batch and, for a causal model with
+    ``cfg.share_prompt``, share one copy of their common prompt (:mod:`.packing`);
+    ``cfg.batch_size`` counts examples. Resumes from the
     last complete checkpoint in ``output_dir/checkpoints``. Returns the metrics also written to
     ``output_dir/train_metrics.json``.
     """
@@ -423,14 +419,20 @@ def train_supervised(
             feature["task"] = [int(task)]
     items = _group(features, ids if tasks is not None else None)
     checkpoints = output_dir / CHECKPOINT_DIR
-    extra = {"tasks": list(tasks), "alpha": alpha} if tasks is not None else None
+    if average not in AVERAGES:
+        raise ConfigError(f"loss average {average!r}: choose from {', '.join(AVERAGES)}")
+    if tasks is not None:
+        extra: dict[str, Any] | None = {"tasks": list(tasks), "alpha": alpha, "average": average}
+    else:
+        extra = {"average": average} if average != "token" else None
     resume = _resume_point(checkpoints, _fingerprint(lm, pairs, cfg, _BOOKKEEPING | _RUN_LENGTH, extra))
 
     from transformers import set_seed
 
     set_seed(cfg.seed)  # before LoRA initialises its adapters
     with _fine_tuning(lm, cfg) as model:
-        trainer = _trainer(lm, model, items, cfg, checkpoints, alpha)
+        trainer = build_trainer(lm, model, items, cfg, checkpoints, alpha if tasks is not None else 1.0,
+                                average, extra_callbacks)
         start = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         wall = time.perf_counter() - start

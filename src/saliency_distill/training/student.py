@@ -24,7 +24,8 @@ from ..errors import ConfigError
 from ..evaluation import EvalConfig, evaluate_student, write_predictions
 from ..io import write_json
 from ..models import ModelConfig, load_model
-from .modes import MODES, build_pairs, check_mode
+from .losses import AVERAGES
+from .modes import FORMATS, MODES, build_pairs, check_mode, templates
 from .sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, train_supervised
 from .sft import identity as train_identity
 
@@ -37,8 +38,16 @@ class StudentConfig:
     modes: list[str] = field(list(MODES), "training modes to compare: " + ", ".join(MODES))
     seeds: list[int] = field([0], "seeds; every mode is trained once per seed")
     alpha: float = field(0.5, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss")
-    predict_prefix: str = field("predict: ", "prefix of the label task (the only one used at test time)")
-    explain_prefix: str = field("explain: ", "prefix of the rationale task")
+    format: str = field(
+        "auto", "where the task tag goes: suffix ('x\\npredict:'), prefix ('predict: x', as in Distilling "
+        "Step-by-Step) or auto (suffix for causal students, prefix for encoder-decoder ones)"
+    )
+    predict_tag: str = field("predict", "tag of the label task (the only one used at test time)")
+    explain_tag: str = field("explain", "tag of the rationale task")
+    loss_average: str = field(
+        "token", "how each task's loss averages its targets: token (the mean over the step's tokens, the usual "
+        "fine-tuning loss) or sequence (each sequence's mean, then the mean over sequences)"
+    )
     train: TrainConfig = field(TrainConfig(epochs=1.0, learning_rate=1e-4, bf16=True), "student training")
     eval: EvalConfig = field(EvalConfig(), "student evaluation on the test split")
     keep_models: bool = field(False, "keep each trained student's weights (about 0.5 GB each)")
@@ -50,6 +59,15 @@ class StudentConfig:
             raise ConfigError("config key 'student.modes': at least one mode is needed")
         if not self.seeds:
             raise ConfigError("config key 'student.seeds': at least one seed is needed")
+        if self.format not in FORMATS:
+            raise ConfigError(f"config key 'student.format': unknown format {self.format!r} "
+                              f"(choose from: {', '.join(FORMATS)})")
+        if self.loss_average not in AVERAGES:
+            raise ConfigError(f"config key 'student.loss_average': unknown average {self.loss_average!r} "
+                              f"(choose from: {', '.join(AVERAGES)})")
+        for key in ("predict_tag", "explain_tag"):
+            if not getattr(self, key).strip():
+                raise ConfigError(f"config key 'student.{key}': a tag cannot be empty")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"config key 'student.alpha': {self.alpha} is not in (0, 1]")
 
@@ -90,18 +108,19 @@ def train_and_evaluate(
             f"{metrics_path}: student run made under another config (hash {done.get('config_hash')}, now "
             f"{digest}); use another run_dir or delete {folder}"
         )
-    pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,
-                        cfg.predict_prefix, cfg.explain_prefix)
     lm = load_model(cfg.model)
+    predict_template, explain_template = templates(cfg.format, lm.is_seq2seq, cfg.predict_tag, cfg.explain_tag)
+    pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,
+                        predict_template, explain_template)
     logger.info("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed, len(pairs.prompts))
     train_metrics = train_supervised(
         lm, list(zip(pairs.prompts, pairs.targets)), train_cfg, folder, ids=pairs.ids,
-        tasks=pairs.tasks if pairs.multitask else None, alpha=cfg.alpha,
+        tasks=pairs.tasks if pairs.multitask else None, alpha=cfg.alpha, average=cfg.loss_average,
     )
     if not is_main():
         barrier()  # training ran data-parallel; the main process evaluates and writes
         return json.loads(metrics_path.read_text())
-    eval_cfg = dataclasses.replace(cfg.eval, prefix=cfg.predict_prefix)
+    eval_cfg = dataclasses.replace(cfg.eval, template=predict_template)
     rows, metrics = evaluate_student(lm, task, task_cfg, splits["test"], eval_cfg)
     write_predictions(folder, rows, metrics, overwrite=True)  # result.json, not this, marks completion
     record = {
