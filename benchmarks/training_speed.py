@@ -1,130 +1,305 @@
-"""Student training throughput: saliency-distill's standard and saliency modes against a bare HF Trainer.
+"""Student training throughput: our layouts against a bare HF Trainer, each variant in its own process.
 
-    python benchmarks/training_speed.py --model smollm2-135m-instruct --steps 20
+    python benchmarks/training_speed.py --rounds 3 --steps 16
 
-All variants train the same student from the same weights on the same examples (CommonsenseQA
-train rows from --data when that folder exists, otherwise generated questions), batch 8
-examples, AdamW at 1e-4, for --steps optimizer steps, in fp32 and under bf16 autocast:
+SmolLM2-135M-Instruct (the embedded student) trains on CommonsenseQA train examples from
+--data (DSbS; the first --examples of them), batch 8 examples, AdamW at 1e-4, prompts in the
+student's default format ("x\\npredict:" -> label, "x\\nexplain:" -> rationale). Variants:
 
-- ``bare Trainer standard``: transformers' Trainer with its own loss, the prompt tokens masked
-  out of the labels, padding by DataCollatorForSeq2Seq: the reference;
-- ``ours standard``: ``train_supervised`` on "predict: x" -> label;
-- ``ours saliency``: ``train_supervised`` multi-task, "predict: x" -> label and
-  "explain: x" -> a 5-word rationale (the first five question words longer than three letters,
-  standing in for the teacher's words: throughput depends on lengths, not on which words), so
-  each example is two sequences.
+- ``bare Trainer``: transformers' Trainer with the model's own loss on "x\\npredict:" -> label,
+  padding by DataCollatorForSeq2Seq (the reference);
+- ``ours standard`` / ``ours saliency`` / ``ours llm-rationale``: ``train_supervised`` in the
+  shipped layout (one copy of the prompt per example, LM head at target positions only).
+  saliency explains with 5 words (the first five question words longer than three letters: a
+  stand-in for the teacher's words, as throughput depends on lengths only), llm-rationale with
+  the dataset's PaLM rationale (DSbS ``llm``);
+- ``... old layout``: the same pairs as separate padded rows with logits at every position
+  (what this library did before), so the gain is visible and the losses can be compared;
+- ``... packed``: several examples per row (``train.pack_length``), no padding.
 
-Examples/s counts examples (not sequences) over the wall time of ``Trainer.train()``, model
-loading and saving excluded. Variants run one after another in this process, alternating,
-each twice (rounds); the table gives the faster round and the ratio to the bare Trainer.
+Every variant runs in a fresh subprocess: load, 2 warm-up steps, then ``--steps`` timed steps
+(median over ``--rounds`` rounds, rounds interleaved across variants). Reported: examples/s,
+tokens/s (real tokens, padding excluded), peak RSS of the process, and the achieved share of the
+machine's bf16 matmul throughput, measured in the same run by a plain ``torch.matmul`` loop;
+model FLOPs count 6 x parameters x positions for the decoder body plus 6 x hidden x vocab x
+positions that reach the LM head (attention scores not counted).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import example_rows, machine, write_results
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, write_results  # noqa: E402
+
+WARMUP = 2
+VARIANTS: dict[str, dict[str, Any]] = {
+    # name: mode (None: bare Trainer), layout keys of TrainConfig
+    "bare Trainer standard": {"mode": None},
+    "ours standard": {"mode": "standard"},
+    "ours standard old layout": {"mode": "standard", "share_prompt": False, "target_logits": False},
+    "ours standard packed": {"mode": "standard", "pack_length": 1024},
+    "ours saliency": {"mode": "saliency"},
+    "ours saliency old layout": {"mode": "saliency", "share_prompt": False, "target_logits": False},
+    "ours saliency packed": {"mode": "saliency", "pack_length": 1024},
+    "ours llm-rationale": {"mode": "llm-rationale"},
+    "ours llm-rationale old layout": {"mode": "llm-rationale", "share_prompt": False, "target_logits": False},
+}
+PLAN = [(name, "bf16") for name in VARIANTS] + [("bare Trainer standard", "fp32"), ("ours standard", "fp32")]
 
 
-def _pairs(rows: list[Any], n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(predict pairs, explain pairs), one of each per example."""
-    predict, explain = [], []
-    for prompt, answer, question, _ in rows[:n]:
-        words = [w.strip("?,.!") for w in question.split() if len(w.strip("?,.!")) > 3][:5]
-        predict.append(("predict: " + prompt, answer))
-        explain.append(("explain: " + prompt, " ".join(words) or question))
-    return predict, explain
+# ---- worker: one variant in this process ------------------------------------------------------
 
 
-def bare_trainer(model_name: str, predict: list[tuple[str, str]], steps: int, bf16: bool, tmp: str) -> float:
-    """Seconds of Trainer.train() for a plain standard fine-tune (the reference)."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+def _examples(data: str, n: int) -> list[Any]:
+    from saliency_distill.data import TaskConfig, get_task
+
+    cfg = TaskConfig(name="cqa", path=data)
+    return get_task("cqa").load_source(cfg)["train"][:n]
+
+
+def _pairs(mode: str, examples: list[Any]) -> Any:
+    from saliency_distill.data import TaskConfig, get_task
+    from saliency_distill.training.modes import build_pairs, templates
+
+    words = {ex.id: " ".join([w.strip("?,.!") for w in ex.fields["question"].split()
+                              if len(w.strip("?,.!")) > 3][:5]) or ex.fields["question"] for ex in examples}
+    predict, explain = templates("auto", seq2seq=False)
+    return build_pairs(mode, get_task("cqa"), TaskConfig(name="cqa", path="-"), examples, None, words,
+                       predict, explain)
+
+
+class _Clock:
+    """Trainer callback: wall time and per-step batch statistics after the warm-up steps."""
+
+    def __new__(cls, stats: dict[str, Any]):
+        from transformers import TrainerCallback
+
+        class Clock(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                if state.global_step == WARMUP:
+                    stats["start"] = time.perf_counter()
+                    stats["batches_at_start"] = len(stats["batches"])
+                if state.global_step == WARMUP + stats["steps"]:
+                    stats["end"] = time.perf_counter()
+
+        return Clock()
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
 
     from saliency_distill.models import load_model
-    from saliency_distill.training import encode_pair
 
-    lm = load_model(model_name)
-    features = [encode_pair(lm, p, t) for p, t in predict]
-    args = TrainingArguments(
-        output_dir=tmp, max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-4, bf16=bf16,
-        use_cpu=True, save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=10**6, seed=0,
-    )
-    collator = DataCollatorForSeq2Seq(lm.tokenizer, padding=True, label_pad_token_id=-100)
-    trainer = Trainer(model=lm.model, args=args, train_dataset=features, data_collator=collator)
-    start = time.perf_counter()
-    trainer.train()
-    return time.perf_counter() - start
+    spec = VARIANTS[args.variant]
+    bf16 = args.dtype == "bf16"
+    examples = _examples(args.data, args.examples)
+    stats: dict[str, Any] = {"steps": args.steps, "batches": []}
+    lm = load_model("smollm2-135m-instruct")
+    body = sum(p.numel() for n, p in lm.model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
+    hidden, vocab = lm.model.config.hidden_size, lm.model.config.vocab_size
+    total_steps = WARMUP + args.steps
+    with tempfile.TemporaryDirectory() as tmp:
+        if spec["mode"] is None:
+            losses = _bare(lm, examples, total_steps, bf16, tmp, stats)
+        else:
+            losses = _ours(lm, spec, examples, total_steps, bf16, tmp, stats)
+    timed = stats["batches"][stats["batches_at_start"]:stats["batches_at_start"] + args.steps]
+    seconds = stats["end"] - stats["start"]
+    positions = sum(b["positions"] for b in timed)
+    head = sum(b["head"] for b in timed)
+    return {
+        "variant": args.variant, "dtype": args.dtype, "seconds": seconds, "steps": args.steps,
+        "examples": sum(b["examples"] for b in timed), "tokens": sum(b["tokens"] for b in timed),
+        "positions": positions, "head_positions": head,
+        "flops": 6 * body * positions + 6 * hidden * vocab * head,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "first_losses": losses, "threads": torch.get_num_threads(),
+    }
 
 
-def ours(model_name: str, predict: list[tuple[str, str]], explain: list[tuple[str, str]] | None, steps: int,
-         bf16: bool, tmp: str) -> float:
-    """Seconds of Trainer.train() inside ``train_supervised`` (its own wall-time record)."""
-    from saliency_distill.models import load_model
+def _ours(lm: Any, spec: dict[str, Any], examples: list[Any], steps: int, bf16: bool, tmp: str,
+          stats: dict[str, Any]) -> list[float]:
+    import saliency_distill.training.sft as sft
     from saliency_distill.training import TrainConfig, train_supervised
 
-    lm = load_model(model_name)
+    layout = {k: v for k, v in spec.items() if k != "mode"}
     cfg = TrainConfig(max_steps=steps, batch_size=8, learning_rate=1e-4, bf16=bf16, progress_bar=False,
-                      save_steps=10**6, logging_steps=10**6)
-    if explain is None:
-        pairs, ids, tasks = predict, None, None
-    else:
-        pairs = [p for pair in zip(predict, explain) for p in pair]
-        ids = [str(i // 2) for i in range(len(pairs))]
-        tasks = [i % 2 for i in range(len(pairs))]
-    metrics = train_supervised(lm, pairs, cfg, Path(tmp) / "out", ids=ids, tasks=tasks, alpha=0.5)
-    return float(metrics["wall_seconds"])
+                      save_minutes=None, logging_steps=1, **layout)
+    pairs = _pairs(spec["mode"], examples)
+    original = sft._collate
+
+    def counting(items, pad_token_id, seq2seq, cfg):
+        batch = original(items, pad_token_id, seq2seq, cfg)
+        real = sum(len(p["input_ids"]) for item in items for p in item["parts"])
+        if cfg.share_prompt and len(items[0]["parts"]) > 1:
+            from saliency_distill.training.packing import make_blocks
+
+            real = sum(len(b.ids) for b in make_blocks(items, True))
+        positions = batch["input_ids"].numel()
+        head = len(batch["target_ids"]) if cfg.target_logits else positions
+        stats["batches"].append({"examples": len(items), "tokens": real, "positions": positions, "head": head})
+        return batch
+
+    sft._collate = counting
+    metrics = train_supervised(lm, list(zip(pairs.prompts, pairs.targets)), cfg, Path(tmp) / "out", ids=pairs.ids,
+                               tasks=pairs.tasks if pairs.multitask else None, alpha=0.5,
+                               extra_callbacks=[_Clock(stats)])
+    del metrics
+    history = json.loads((Path(tmp) / "out" / "train_metrics.json").read_text())
+    return [history.get("loss_first")]
+
+
+def _bare(lm: Any, examples: list[Any], steps: int, bf16: bool, tmp: str, stats: dict[str, Any]) -> list[float]:
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from saliency_distill.training import encode_pair
+
+    pairs = _pairs("standard", examples)
+    features = [encode_pair(lm, p, t) for p, t in zip(pairs.prompts, pairs.targets)]
+    args = TrainingArguments(
+        output_dir=tmp, max_steps=steps, per_device_train_batch_size=8, learning_rate=1e-4, bf16=bf16,
+        use_cpu=True, save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=1, seed=0,
+    )
+    collator = DataCollatorForSeq2Seq(lm.tokenizer, padding=True, label_pad_token_id=-100)
+
+    def counting(features):
+        batch = collator(features)
+        stats["batches"].append({"examples": len(features), "tokens": int(batch["attention_mask"].sum()),
+                                 "positions": batch["input_ids"].numel(), "head": batch["input_ids"].numel()})
+        return batch
+
+    trainer = Trainer(model=lm.model, args=args, train_dataset=features, data_collator=counting,
+                      callbacks=[_Clock(stats)])
+    trainer.train()
+    return [next(h["loss"] for h in trainer.state.log_history if "loss" in h)]
+
+
+def matmul_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """FLOP/s of a plain square matmul loop, bf16 and fp32, on this process's threads."""
+    import torch
+
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            best = min(best, (time.perf_counter() - start) / 10)
+        out[name] = 2 * 2048**3 / best
+    return out
+
+
+# ---- parent: every variant in a subprocess, rounds interleaved --------------------------------
+
+
+def _spawn(extra: list[str]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    try:
+        cmd = [sys.executable, __file__, *extra, "--result", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(Path(out).read_text())
+    finally:
+        os.unlink(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="smollm2-135m-instruct")
-    ap.add_argument("--data", default="../shared/data/dsbs/cqa", help="DSbS cqa folder; generated examples if absent")
-    ap.add_argument("--steps", type=int, default=20, help="optimizer steps per variant (batch 8 examples)")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--data", default="../shared/data/dsbs/cqa", help="DSbS cqa folder")
+    ap.add_argument("--examples", type=int, default=1000, help="train examples the batches are drawn from")
+    ap.add_argument("--steps", type=int, default=16, help="timed optimizer steps per variant (after 2 warm-up)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     ap.add_argument("--out", default="benchmarks/results/training_speed")
+    ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", help=argparse.SUPPRESS)
+    ap.add_argument("--matmul", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    if args.result:  # a worker
+        import logging
 
-    rows, source = example_rows(args.data, "train", 8 * args.steps)
-    predict, explain = _pairs(rows, 8 * args.steps)
-    variants: list[tuple[str, bool, Any]] = []
-    for bf16 in (False, True):
-        variants += [
-            ("bare Trainer standard", bf16, lambda b, t: bare_trainer(args.model, predict, args.steps, b, t)),
-            ("ours standard", bf16, lambda b, t: ours(args.model, predict, None, args.steps, b, t)),
-            ("ours saliency", bf16, lambda b, t: ours(args.model, predict, explain, args.steps, b, t)),
-        ]
-    seconds: dict[tuple[str, bool], list[float]] = {}
-    for _ in range(args.rounds):
-        for name, bf16, run in variants:
-            with tempfile.TemporaryDirectory() as tmp:
-                s = run(bf16, tmp)
-            seconds.setdefault((name, bf16), []).append(s)
-            print(f"{name} {'bf16' if bf16 else 'fp32'}: {8 * args.steps / s:.2f} examples/s ({s:.1f} s)", flush=True)
+        logging.basicConfig(level=logging.WARNING)
+        result = matmul_worker(args) if args.matmul else worker(args)
+        Path(args.result).write_text(json.dumps(result))
+        return
+    if not Path(args.data).is_dir():
+        raise SystemExit(f"--data {args.data}: no such folder (the DSbS cqa data, see ../shared/data/dsbs/README)")
+
+    plan = [p for p in PLAN if not args.only or p[0] in args.only.split(",")]
+    common = ["--data", args.data, "--examples", str(args.examples), "--steps", str(args.steps)]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    matmul = []
+    for r in range(args.rounds):
+        matmul.append(_spawn(["--matmul"]))
+        for name, dtype in plan:
+            res = _spawn([*common, "--variant", name, "--dtype", dtype])
+            runs.setdefault((name, dtype), []).append(res)
+            print(f"round {r + 1} {name} {dtype}: {res['examples'] / res['seconds']:.2f} examples/s, "
+                  f"loss {res['first_losses']}", flush=True)
+    peak = {k: statistics.median(m[k] for m in matmul) for k in ("bf16", "fp32")}
 
     table = []
-    for (name, bf16), runs in seconds.items():
-        best = min(runs)
-        ref = min(seconds[("bare Trainer standard", bf16)])
-        seqs = 2 if name == "ours saliency" else 1
-        table.append({"variant": name, "precision": "bf16" if bf16 else "fp32", "steps": args.steps,
-                      "seconds_rounds": [round(s, 2) for s in runs], "examples_per_s": round(8 * args.steps / best, 2),
-                      "sequences_per_s": round(8 * seqs * args.steps / best, 2),
-                      "time_vs_bare": round(best / ref, 3)})
-    meta = {"model": args.model, "data": source, "batch_examples": 8, **machine()}
-    lines = [f"# Student training throughput, {args.model}", "",
-             f"{source}, batch 8 examples, {args.steps} steps per variant, best of {args.rounds} rounds; "
-             f"torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}, {meta['date']}.", "",
-             f"Command: `{meta['command']}`", "",
-             "| variant | precision | examples/s | sequences/s | time per step vs bare Trainer |",
-             "|---|---|---:|---:|---:|"]
-    lines += [f"| {r['variant']} | {r['precision']} | {r['examples_per_s']} | {r['sequences_per_s']} | "
-              f"{r['time_vs_bare']:.2f}x |" for r in table]
+    for (name, dtype), rs in runs.items():
+        eps = [r["examples"] / r["seconds"] for r in rs]
+        med = statistics.median(eps)
+        table.append({
+            "variant": name, "dtype": dtype, "rounds": len(rs),
+            "examples_per_s": round(med, 3), "examples_per_s_rounds": [round(x, 3) for x in eps],
+            "spread": round((max(eps) - min(eps)) / med, 3),
+            "tokens_per_s": round(statistics.median(r["tokens"] / r["seconds"] for r in rs), 1),
+            "padding_share": round(1 - rs[0]["tokens"] / rs[0]["positions"], 3),
+            "head_positions_per_example": round(rs[0]["head_positions"] / rs[0]["examples"], 1),
+            "peak_rss_gb": round(max(r["peak_rss_gb"] for r in rs), 2),
+            "matmul_share": round(statistics.median(r["flops"] / r["seconds"] for r in rs) / peak["bf16"], 3),
+            "first_loss": rs[0]["first_losses"][0],
+        })
+    by = {(t["variant"], t["dtype"]): t for t in table}
+    for t in table:
+        bare = by.get(("bare Trainer standard", t["dtype"]))
+        std = by.get(("ours standard", t["dtype"]))
+        t["vs_bare"] = round(t["examples_per_s"] / bare["examples_per_s"], 3) if bare else None
+        t["time_vs_ours_standard"] = round(std["examples_per_s"] / t["examples_per_s"], 3) if std else None
+
+    meta = {"model": "smollm2-135m-instruct", "data": f"cqa train (DSbS), first {args.examples}",
+            "batch_examples": 8, "steps": args.steps, "warmup": WARMUP, "rounds": args.rounds,
+            "matmul_flops": peak, **machine()}
+    lines = [
+        "# Student training throughput, smollm2-135m-instruct", "",
+        f"{meta['data']}, batch 8 examples, {args.steps} timed steps after {WARMUP} warm-up, each variant in a "
+        f"fresh process, median of {args.rounds} rounds (spread: (max - min) / median); torch {meta['torch']}, "
+        f"{meta['threads']} threads, {meta['machine']}, {meta['date']}. Measured matmul throughput (2048^3, "
+        f"same run): bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s, fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s.", "",
+        f"Command: `{meta['command']}`", "",
+        "| variant | dtype | examples/s | spread | vs bare Trainer | time/example vs ours standard | tokens/s "
+        "| padding | LM-head positions/example | peak RSS GB | share of bf16 matmul | first loss |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in sorted(table, key=lambda t: (t["dtype"], list(VARIANTS).index(t["variant"]))):
+        lines.append(
+            f"| {t['variant']} | {t['dtype']} | {t['examples_per_s']:.2f} | {t['spread']:.0%} | "
+            f"{t['vs_bare']:.2f}x | {t['time_vs_ours_standard']:.2f}x | {t['tokens_per_s']:.0f} | "
+            f"{t['padding_share']:.0%} | {t['head_positions_per_example']} | {t['peak_rss_gb']} | "
+            f"{t['matmul_share']:.1%} | {t['first_loss']:.4f} |")
+    lines += ["", "`first loss` is the loss of the first optimizer step (same seed, so the same 8 examples): "
+              "a layout and its old layout compute the same loss."]
     text = "\n".join(lines) + "\n"
     write_results(args.out, {"meta": meta, "table": table}, text)
     print(text)

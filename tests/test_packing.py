@@ -282,3 +282,13 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(tiny_model_dir
     assert whole.keys() == resumed.keys()
     for name in whole:
         torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
+
+
+def test_sequences_without_a_common_prompt_get_rows_of_their_own(tiny_model_dirs):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    parts = [dict(encode_pair(lm, "predict: " + PROMPTS[0], LABELS[0]), task=[PREDICT]),
+             dict(encode_pair(lm, "explain: " + PROMPTS[0], WHY[0]), task=[EXPLAIN])]
+    assert parts[0]["input_ids"][0] != parts[1]["input_ids"][0]  # the "predict: x" format shares nothing
+    batch = causal_batch([{"input_ids": parts[0]["input_ids"], "parts": parts}], lm.tokenizer.pad_token_id)
+    assert batch["input_ids"].shape[0] == 2 and batch["attention_mask"].dim() == 2
+    assert batch["target_task"].tolist().count(EXPLAIN) == sum(y != IGNORE_INDEX for y in parts[1]["labels"][1:])

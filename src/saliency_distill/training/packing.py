@@ -65,9 +65,13 @@ def make_blocks(
     ``items`` are training items (``parts``: the example's encoded sequences, each with
     ``input_ids``, ``labels`` and optionally ``task``). Sequences are numbered in order.
     """
-    groups = [list(item["parts"]) for item in items]
-    if not share_prompt:
-        groups = [[part] for parts in groups for part in parts]
+    groups = []
+    for item in items:
+        parts = list(item["parts"])
+        if share_prompt and len(parts) > 1 and _shared_length(parts) > 0:
+            groups.append(parts)
+        else:  # nothing to share (e.g. the "predict: x" format): one block per sequence
+            groups += [[part] for part in parts]
     blocks, seq = [], 0
     for parts in groups:
         shared = _shared_length(parts) if len(parts) > 1 else 0
