@@ -9,6 +9,7 @@ import saliency_distill.teacher.generate as teacher_generate
 import saliency_distill.teacher.scoring as teacher_scoring
 from saliency_distill.config import build
 from saliency_distill.data import Example, TaskConfig, get_task
+from saliency_distill.data.example import make_example
 from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.evaluation import (
     EvalConfig,
@@ -95,16 +96,23 @@ def test_teacher_is_correct_is_the_same_rule():
 
 def test_eval_config_validation():
     cfg = EvalConfig()
-    assert (cfg.template, cfg.batch_size, cfg.max_new_tokens, cfg.choice_scoring, cfg.max_examples) == (
-        "{input}\npredict:", 16, 32, True, None)
+    assert (cfg.batch_size, cfg.max_new_tokens, cfg.choice_scoring, cfg.max_examples) == (16, 32, True, None)
     for key, value in (("batch_size", 0), ("max_new_tokens", -1), ("max_examples", 0), ("batch_size", True)):
         with pytest.raises(ConfigError, match=f"'{key}'"):
             EvalConfig(**{key: value})
     with pytest.raises(ConfigError, match="max_examples"):
         build(EvalConfig, {"max_examples": "all"})
-    with pytest.raises(ConfigError, match="'template'.*must be a string containing"):
-        EvalConfig(template="predict: ")
-    assert build(EvalConfig, {"template": "{input}", "max_examples": 2}).max_examples == 2
+    assert build(EvalConfig, {"max_examples": 2}).max_examples == 2
+
+
+def test_student_prompt_template_needs_the_input():
+    task = get_task("quartz")
+    ex = make_example("test", "q0", {"question": "More resistors: the resistance"}, "increases",
+                      choices=["increases", "decreases"])
+    assert student_prompt(task, QUARTZ_CFG, ex).endswith("Answer:\npredict:")
+    assert student_prompt(task, QUARTZ_CFG, ex, "predict: {input}").startswith("predict: Question:")
+    with pytest.raises(ConfigError, match="has no {input}"):
+        student_prompt(task, QUARTZ_CFG, ex, "predict: ")
 
 
 def test_public_names():
@@ -164,7 +172,7 @@ def test_evaluate_student_free_form(students, monkeypatch):
         return ["( 84 / 1 )", "84 - 2", "__import__('os')"]
 
     monkeypatch.setattr(teacher_generate, "generate_answers", fake_generate)
-    rows, metrics = evaluate_student(lm, task, SVAMP_CFG, examples, EvalConfig(template="solve: {input}"))
+    rows, metrics = evaluate_student(lm, task, SVAMP_CFG, examples, EvalConfig(), "solve: {input}")
     assert [r["correct"] for r in rows] == [True, False, False]
     assert metrics == {"n": 3, "accuracy": pytest.approx(1 / 3), "ranked_accuracy": None}
     assert seen == [[student_prompt(task, SVAMP_CFG, ex, "solve: {input}") for ex in examples]]

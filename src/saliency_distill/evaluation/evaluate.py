@@ -26,21 +26,17 @@ logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
+DEFAULT_TEMPLATE = "{input}\npredict:"  # the causal student's default format (training.modes.templates)
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    template: str = field(
-        "{input}\npredict:", "the student's input, {input} standing for the rendered example (as in training)"
-    )
     batch_size: int = field(16, "examples per generation / choice-scoring batch")
     max_new_tokens: int = field(32, "tokens generated per answer")
     choice_scoring: bool = field(True, "choice tasks: also score the most likely choice (ranked accuracy)")
     max_examples: int | None = field(None, "evaluate only the first this many examples (all when unset)")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.template, str) or "{input}" not in self.template:
-            raise ConfigError(f"config key 'template': {self.template!r} must be a string containing {{input}}")
         for key in ("batch_size", "max_new_tokens", "max_examples"):
             value = getattr(self, key)
             if value is None and key == "max_examples":
@@ -49,15 +45,21 @@ class EvalConfig:
                 raise ConfigError(f"config key '{key}': {value!r} must be a positive integer")
 
 
-def student_prompt(task: Task, task_cfg: TaskConfig, example: Example, template: str = "{input}\npredict:") -> str:
+def student_prompt(task: Task, task_cfg: TaskConfig, example: Example, template: str = DEFAULT_TEMPLATE) -> str:
     """The student's input for ``example``: ``template`` with the rendered example as {input}."""
+    if "{input}" not in template:
+        raise ConfigError(f"student prompt template {template!r} has no {{input}}")
     return template.replace("{input}", task.render(example, task_cfg).text)
 
 
 def evaluate_student(
-    lm: LoadedModel, task: Task, task_cfg: TaskConfig, examples: list[Example], cfg: EvalConfig
+    lm: LoadedModel, task: Task, task_cfg: TaskConfig, examples: list[Example], cfg: EvalConfig,
+    template: str = DEFAULT_TEMPLATE,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Greedy answers of ``lm`` with their correctness, and the accuracy metrics.
+
+    ``template`` is the student's prompt format (as in training), ``{input}`` standing for the
+    rendered example.
 
     Rows: ``id``, ``prediction``, ``gold``, ``correct``; for choice tasks with
     ``cfg.choice_scoring`` also ``ranked_choice`` and ``ranked_correct``. Metrics: ``n``,
@@ -69,7 +71,7 @@ def evaluate_student(
 
     if cfg.max_examples is not None:
         examples = examples[: cfg.max_examples]
-    prompts = [student_prompt(task, task_cfg, ex, cfg.template) for ex in examples]
+    prompts = [student_prompt(task, task_cfg, ex, template) for ex in examples]
     predictions = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size)
     rows = [
         {"id": ex.id, "prediction": pred, "gold": ex.label, "correct": exact_match(pred, ex)}
