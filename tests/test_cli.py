@@ -132,3 +132,11 @@ def test_teach_prints_the_teacher_quality(tmp_path, data_file, tiny_model_dirs, 
     metrics = json.loads((tmp_path / "run" / "teacher" / "metrics.json").read_text())
     assert metrics["quality"]["test"]["n"] == metrics["accuracy"]["test"]["n"]
     assert len(metrics["prompt"]["demonstrations"]) == 3
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "saliency_distill", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "saliency-distill" in (out.stdout + out.stderr)

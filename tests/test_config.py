@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
-from saliency_distill.config import apply_overrides, build, config_hash, help_table, load_config
+from saliency_distill.config import apply_overrides, build, config_hash, help_table, load_config, to_dict
 from saliency_distill.errors import ConfigError
 from saliency_distill.experiment import ExperimentConfig
 
@@ -98,3 +99,13 @@ def test_partial_nested_section_keeps_field_defaults(tmp_path):
     path.write_text("teacher:\n  train:\n    lora: true\n")
     cfg = load_config(ExperimentConfig, path)
     assert cfg.teacher.model.name == "qwen2.5-coder-0.5b-instruct" and cfg.teacher.train.lora is True
+
+
+def test_listed_defaults_are_the_built_configs():
+    """`config --keys` shows, for every key, the value a config built from nothing has."""
+    built = to_dict(build(ExperimentConfig, {}))
+    for key, default, _ in help_table(ExperimentConfig):
+        value = built
+        for part in key.split("."):
+            value = value[part]
+        assert json.loads(default) == value, key

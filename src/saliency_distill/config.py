@@ -207,20 +207,27 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     return build(cls, apply_overrides(data, overrides))
 
 
-def help_table(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default, help) rows for every field, nested sections flattened."""
+def help_table(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) rows for every field, nested sections flattened.
+
+    A nested section's defaults are those of its parent's default value (``defaults``), not of
+    its type: a student's ``train`` section has the student's training defaults.
+    """
     rows: list[tuple[str, str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows.extend(help_table(tp, prefix=f"{prefix}{f.name}."))
-            continue
-        if f.default is not dataclasses.MISSING:
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
             default = "(required)"
+        if dataclasses.is_dataclass(tp):
+            nested = default if dataclasses.is_dataclass(default) else None
+            rows.extend(help_table(tp, prefix=f"{prefix}{f.name}.", defaults=nested))
+            continue
         rows.append((f"{prefix}{f.name}", json.dumps(to_dict(default)), f.metadata.get("help", "")))
     return rows
