@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from common import example_rows, machine, write_results
 
 MIN_TOKENS, MAX_TOKENS = 60, 120
@@ -160,8 +159,12 @@ def _captum(method: str, baseline_token: int | None = None, steps: int = IG_STEP
     """Captum's LLM API, one example at a time; the target is the answer's token ids."""
 
     def run(lm: Any, prompts: Sequence[str], answers: Sequence[str], spans: Any = None) -> list[Record]:
-        from captum.attr import LayerGradientXActivation, LayerIntegratedGradients, LLMGradientAttribution
-        from captum.attr import TextTokenInput
+        from captum.attr import (
+            LayerGradientXActivation,
+            LayerIntegratedGradients,
+            LLMGradientAttribution,
+            TextTokenInput,
+        )
 
         for p in lm.model.parameters():
             p.requires_grad_(False)

@@ -58,8 +58,15 @@ def config_for(dataset: str, data: str, extra: list[str]) -> Any:
 
 def run_dataset(dataset: str, data: str, extra: list[str]) -> dict[str, Any]:
     """Every stage of one dataset; returns its summary."""
-    from saliency_distill.experiment import (analyze_stage, attribute_stage, prepare_stage, report_stage,
-                                             save_resolved, student_stage, teach_stage)
+    from saliency_distill.experiment import (
+        analyze_stage,
+        attribute_stage,
+        prepare_stage,
+        report_stage,
+        save_resolved,
+        student_stage,
+        teach_stage,
+    )
     from saliency_distill.io import write_json
 
     cfg = config_for(dataset, data, extra)

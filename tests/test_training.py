@@ -12,11 +12,17 @@ from saliency_distill.data import TaskConfig, get_task
 from saliency_distill.data.example import make_example
 from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.models import load_model
-from saliency_distill.teacher import finetune
 from saliency_distill.models.tokens import answer_ids
+from saliency_distill.teacher import finetune
 from saliency_distill.teacher.prompt import TeacherPrompter
 from saliency_distill.training import (
-    IGNORE_INDEX, TrainConfig, encode_pair, encode_pairs, pad_batch, train_supervised, trained_fingerprint,
+    IGNORE_INDEX,
+    TrainConfig,
+    encode_pair,
+    encode_pairs,
+    pad_batch,
+    train_supervised,
+    trained_fingerprint,
 )
 
 PAIRS = [

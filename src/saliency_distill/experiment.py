@@ -84,9 +84,11 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
               "teacher_prompt": {"format": cfg.teacher.format, "shots": cfg.teacher.shots, "chat": cfg.teacher.chat},
               "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
     # Under `accelerate launch` each process writes its own shard; the main one merges them.
+    def path(split: str) -> Path:
+        return shard_path(cfg.run_dir, split, rank()) if is_distributed() else store_path(cfg.run_dir, split)
+
     stores = {
-        split: open_store(shard_path(cfg.run_dir, split, rank()) if is_distributed() else store_path(cfg.run_dir, split),
-                          header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
+        split: open_store(path(split), header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
         for split in cfg.attribution.splits
     }
     model_path = (metrics or {}).get("model_path")
@@ -128,7 +130,8 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
         summary = summarise(rows, {ex.id: ex for ex in splits[split]})
         summary["store"] = {k: header.get(k) for k in ("config_hash", "teacher", "method", "k", "target")}
         write_json(folder / f"{split}.json", summary)
-        title = f"{cfg.task.name} {split}: {header.get('method')} rationales (k={header.get('k')}) of {header.get('teacher')}"
+        title = (f"{cfg.task.name} {split}: {header.get('method')} rationales (k={header.get('k')}) "
+                 f"of {header.get('teacher')}")
         write_html(folder / f"{split}.html", rows, title, summary=summary)
         out[split] = summary
     return out

@@ -174,7 +174,8 @@ def cmd_prepare_quiet(cfg: ExperimentConfig) -> None:
 def cmd_preview(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     save_resolved(cfg)
-    print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, student {cfg.student.model.name}")
+    print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
+          f"student {cfg.student.model.name}")
     result = preview(cfg)
     print(f"zero-shot preview on {result['n']} test examples (choice log-likelihood):")
     print(f"  {'role':<8} {'model':<30} {'params':>8} {'acc(sum)':>9} {'acc(mean)':>10}")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import LoadedModel
 from ..attribution.inputs import answer_logprob, embed, encode
+from ..models import LoadedModel
 from ..models.tokens import answer_ids
 
 

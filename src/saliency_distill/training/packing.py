@@ -80,19 +80,16 @@ def make_blocks(
         block.branch += [0] * shared
         block.positions += list(range(shared))
         for k, part in enumerate(parts, start=1):
-            start = len(block.ids)  # where this tail begins in the block
-
-            def local(q: int, start: int = start) -> int:  # sequence index -> block index
-                return q if q < shared else start + q - shared
-
-            ids, labels = part["input_ids"], part["labels"]
+            start = len(block.ids)  # where this tail begins in the block: sequence index q >= shared
+            ids, labels = part["input_ids"], part["labels"]  # sits at block index start + q - shared
             block.ids += list(ids[shared:])
             block.branch += [k] * (len(ids) - shared)
             block.positions += list(range(shared, len(ids)))
             task = int(part["task"][0]) if "task" in part else default_task
             for q in range(1, len(ids)):
                 if labels[q] != IGNORE_INDEX:
-                    block.sources.append(local(q - 1))
+                    source = q - 1  # the position that predicts token q, in the sequence then the block
+                    block.sources.append(source if source < shared else start + source - shared)
                     block.targets.append(int(labels[q]))
                     block.tasks.append(task)
                     block.seqs.append(seq)
