@@ -106,3 +106,72 @@ def test_prompt_longer_than_the_students_context_is_an_error(tiny_model_dirs, tm
                         train=TrainConfig(max_steps=1, progress_bar=False))
     with pytest.raises(DataError, match=r"example long-7: \d+ tokens is longer than max_length=256"):
         train_and_evaluate(CFG, cfg, "standard", 0, {"train": [long], "test": [long]}, tmp_path)
+
+
+# ---- control modes and sanity of the multi-task trainer ------------------------------------
+
+
+def test_random_words_are_seeded_content_words():
+    from saliency_distill.rationale import RationaleConfig, random_rationales
+
+    exs = [Example(id=f"e{i}", fields={"question": "Eric adds more long resistors to the series circuit, "
+                                                   f"number {i}, so the resistance"}, label="increases",
+                   choices=("increases", "decreases")) for i in range(4)]
+    cfg = RationaleConfig(k=3)
+    first = random_rationales(TASK, CFG, exs, cfg, seed=0)
+    assert first == random_rationales(TASK, CFG, exs[::-1], cfg, seed=0)  # per example, order-free
+    assert first != random_rationales(TASK, CFG, exs, cfg, seed=1)
+    for ex in exs:
+        words = first[ex.id].split()
+        text = TASK.render(ex, CFG).text
+        assert len(words) == 3 and all(w in text for w in words)
+        assert not {"the", "to", "so"} & set(words) and "Question" not in words  # no stopwords, no template
+    assert len({first[ex.id] for ex in exs}) > 1
+
+
+def test_control_modes_build_pairs():
+    exs = _examples(2)
+    rnd = build_pairs("random-words", TASK, CFG, exs, rationales={"e0": "Eric adds", "e1": "resistance"})
+    assert rnd.targets == ["increases", "Eric adds", "increases", "resistance"] and rnd.multitask
+    human = [Example(id="h0", fields={"question": "q"}, label="increases", choices=("increases", "decreases"),
+                     human_rationale="more resistors, more resistance"), *exs]
+    hum = build_pairs("human-rationale", TASK, CFG, human)
+    assert hum.targets == ["increases", "more resistors, more resistance", "increases", "increases"]
+    with pytest.raises(DataError, match="mode human-rationale needs human rationales"):
+        build_pairs("human-rationale", TASK, CFG, exs)
+    with pytest.raises(DataError, match="example e0: no rationale drawn"):
+        build_pairs("random-words", TASK, CFG, exs, rationales={})
+
+
+def _trained(lm_dir, tmp, tasks, alpha, pairs, ids):
+    lm = load_model(str(lm_dir))
+    metrics = train_supervised(lm, pairs, TrainConfig(max_steps=4, batch_size=2, learning_rate=1e-3, logging_steps=1,
+                                                      progress_bar=False, save_minutes=None),
+                               tmp, ids=ids, tasks=tasks, alpha=alpha)
+    return {n: p.detach().clone() for n, p in lm.model.named_parameters()}, metrics
+
+
+def test_alpha_one_reproduces_the_standard_student(tiny_model_dirs, tmp_path):
+    exs = _examples(6)
+    sal = build_pairs("saliency", TASK, CFG, exs, rationales={f"e{i}": f"adds {i} resistors" for i in range(6)})
+    std = build_pairs("standard", TASK, CFG, exs)
+    pairs = list(zip(sal.prompts, sal.targets))
+    standard, m_std = _trained(tiny_model_dirs["llama"], tmp_path / "std", None, 0.5,
+                               list(zip(std.prompts, std.targets)), std.ids)
+    alpha1, m_one = _trained(tiny_model_dirs["llama"], tmp_path / "one", sal.tasks, 1.0, pairs, sal.ids)
+    half, _ = _trained(tiny_model_dirs["llama"], tmp_path / "half", sal.tasks, 0.5, pairs, sal.ids)
+    # The predict rows share their prompt with explain tails, so only float rounding differs.
+    assert m_one["loss_first"] == pytest.approx(m_std["loss_first"], rel=1e-5)
+    assert m_one["loss_last"] == pytest.approx(m_std["loss_last"], rel=1e-4)
+    for name in standard:
+        torch.testing.assert_close(alpha1[name], standard[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert any(not torch.allclose(half[n], standard[n], atol=1e-4) for n in standard)  # alpha matters
+
+
+def test_an_empty_explain_set_is_exactly_the_standard_student(tiny_model_dirs, tmp_path):
+    std = build_pairs("standard", TASK, CFG, _examples(6))
+    pairs = list(zip(std.prompts, std.targets))
+    standard, _ = _trained(tiny_model_dirs["qwen2"], tmp_path / "std", None, 0.5, pairs, std.ids)
+    predict_only, _ = _trained(tiny_model_dirs["qwen2"], tmp_path / "mt", [PREDICT] * 6, 0.5, pairs, std.ids)
+    for name in standard:
+        assert torch.equal(predict_only[name], standard[name]), name

@@ -139,17 +139,17 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def student_stage(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """Train and evaluate every (mode, seed); finished runs are reused."""
-    from .rationale import read_store, store_path
+    from .rationale import random_rationales, read_store, store_path
     from .teacher.answer import read_answers
+    from .training.modes import MODES
     from .training.student import train_and_evaluate
 
     splits = prepare_stage(cfg)
-    modes = cfg.student.modes
-    needs_teacher = any(m in ("teacher-label", "saliency") for m in modes)
-    teacher = teach_stage(cfg) if needs_teacher else None
-    answers = read_answers(cfg.run_dir, "train") if "teacher-label" in modes else None
+    modes = [MODES[m] for m in cfg.student.modes]
+    teacher = teach_stage(cfg) if any(m.needs_teacher for m in modes) else None
+    answers = read_answers(cfg.run_dir, "train") if any(m.label == "teacher" for m in modes) else None
     rationales, store_hash = None, None
-    if "saliency" in modes:
+    if any(m.needs_rationales for m in modes):
         if "train" not in cfg.attribution.splits:
             raise ConfigError("config key 'attribution.splits': the saliency mode needs rationales for 'train'")
         attribute_stage(cfg)
@@ -157,17 +157,24 @@ def student_stage(cfg: ExperimentConfig) -> list[dict[str, Any]]:
         rationales, store_hash = {r["id"]: r["rationale"] for r in rows}, header["config_hash"]
     # What else made each mode's training data: a changed teacher or store must not reuse old runs.
     teacher_hash = (teacher or {}).get("config_hash")
-    identity = {"standard": {}, "llm-rationale": {}, "teacher-label": {"teacher": teacher_hash},
-                "saliency": {"teacher": teacher_hash, "rationales": store_hash}}
+    task = get_task(cfg.task.name)
     records = []
     for mode in modes:
         for seed in cfg.student.seeds:
+            explain = rationales
+            identity: dict[str, Any] = {}
+            if mode.needs_teacher:
+                identity["teacher"] = teacher_hash
+            if mode.needs_rationales:
+                identity["rationales"] = store_hash
+            if mode.explain == "random":
+                explain = random_rationales(task, cfg.task, splits["train"], cfg.rationale, seed)
+                identity["rationale"] = to_dict(cfg.rationale)
             records.append(train_and_evaluate(
-                cfg.task, cfg.student, mode, seed, splits, cfg.run_dir,
-                teacher_answers=answers, rationales=rationales,
-                identity=identity[mode],
+                cfg.task, cfg.student, mode.name, seed, splits, cfg.run_dir,
+                teacher_answers=answers, rationales=explain, identity=identity,
             ))
-            logger.info("%s seed %d: accuracy %.4f", mode, seed, records[-1]["accuracy"])
+            logger.info("%s seed %d: accuracy %.4f", mode.name, seed, records[-1]["accuracy"])
     return records
 
 
@@ -196,10 +203,12 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
 
 def run_all(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], Path]:
     """prepare -> teach -> attribute -> analyze -> train x evaluate every mode and seed -> report."""
+    from .training.modes import MODES
+
     prepare_stage(cfg)
-    if any(m in ("teacher-label", "saliency") for m in cfg.student.modes):
+    if any(MODES[m].needs_teacher for m in cfg.student.modes):
         teach_stage(cfg)
-    if "saliency" in cfg.student.modes:
+    if any(MODES[m].needs_rationales for m in cfg.student.modes):
         attribute_stage(cfg)
         analyze_stage(cfg)
     records = student_stage(cfg)

@@ -26,6 +26,7 @@ from ..experiment import (
     student_stage,
     teach_stage,
 )
+from ..training.modes import MODES
 
 logger = logging.getLogger("saliency_distill")
 
@@ -151,9 +152,9 @@ def cmd_run(ns: argparse.Namespace) -> int:
           f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, student {cfg.student.model.name}, "
           f"modes {', '.join(modes)}, seeds {cfg.student.seeds}")
     cmd_prepare_quiet(cfg)
-    if any(m in ("teacher-label", "saliency") for m in modes):
+    if any(MODES[m].needs_teacher for m in modes):
         _print_teacher(teach_stage(cfg))
-    if "saliency" in modes:
+    if any(MODES[m].needs_rationales for m in modes):
         for split, res in attribute_stage(cfg).items():
             rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
             print(f"{split}: {res['rows']} rationales ({res['new']} new{rate})")

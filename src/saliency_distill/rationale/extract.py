@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..analysis.stopwords import STOPWORDS
 from ..config import field
 from ..errors import ConfigError
-from .words import Word
+from .words import Word, content_words
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,22 @@ def select(words: Sequence[Word], cfg: RationaleConfig) -> list[Word]:
 
 def _rank(w: Word, cfg: RationaleConfig) -> float:
     return abs(w.score) if cfg.rank_by == "abs" else w.score
+
+
+def random_rationales(
+    task: Any, task_cfg: Any, examples: Sequence[Any], cfg: RationaleConfig, seed: int
+) -> dict[str, str]:
+    """A control for saliency rationales: per example, k of its content words drawn at random.
+
+    The candidates and the selection rules (stopwords, uniqueness, k) are those of :func:`select`;
+    only the scores are random, drawn from a generator seeded by ``seed`` and the example id, so a
+    (seed, example) pair always gets the same words whatever else is in the split.
+    """
+    out = {}
+    for ex in examples:
+        prompt = task.render(ex, task_cfg)
+        rng = random.Random(f"{seed}:{ex.id}")
+        words = [Word(text, start, end, rng.random()) for text, start, end in
+                 content_words(prompt.text, prompt.content_spans)]
+        out[ex.id] = " ".join(w.text for w in select(words, cfg))
+    return out

@@ -7,7 +7,13 @@ All modes train on the same examples and are evaluated the same way, on the "pre
 - ``saliency`` (the method): x, predict -> gold label and x, explain -> the teacher's
   rationale words, weighted alpha / (1 - alpha);
 - ``llm-rationale``: the same multi-task recipe with the dataset's LLM-written rationale
-  (Distilling Step-by-Step, the second baseline).
+  (Distilling Step-by-Step, the second baseline);
+- controls for the saliency mode, the same recipe with other explanations: ``random-words``
+  (k content words drawn at random per example and seed: what any k words of the input give)
+  and ``human-rationale`` (the dataset's human explanation: CoS-E, e-SNLI, ANLI reasons).
+
+Each mode is a :class:`Mode` that says what it needs, so the pipeline runs the teacher and the
+attribution only for modes that use them.
 
 Where the task tag goes is the student's prompt format (:func:`templates`): ``suffix``,
 "x\npredict:" (the default for causal students: an example's two sequences then begin with
@@ -17,6 +23,7 @@ Step-by-Step's format, the default for encoder-decoder students).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +32,37 @@ from ..data import Example, Task, TaskConfig
 from ..errors import DataError
 from .losses import EXPLAIN, PREDICT
 
-MODES = ("standard", "teacher-label", "saliency", "llm-rationale")
+logger = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A training mode: where its label comes from and what (if anything) it learns to explain."""
+
+    name: str
+    label: str = "gold"  # "gold" or "teacher" (the teacher's answer)
+    explain: str | None = None  # None, "saliency" (the store), "random", "llm" or "human"
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.label == "teacher" or self.explain == "saliency"
+
+    @property
+    def needs_rationales(self) -> bool:
+        """Needs the saliency rationale store (the attribute stage)."""
+        return self.explain == "saliency"
+
+
+MODES: dict[str, Mode] = {m.name: m for m in (
+    Mode("standard"),
+    Mode("teacher-label", label="teacher"),
+    Mode("saliency", explain="saliency"),
+    Mode("llm-rationale", explain="llm"),
+    Mode("random-words", explain="random"),
+    Mode("human-rationale", explain="human"),
+)}
+DEFAULT_MODES = ["standard", "teacher-label", "saliency", "llm-rationale"]
 FORMATS = ("auto", "suffix", "prefix")
 INPUT = "{input}"  # where a template puts the rendered example
 
@@ -80,27 +117,38 @@ def build_pairs(
 ) -> TrainingPairs:
     """The training pairs of ``mode``; an example's predict and explain pairs are adjacent."""
     check_mode(mode)
-    if mode == "llm-rationale" and not any(ex.llm_rationale for ex in examples):
-        raise DataError(
-            f"mode llm-rationale needs LLM-written rationales, and task '{task_cfg.name}' has none "
-            "(the DSbS tasks have them; a file/hf task maps one with task.fields.llm_rationale)"
-        )
+    spec = MODES[mode]
+    if spec.explain in ("llm", "human"):
+        attr = f"{spec.explain}_rationale"
+        if not any(getattr(ex, attr) for ex in examples):
+            raise DataError(
+                f"mode {mode} needs {'LLM-written' if spec.explain == 'llm' else 'human'} rationales, and task "
+                f"'{task_cfg.name}' has none (the DSbS tasks have them; a file/hf task maps one with "
+                f"task.fields.{'llm_rationale' if spec.explain == 'llm' else 'rationale'})"
+            )
+        missing = sum(not getattr(ex, attr) for ex in examples)
+        if missing:
+            logger.warning("mode %s: %d of %d train examples have no %s rationale and train on the label only",
+                           mode, missing, len(examples), spec.explain)
     out = TrainingPairs([], [], [], [])
     for ex in examples:
         text = task.render(ex, task_cfg).text
         label = ex.label
-        if mode == "teacher-label":
+        if spec.label == "teacher":
             if teacher_answers is None or ex.id not in teacher_answers:
                 raise DataError(f"example {ex.id}: no teacher answer (run `saliency-distill teach` on train)")
             label = teacher_answers[ex.id]["answer"]
         _add(out, ex.id, fill(predict_template, text), label, PREDICT)
         explanation = None
-        if mode == "saliency":
+        if spec.explain in ("saliency", "random"):
             if rationales is None or ex.id not in rationales:
-                raise DataError(f"example {ex.id}: no rationale in the store (run `saliency-distill attribute`)")
+                what = "in the store (run `saliency-distill attribute`)" if spec.explain == "saliency" else "drawn"
+                raise DataError(f"example {ex.id}: no rationale {what}")
             explanation = rationales[ex.id]
-        elif mode == "llm-rationale":
-            explanation = ex.llm_rationale  # rows without one train on "predict" only
+        elif spec.explain == "llm":
+            explanation = ex.llm_rationale
+        elif spec.explain == "human":
+            explanation = ex.human_rationale
         if explanation:
             _add(out, ex.id, fill(explain_template, text), explanation, EXPLAIN)
     return out

@@ -25,7 +25,7 @@ from ..evaluation import EvalConfig, evaluate_student, write_predictions
 from ..io import write_json
 from ..models import ModelConfig, load_model
 from .losses import AVERAGES
-from .modes import FORMATS, MODES, build_pairs, check_mode, templates
+from .modes import DEFAULT_MODES, FORMATS, MODES, build_pairs, check_mode, templates
 from .sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, train_supervised
 from .sft import identity as train_identity
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StudentConfig:
     model: ModelConfig = field(ModelConfig(name="smollm2-135m-instruct"), "the student model")
-    modes: list[str] = field(list(MODES), "training modes to compare: " + ", ".join(MODES))
+    modes: list[str] = field(list(DEFAULT_MODES), "training modes to compare: " + ", ".join(MODES))
     seeds: list[int] = field([0], "seeds; every mode is trained once per seed")
     alpha: float = field(0.5, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss")
     format: str = field(
