@@ -175,3 +175,49 @@ def test_an_empty_explain_set_is_exactly_the_standard_student(tiny_model_dirs, t
     predict_only, _ = _trained(tiny_model_dirs["qwen2"], tmp_path / "mt", [PREDICT] * 6, 0.5, pairs, std.ids)
     for name in standard:
         assert torch.equal(predict_only[name], standard[name]), name
+
+
+# ---- early stopping on validation -----------------------------------------------------------
+
+
+def test_early_stopping_keeps_the_best_validation_weights(tiny_model_dirs, tmp_path):
+    from transformers import TrainerCallback
+
+    from saliency_distill.training.early_stop import ValidationStopper, load_best
+
+    scores = iter([0.2, 0.6, 0.4, 0.5, 0.1, 0.9])  # best at the 2nd evaluation, then 3 worse ones: stop
+    stopper = ValidationStopper(lambda: next(scores), evaluations=6, patience=3, folder=tmp_path / "val")
+    weights = {}
+
+    class Keep(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kw):
+            weights[state.global_step] = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    std = build_pairs("standard", TASK, CFG, _examples(6))
+    metrics = train_supervised(lm, list(zip(std.prompts, std.targets)),
+                               TrainConfig(max_steps=12, batch_size=2, learning_rate=1e-2, progress_bar=False,
+                                           save_minutes=None), tmp_path / "run", ids=std.ids,
+                               extra_callbacks=[stopper, Keep()])
+    assert [h["step"] for h in stopper.history] == [2, 4, 6, 8, 10]  # stopped after the 5th evaluation
+    assert metrics["global_step"] == 10
+    record = load_best(lm.model, tmp_path / "val")
+    assert record["best"] == {"step": 4, "accuracy": 0.6}
+    for name, p in lm.model.named_parameters():
+        torch.testing.assert_close(p.detach(), weights[4][name], rtol=0, atol=0)
+    assert not torch.equal(weights[4]["model.norm.weight"], weights[10]["model.norm.weight"])
+
+
+def test_student_with_early_stopping_tests_the_best_weights(tiny_model_dirs, tmp_path):
+    from saliency_distill.training.student import EarlyStopConfig
+
+    splits = {"train": _examples(6), "validation": _examples(3), "test": _examples(4)}
+    cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["qwen2"])), modes=["standard"],
+                        train=TrainConfig(max_steps=4, batch_size=2, progress_bar=False),
+                        early_stopping=EarlyStopConfig(enabled=True, evaluations=2, patience=1))
+    rec = train_and_evaluate(CFG, cfg, "standard", 0, splits, tmp_path)
+    steps = [h["step"] for h in rec["validation"]["history"]]
+    assert steps[0] == 2 and rec["validation"]["best"]["step"] in steps
+    assert not (tmp_path / "students" / "standard" / "seed0" / "validation" / "best.safetensors").exists()
+    with pytest.raises(ConfigError, match="no validation examples"):
+        train_and_evaluate(CFG, cfg, "standard", 1, {"train": splits["train"], "test": splits["test"]}, tmp_path)

@@ -343,7 +343,7 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
     return trainer
 
 
-def _save_model(lm: LoadedModel, folder: Path, record: dict[str, Any]) -> None:
+def save_model_folder(lm: LoadedModel, folder: Path, record: dict[str, Any]) -> None:
     """Write model + tokenizer + record beside ``folder`` and rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir(folder.parent, f".{folder.name}.", ".tmp")
@@ -441,7 +441,7 @@ def train_supervised(
                    sequences=len(pairs))
     metrics["world_size"] = trainer.args.world_size
     if trainer.is_world_process_zero():
-        _save_model(lm, output_dir / MODEL_DIR, metrics)
+        save_model_folder(lm, output_dir / MODEL_DIR, metrics)
         write_json(output_dir / METRICS, metrics)
         if not cfg.keep_checkpoints:  # the saved model is complete: checkpoints only cost disk now
             shutil.rmtree(checkpoints, ignore_errors=True)

@@ -26,10 +26,27 @@ from ..io import write_json
 from ..models import ModelConfig, load_model
 from .losses import AVERAGES
 from .modes import DEFAULT_MODES, FORMATS, MODES, build_pairs, check_mode, templates
-from .sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, train_supervised
+from .sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
 from .sft import identity as train_identity
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EarlyStopConfig:
+    enabled: bool = field(
+        False, "evaluate on the validation split during training, keep the best weights and stop after "
+        "`patience` evaluations without improvement (the test split is then read with the best weights)"
+    )
+    evaluations: int = field(8, "validation evaluations, evenly spread over the run")
+    patience: int = field(3, "stop after this many evaluations without a better validation accuracy")
+    max_examples: int | None = field(200, "validation examples per evaluation (all when unset)")
+
+    def __post_init__(self) -> None:
+        for key in ("evaluations", "patience", "max_examples"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"config key 'student.early_stopping.{key}': {value!r} must be a positive integer")
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,7 @@ class StudentConfig:
     )
     train: TrainConfig = field(TrainConfig(epochs=1.0, learning_rate=1e-4, bf16=True), "student training")
     eval: EvalConfig = field(EvalConfig(), "student evaluation on the test split")
+    early_stopping: EarlyStopConfig = field(EarlyStopConfig(), "keep the best weights on the validation split")
     keep_models: bool = field(False, "keep each trained student's weights (about 0.5 GB each)")
 
     def __post_init__(self) -> None:
@@ -70,6 +88,26 @@ class StudentConfig:
                 raise ConfigError(f"config key 'student.{key}': a tag cannot be empty")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"config key 'student.alpha': {self.alpha} is not in (0, 1]")
+
+
+def _stopper(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig, splits: Mapping[str, list[Example]],
+             template: str, folder: Path) -> Any:
+    """The early-stopping callback: accuracy of the model being trained on the validation split."""
+    from .early_stop import ValidationStopper
+
+    examples = splits.get("validation") or []
+    if not examples:
+        raise ConfigError("config key 'student.early_stopping.enabled': the task has no validation examples "
+                          "(raise task.max_validation or task.validation_fraction)")
+    stop = cfg.early_stopping
+    examples = examples[: stop.max_examples] if stop.max_examples is not None else examples
+    eval_cfg = dataclasses.replace(cfg.eval, max_examples=None)
+
+    def accuracy() -> float:
+        _, metrics = evaluate_student(lm, task, task_cfg, examples, eval_cfg, template)
+        return metrics["accuracy"] or 0.0
+
+    return ValidationStopper(accuracy, stop.evaluations, stop.patience, folder / "validation")
 
 
 def run_dir_of(run_dir: str | Path, mode: str, seed: int) -> Path:
@@ -113,10 +151,21 @@ def train_and_evaluate(
     pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,
                         predict_template, explain_template)
     logger.info("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed, len(pairs.prompts))
+    callbacks = []
+    if cfg.early_stopping.enabled:
+        callbacks.append(_stopper(lm, task, task_cfg, cfg, splits, predict_template, folder))
     train_metrics = train_supervised(
         lm, list(zip(pairs.prompts, pairs.targets)), train_cfg, folder, ids=pairs.ids,
         tasks=pairs.tasks if pairs.multitask else None, alpha=cfg.alpha, average=cfg.loss_average,
+        extra_callbacks=callbacks,
     )
+    validation = None
+    if cfg.early_stopping.enabled:
+        from .early_stop import load_best
+
+        validation = load_best(lm.model, folder / "validation")
+        if validation is not None and is_main() and cfg.keep_models:
+            save_model_folder(lm, folder / MODEL_DIR, {**train_metrics, "validation": validation})
     if not is_main():
         barrier()  # training ran data-parallel; the main process evaluates and writes
         return json.loads(metrics_path.read_text())
@@ -131,9 +180,12 @@ def train_and_evaluate(
         "train_examples_per_s": train_metrics.get("examples_per_second"),
         "loss_first": train_metrics.get("loss_first"), "loss_last": train_metrics.get("loss_last"),
     }
+    if validation is not None:
+        record["validation"] = validation  # history and the best step, whose weights were tested
     if not cfg.keep_models:
         shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
         shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
+        (folder / "validation" / "best.safetensors").unlink(missing_ok=True)
     write_json(metrics_path, record)
     barrier()
     return record
