@@ -1,0 +1,148 @@
+"""Why does the multi-task student lose to plain fine-tuning? Controls, loss balance, format and
+early stopping, each a row measured on the validation split; the chosen rows once on test.
+
+    python benchmarks/multitask_diagnosis.py --dataset esnli --train 800
+    python benchmarks/multitask_diagnosis.py --dataset esnli --train 800 --test   # final rows, 3 seeds
+
+One base run (``runs/diagnosis/<dataset>-<train>``) prepares the data, asks the dataset's
+configured teacher (configs/<dataset>.yaml: the 1.5B letter-format teacher) and attributes its
+gold-answer log-probability on train; every row then trains SmolLM2-135M-Instruct students on
+those same rationales with one change against the shipped recipe (2 epochs, batch 8, lr 1e-4,
+bf16, alpha 0.5, k 5, token-averaged losses, "x\\npredict:" format). Rows are resumable: a
+finished (row, mode, seed) is read back from its ``result.json``. Without ``--test`` the test
+split is never read: students are evaluated on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, write_results  # noqa: E402
+
+# row name -> (modes, student overrides). Every row changes one thing against "recipe".
+ROWS: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "recipe": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"], {}),
+    "alpha 0.7": (["saliency", "random-words"], {"alpha": 0.7}),
+    "alpha 0.9": (["saliency", "random-words"], {"alpha": 0.9}),
+    "sequence-averaged loss": (["saliency", "random-words"], {"loss_average": "sequence"}),
+    "prefix format": (["standard", "saliency"], {"format": "prefix"}),
+    "early stopping": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
+                       {"early_stopping": {"enabled": True}}),
+}
+
+
+def base_config(dataset: str, data: str, train: int, validation: int, test: int | None) -> Any:
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig
+
+    overrides = [f"run_dir=runs/diagnosis/{dataset}-{train}", f"task.path={Path(data) / dataset}",
+                 f"task.max_train={train}", f"task.max_validation={validation}",
+                 f"task.max_test={test if test is not None else 'null'}",
+                 "attribution.target=gold", "attribution.splits=[train]", "rationale.k=5",
+                 "student.train.epochs=2", "student.train.batch_size=8", "student.train.learning_rate=1.0e-4",
+                 "student.train.bf16=true", "student.alpha=0.5", "student.eval.max_new_tokens=8",
+                 "teacher.splits=[train]"]
+    return load_config(ExperimentConfig, Path("configs") / f"{dataset}.yaml", overrides)
+
+
+def run_row(cfg: Any, row: str, modes: list[str], changes: dict[str, Any], seeds: list[int], on_test: bool,
+            rationales: dict[str, str]) -> list[dict[str, Any]]:
+    from saliency_distill.config import build, to_dict
+    from saliency_distill.data import get_task
+    from saliency_distill.rationale import random_rationales
+    from saliency_distill.training.modes import MODES
+    from saliency_distill.training.student import StudentConfig, train_and_evaluate
+
+    student = build(StudentConfig, {**to_dict(cfg.student), **changes, "seeds": seeds})
+    splits = prepare(cfg)
+    evaluated = dict(splits) if on_test else {"train": splits["train"], "validation": splits["validation"],
+                                              "test": splits["validation"]}
+    split = "test" if on_test else "validation"
+    folder = Path(cfg.run_dir) / "rows" / split / row.replace(" ", "-")
+    task = get_task(cfg.task.name)
+    out = []
+    for mode in modes:
+        for seed in seeds:
+            explain = rationales
+            if MODES[mode].explain == "random":
+                explain = random_rationales(task, cfg.task, splits["train"], cfg.rationale, seed)
+            rec = train_and_evaluate(cfg.task, student, mode, seed, evaluated, folder, rationales=explain,
+                                     identity={"rationale": to_dict(cfg.rationale)})
+            best = (rec.get("validation") or {}).get("best") or {}
+            out.append({"row": row, "mode": mode, "seed": seed, "split": split, "accuracy": rec["accuracy"],
+                        "n": rec["n"], "train_seconds": rec["train_seconds"], "best_step": best.get("step"),
+                        "steps": rec["train_steps"]})
+            print(f"{row} | {mode} seed {seed}: {split} accuracy {rec['accuracy']:.3f}", flush=True)
+    return out
+
+
+def prepare(cfg: Any) -> Any:
+    from saliency_distill.experiment import prepare_stage
+
+    return prepare_stage(cfg)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="esnli")
+    ap.add_argument("--data", default="../shared/data/dsbs")
+    ap.add_argument("--train", type=int, default=800)
+    ap.add_argument("--validation", type=int, default=200)
+    ap.add_argument("--max-test", type=int, default=None)
+    ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--test", action="store_true", help="evaluate the rows on the test split (final numbers)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from saliency_distill.experiment import attribute_stage, save_resolved, teach_stage
+    from saliency_distill.rationale import read_store, store_path
+
+    cfg = base_config(args.dataset, args.data, args.train, args.validation, args.max_test)
+    save_resolved(cfg)
+    prepare(cfg)
+    teacher = teach_stage(cfg)
+    attribute_stage(cfg)
+    _, store = read_store(store_path(cfg.run_dir, "train"))
+    rationales = {r["id"]: r["rationale"] for r in store}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = []
+    for row in args.rows.split(","):
+        modes, changes = ROWS[row]
+        results += run_row(cfg, row, modes, changes, seeds, args.test, rationales)
+
+    split = "test" if args.test else "validation"
+    out = args.out or f"benchmarks/results/multitask_diagnosis_{args.dataset}_{split}"
+    train_acc = (teacher.get("accuracy") or {}).get("train") or {}
+    meta = {"dataset": args.dataset, "train": args.train, "split": split, "seeds": seeds,
+            "teacher": teacher.get("model"), "teacher_train_accuracy": train_acc.get("accuracy"), **machine()}
+    lines = [f"# Multi-task diagnosis: {args.dataset}, {split} split", "",
+             f"SmolLM2-135M-Instruct students on {args.train} train examples; teacher {meta['teacher']} "
+             f"(train accuracy {train_acc.get('accuracy')}), input x gradient of the gold answer, k=5; "
+             f"{meta['date']}, {meta['machine']}.", "", f"Command: `{meta['command']}`", "",
+             "| row | mode | seeds | accuracy % (mean) | per seed | train s | best step / steps |",
+             "|---|---|---:|---:|---|---:|---|"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["row"], r["mode"]), []).append(r)
+    for (row, mode), rs in groups.items():
+        accs = [100 * r["accuracy"] for r in rs]
+        best = ", ".join(f"{r['best_step']}/{r['steps']}" for r in rs if r["best_step"] is not None) or "-"
+        lines.append(f"| {row} | {mode} | {len(rs)} | {statistics.mean(accs):.1f} | "
+                     f"{', '.join(f'{a:.1f}' for a in accs)} | {statistics.mean(r['train_seconds'] for r in rs):.0f} "
+                     f"| {best} |")
+    text = "\n".join(lines) + "\n"
+    write_results(out, {"meta": meta, "rows": results}, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
