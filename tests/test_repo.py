@@ -47,3 +47,14 @@ def test_every_shipped_config_is_valid():
         if name != "demo":
             assert cfg.task.name == name and cfg.task.path == f"../shared/data/dsbs/{name}"
             assert "llm-rationale" in cfg.student.modes
+
+
+def test_readme_is_short_and_its_links_and_the_docs_links_resolve():
+    import re
+
+    readme = ROOT / "README.md"
+    assert readme.stat().st_size <= 8192, "the README is the pitch and the commands; details go to docs/"
+    for doc in [readme, *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"
