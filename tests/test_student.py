@@ -58,10 +58,10 @@ def test_modes_missing_data_errors():
 
 
 def test_multitask_training_keeps_an_examples_tasks_in_one_batch(tiny_model_dirs, tmp_path, monkeypatch):
-    import saliency_distill.training.sft as sft
+    import saliency_distill.training.trainer as layout
 
     seen = []
-    original = sft._collate
+    original = layout._collate
 
     def spy(items, pad_token_id, seq2seq, cfg):
         batch = original(items, pad_token_id, seq2seq, cfg)
@@ -69,7 +69,7 @@ def test_multitask_training_keeps_an_examples_tasks_in_one_batch(tiny_model_dirs
         assert batch["input_ids"].size(0) == 2  # one row per example: the prompt is shared
         return batch
 
-    monkeypatch.setattr(sft, "_collate", spy)
+    monkeypatch.setattr(layout, "_collate", spy)
     lm = load_model(str(tiny_model_dirs["llama"]))
     pairs = build_pairs("saliency", TASK, CFG, _examples(6), rationales={f"e{i}": "adds resistors" for i in range(6)})
     before = [p.detach().clone() for p in lm.model.parameters()]

@@ -4,7 +4,8 @@
 targets laid out by :mod:`.packing`. It weighs the targets of each optimizer step over all its
 micro-batches (:func:`.losses.target_weights`), so the loss it returns is already scaled for
 gradient accumulation, and it runs a causal model's LM head only at the target positions.
-This module imports transformers; :mod:`.sft` imports it when training starts.
+:func:`build_trainer` maps a :class:`.config.TrainConfig` to it. This module imports
+transformers; :mod:`.sft` imports it when training starts.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import ProgressCallback, Trainer, TrainerCallback
 
+from ..errors import ConfigError
+from ..models import LoadedModel
+from .config import TrainConfig
 from .losses import PREDICT, target_weights, weighted_loss
+from .packing import causal_batch, seq2seq_batch
 
 logger = logging.getLogger(__name__)
 
@@ -170,4 +177,78 @@ def callbacks(progress_bar: bool, save_minutes: float | None) -> list[Any]:
     return out
 
 
-__all__ = ["DistillTrainer", "PREDICT", "callbacks", "head_at", "logits_at_targets"]
+def _has_accelerator() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
+
+
+def _training_args(cfg: TrainConfig, checkpoints: Path) -> Any:
+    from transformers import TrainingArguments
+
+    try:
+        return TrainingArguments(
+            output_dir=str(checkpoints),
+            num_train_epochs=cfg.epochs,
+            max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
+            learning_rate=cfg.learning_rate,
+            per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm,
+            warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            bf16=cfg.bf16,
+            use_cpu=not _has_accelerator(),
+            train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+            logging_steps=cfg.logging_steps,
+            logging_first_step=True,
+            # Timed checkpoints (TimedCheckpoints) are asked for by a callback, whatever the strategy.
+            save_strategy="steps" if cfg.save_steps is not None else "no",
+            save_steps=cfg.save_steps if cfg.save_steps is not None else 500,
+            save_total_limit=cfg.save_total_limit,
+            report_to=list(cfg.report_to),
+            disable_tqdm=not cfg.progress_bar,
+            remove_unused_columns=False,  # features hold exactly the model's inputs
+            label_names=["labels"],
+        )
+    except ValueError as e:
+        raise ConfigError(f"training arguments: {str(e).strip().splitlines()[0]}") from None
+
+
+def _collate(items: Sequence[Mapping[str, Any]], pad_token_id: int, seq2seq: bool, cfg: TrainConfig
+             ) -> dict[str, torch.Tensor]:
+    if seq2seq:
+        return seq2seq_batch(items, pad_token_id)
+    return causal_batch(items, pad_token_id, share_prompt=cfg.share_prompt, pack_length=cfg.pack_length)
+
+
+def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg: TrainConfig,
+                  checkpoints: Path, alpha: float = 1.0, average: str = "token",
+                  extra_callbacks: Sequence[Any] = ()) -> Any:
+    """The :class:`.trainer.DistillTrainer` that fine-tunes ``model`` on training ``items``."""
+    from transformers import PrinterCallback
+
+    tok = lm.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # masked out; any id will do
+    trainer = DistillTrainer(
+        model=model,
+        args=_training_args(cfg, checkpoints),
+        data_collator=partial(_collate, pad_token_id=pad, seq2seq=lm.is_seq2seq, cfg=cfg),
+        train_dataset=items,
+        processing_class=tok,
+        alpha=alpha,
+        average=average,
+        seq2seq=lm.is_seq2seq,
+        target_logits=cfg.target_logits,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    for callback in [*callbacks(cfg.progress_bar, cfg.save_minutes), *extra_callbacks]:
+        trainer.add_callback(callback)
+    return trainer
+
+
+__all__ = ["DistillTrainer", "PREDICT", "build_trainer", "callbacks", "head_at", "logits_at_targets"]

@@ -1,0 +1,95 @@
+"""Run-folder files of a training run: resumable checkpoints, the saved model and its record.
+
+Checkpoints go to ``output_dir/checkpoints`` and a killed job resumes from the last complete one
+(one made from another model, config or data is refused); the final model is written to
+``output_dir/model`` through a temporary folder and a rename, so a folder named ``model`` is
+always complete, with ``training.json`` saying what made it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..io import temp_dir, write_json
+from ..models import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+RECORD = "training.json"  # written inside the model folder: what made it
+METRICS = "train_metrics.json"
+
+
+def resume_point(folder: Path, fingerprint: str) -> Path | None:
+    """The checkpoint to resume from, refusing one made from another model, config or data."""
+    record = folder / "run.json"
+    resume = last_checkpoint(folder) if folder.is_dir() else None
+    if resume is None:
+        write_json(record, {"fingerprint": fingerprint})
+        return None
+    try:
+        found = json.loads(record.read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found != fingerprint:
+        raise ConfigError(
+            f"{folder}: checkpoints come from another base model, training config or data "
+            f"({found} != {fingerprint}); delete the folder or choose another output folder"
+        )
+    logger.info("resuming from %s", resume)
+    return resume
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint whose trainer state was written (Trainer writes that file last)."""
+    found = []
+    for path in folder.glob("checkpoint-*"):
+        step = path.name.removeprefix("checkpoint-")
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), path))
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            return path
+        except (OSError, ValueError):
+            logger.warning("skipping incomplete checkpoint %s", path)
+    return None
+
+
+def trained_fingerprint(model_dir: str | os.PathLike[str]) -> str | None:
+    """Fingerprint recorded in a complete saved model folder; None if it is missing or incomplete."""
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        return None
+    try:
+        return json.loads((folder / RECORD).read_text(encoding="utf-8"))["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_model_folder(lm: LoadedModel, folder: Path, record: dict[str, Any]) -> None:
+    """Write model + tokenizer + record beside ``folder`` and rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(folder.parent, f".{folder.name}.", ".tmp")
+    try:
+        lm.model.save_pretrained(tmp)
+        lm.tokenizer.save_pretrained(tmp)
+        write_json(tmp / RECORD, record)
+        if folder.exists():
+            # A directory cannot be replaced in one rename: move the old one aside first.
+            old = temp_dir(folder.parent, f".{folder.name}.", ".old")
+            os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
