@@ -130,14 +130,14 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
 def _ours(lm: Any, spec: dict[str, Any], examples: list[Any], steps: int, bf16: bool, tmp: str,
           stats: dict[str, Any]) -> list[float]:
-    import saliency_distill.training.trainer as layout
+    import saliency_distill.training.trainer as trainer_module
     from saliency_distill.training import TrainConfig, train_supervised
 
     layout = {k: v for k, v in spec.items() if k != "mode"}
     cfg = TrainConfig(max_steps=steps, batch_size=8, learning_rate=1e-4, bf16=bf16, progress_bar=False,
                       save_minutes=None, logging_steps=1, **layout)
     pairs = _pairs(spec["mode"], examples)
-    original = layout._collate
+    original = trainer_module._collate
 
     def counting(items, pad_token_id, seq2seq, cfg):
         batch = original(items, pad_token_id, seq2seq, cfg)
@@ -151,7 +151,7 @@ def _ours(lm: Any, spec: dict[str, Any], examples: list[Any], steps: int, bf16: 
         stats["batches"].append({"examples": len(items), "tokens": real, "positions": positions, "head": head})
         return batch
 
-    layout._collate = counting
+    trainer_module._collate = counting
     metrics = train_supervised(lm, list(zip(pairs.prompts, pairs.targets)), cfg, Path(tmp) / "out", ids=pairs.ids,
                                tasks=pairs.tasks if pairs.multitask else None, alpha=0.5,
                                extra_callbacks=[_Clock(stats)])
