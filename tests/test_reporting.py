@@ -71,7 +71,7 @@ def test_aggregate_skips_none_and_single_seed_has_zero_std(records):
     assert standard["ranked_accuracy_std"] == pytest.approx(0.0707106781)
     assert saliency["n_seeds"] == 1
     assert saliency["accuracy_mean"] == pytest.approx(0.8)
-    assert saliency["accuracy_std"] == 0.0
+    assert saliency["accuracy_std"] is None  # one seed: no spread, and no "± 0.00" in the table
     assert saliency["ranked_accuracy_mean"] is None
     assert saliency["ranked_accuracy_std"] is None
 
@@ -98,7 +98,7 @@ def test_markdown_table(records):
     assert lines[0] == "### CQA"
     assert "| mode | seeds | accuracy (%) mean ± std | ranked-choice accuracy (%) | train s |" in lines
     assert "| standard | 3 | 60.00 ± 10.00 | 60.00 ± 7.07 | 200.0 |" in lines
-    assert "| **saliency** | 1 | **80.00 ± 0.00** | n/a | 300.0 |" in lines
+    assert "| **saliency** | 1 | **80.00** | n/a | 300.0 |" in lines
     assert lines[-1] == "Teacher (`big/teacher`) test accuracy: 70.00 %"
 
 

@@ -50,11 +50,12 @@ def group_by_mode(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mappin
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (ddof=1); std is 0.0 for one value, both None for none."""
+    """Mean and sample standard deviation (ddof=1); std is None for one value (there is no spread
+    to show), both None for none."""
     if not values:
         return None, None
     if len(values) == 1:
-        return values[0], 0.0
+        return values[0], None
     return statistics.fmean(values), statistics.stdev(values)
 
 
