@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -58,38 +57,24 @@ def config_for(dataset: str, data: str, extra: list[str]) -> Any:
 
 def run_dataset(dataset: str, data: str, extra: list[str]) -> dict[str, Any]:
     """Every stage of one dataset; returns its summary."""
-    from saliency_distill.experiment import (
-        analyze_stage,
-        attribute_stage,
-        prepare_stage,
-        report_stage,
-        save_resolved,
-        student_stage,
-        teach_stage,
-    )
+    from saliency_distill.experiment import run, save_resolved
     from saliency_distill.io import write_json
 
     cfg = config_for(dataset, data, extra)
     save_resolved(cfg)
     timings_path = Path(cfg.run_dir) / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    out: dict[str, Any] = {}
 
-    def timed(stage: str, fn: Any, *args: Any) -> Any:
-        start = time.perf_counter()
-        result = fn(*args)
-        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 1)
+    def timed(stage: str, result: Any, seconds: float) -> None:
+        timings[stage] = round(timings.get(stage, 0.0) + seconds, 1)
         write_json(timings_path, timings)
         print(f"{dataset}: {stage} done ({timings[stage]:.0f} s in all)", flush=True)
-        return result
 
-    splits = timed("prepare", prepare_stage, cfg)
-    out["sizes"] = {k: len(v) for k, v in splits.items()}
-    out["teacher"] = timed("teach", teach_stage, cfg)
-    timed("attribute", attribute_stage, cfg)
-    out["analysis"] = timed("analyze", analyze_stage, cfg).get("train")
-    records = timed("students", student_stage, cfg)
-    timed("report", report_stage, cfg, records)
+    results = run(cfg, on_stage=timed)
+    records = results["students"]
+    out: dict[str, Any] = {"sizes": {k: len(v) for k, v in results["prepare"].items()},
+                           "teacher": results.get("teach"),
+                           "analysis": (results.get("analyze") or {}).get("train")}
     out["records"] = records
     out["timings"] = timings
     out["config"] = {"teacher": cfg.teacher.model.name, "teacher_lora": cfg.teacher.train.lora,

@@ -109,3 +109,14 @@ def test_listed_defaults_are_the_built_configs():
         for part in key.split("."):
             value = value[part]
         assert json.loads(default) == value, key
+
+
+@pytest.mark.parametrize("modes,stages", [
+    (["standard", "llm-rationale", "random-words", "human-rationale"], ["prepare", "students", "report"]),
+    (["teacher-label"], ["prepare", "teach", "students", "report"]),
+    (["standard", "saliency"], ["prepare", "teach", "attribute", "analyze", "students", "report"]),
+])
+def test_the_pipeline_runs_only_the_stages_its_modes_need(modes, stages):
+    from saliency_distill.experiment import needed_stages
+
+    assert needed_stages(build(ExperimentConfig, {"student": {"modes": modes}})) == stages

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,18 +203,46 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
                         analysis=analysis, environment=environment_info(), title=title)
 
 
-def run_all(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], Path]:
-    """prepare -> teach -> attribute -> analyze -> train x evaluate every mode and seed -> report."""
+STAGES = ("prepare", "teach", "attribute", "analyze", "students", "report")
+
+
+def needed_stages(cfg: ExperimentConfig) -> list[str]:
+    """The stages that ``cfg``'s training modes need, in pipeline order."""
     from .training.modes import MODES
 
-    prepare_stage(cfg)
-    if any(MODES[m].needs_teacher for m in cfg.student.modes):
-        teach_stage(cfg)
-    if any(MODES[m].needs_rationales for m in cfg.student.modes):
-        attribute_stage(cfg)
-        analyze_stage(cfg)
-    records = student_stage(cfg)
-    return records, report_stage(cfg, records)
+    modes = [MODES[m] for m in cfg.student.modes]
+    skip = set()
+    if not any(m.needs_teacher for m in modes):
+        skip.add("teach")
+    if not any(m.needs_rationales for m in modes):
+        skip |= {"attribute", "analyze"}
+    return [stage for stage in STAGES if stage not in skip]
+
+
+def run(cfg: ExperimentConfig, on_stage: Callable[[str, Any, float], None] | None = None) -> dict[str, Any]:
+    """The whole pipeline, the only orchestration (the CLI's ``run`` and the benchmarks use it):
+    prepare -> teach -> attribute -> analyze -> students (train and evaluate every mode and seed)
+    -> report, skipping the stages no mode needs. ``on_stage(stage, result, seconds)`` is called
+    after each stage. Returns every stage's result by name."""
+    results: dict[str, Any] = {}
+    for stage in needed_stages(cfg):
+        start = time.perf_counter()
+        if stage == "prepare":
+            result: Any = prepare_stage(cfg)
+        elif stage == "teach":
+            result = teach_stage(cfg)
+        elif stage == "attribute":
+            result = attribute_stage(cfg)
+        elif stage == "analyze":
+            result = analyze_stage(cfg)
+        elif stage == "students":
+            result = student_stage(cfg)
+        else:
+            result = report_stage(cfg, results["students"])
+        results[stage] = result
+        if on_stage is not None:
+            on_stage(stage, result, time.perf_counter() - start)
+    return results
 
 
 def preview(cfg: ExperimentConfig) -> dict[str, Any]:

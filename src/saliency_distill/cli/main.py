@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .. import __version__
 from ..config import help_table, load_config, to_dict
@@ -22,11 +23,11 @@ from ..experiment import (
     environment,
     preview,
     report_stage,
+    run,
     save_resolved,
     student_stage,
     teach_stage,
 )
-from ..training.modes import MODES
 
 logger = logging.getLogger("saliency_distill")
 
@@ -151,25 +152,23 @@ def cmd_run(ns: argparse.Namespace) -> int:
     print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
           f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, student {cfg.student.model.name}, "
           f"modes {', '.join(modes)}, seeds {cfg.student.seeds}")
-    cmd_prepare_quiet(cfg)
-    if any(MODES[m].needs_teacher for m in modes):
-        _print_teacher(teach_stage(cfg))
-    if any(MODES[m].needs_rationales for m in modes):
-        for split, res in attribute_stage(cfg).items():
-            rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
-            print(f"{split}: {res['rows']} rationales ({res['new']} new{rate})")
-        for split, summary in analyze_stage(cfg).items():
-            _print_analysis(split, summary)
-    records = student_stage(cfg)
-    _print_results(cfg, records, report_stage(cfg, records))
+
+    def show(stage: str, result: Any, seconds: float) -> None:
+        if stage == "prepare":
+            print("data: " + ", ".join(f"{k} {len(v)}" for k, v in result.items()))
+        elif stage == "teach":
+            _print_teacher(result)
+        elif stage == "attribute":
+            for split, res in result.items():
+                rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
+                print(f"{split}: {res['rows']} rationales ({res['new']} new{rate})")
+        elif stage == "analyze":
+            for split, summary in result.items():
+                _print_analysis(split, summary)
+
+    results = run(cfg, on_stage=show)
+    _print_results(cfg, results["students"], results["report"])
     return 0
-
-
-def cmd_prepare_quiet(cfg: ExperimentConfig) -> None:
-    from ..data import prepare
-
-    sizes = {k: len(v) for k, v in prepare(cfg.task, cfg.run_dir).items()}
-    print("data: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
 
 def cmd_preview(ns: argparse.Namespace) -> int:
