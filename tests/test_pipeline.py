@@ -93,6 +93,20 @@ def test_attribute_resumes_without_duplicates(tmp_path, run_args, capsys):
     assert len(rows) == 17 and len({r["id"] for r in rows}) == 17
 
 
+def test_a_complete_store_is_reused_without_loading_the_teacher(tmp_path, run_args, capsys, monkeypatch):
+    import saliency_distill.experiment as experiment
+
+    assert main(["-q", "attribute", *run_args]) == 0
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the teacher was loaded though every rationale is in the store")
+
+    monkeypatch.setattr(experiment, "load_model", no_load)
+    capsys.readouterr()
+    assert main(["-q", "attribute", *run_args]) == 0
+    assert "0 new" in capsys.readouterr().out
+
+
 def test_attribute_refuses_another_config_then_overwrites(tmp_path, run_args, capsys):
     assert main(["-q", "attribute", *run_args]) == 0
     capsys.readouterr()

@@ -93,6 +93,12 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
         split: open_store(path(split), header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
         for split in cfg.attribution.splits
     }
+    if not is_distributed() and all(ex.id in stores[split] for split in stores for ex in splits[split]):
+        # Every rationale is in the store: no teacher to load.
+        logger.info("reusing the rationale stores of %s", ", ".join(stores))
+        return {split: {"path": str(store.path), "rows": len(store), "new": 0, "seconds": 0.0,
+                        "examples_per_s": None, "config_hash": store.header["config_hash"]}
+                for split, store in stores.items()}
     model_path = (metrics or {}).get("model_path")
     lm = load_model(ModelConfig(**{**to_dict(cfg.teacher.model), "name": model_path})) if model_path \
         else load_model(cfg.teacher.model)

@@ -77,6 +77,9 @@ def make_splits(source: dict[str, list[Example]], cfg: TaskConfig) -> dict[str, 
     return splits
 
 
+_ANNOUNCED: set[str] = set()  # data folders whose reuse was logged at INFO in this process
+
+
 def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> dict[str, list[Example]]:
     """Write (or reuse) ``<run_dir>/data/{train,validation,test}.jsonl`` and the manifest."""
     task = get_task(cfg.name)
@@ -86,7 +89,10 @@ def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> di
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("config_hash") == digest:
-            logger.info("reusing prepared data in %s", data_dir)
+            # Every later stage reads the prepared splits: say it once per process, not per stage.
+            level = logging.DEBUG if str(data_dir) in _ANNOUNCED else logging.INFO
+            _ANNOUNCED.add(str(data_dir))
+            logger.log(level, "reusing prepared data in %s", data_dir)
             return {s: load_prepared(run_dir, s) for s in SPLITS}
         if not overwrite:
             raise ConfigError(
