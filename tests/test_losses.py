@@ -88,3 +88,12 @@ def test_bad_student_format_keys(key, value):
 
     with pytest.raises(ConfigError, match=f"student.{key}"):
         StudentConfig(**{key: value})
+
+
+def test_student_train_seed_is_not_a_silent_key():
+    from saliency_distill.errors import ConfigError
+    from saliency_distill.training import TrainConfig
+    from saliency_distill.training.student import StudentConfig
+
+    with pytest.raises(ConfigError, match="student.train.seed.*student.seeds"):
+        StudentConfig(train=TrainConfig(seed=3))

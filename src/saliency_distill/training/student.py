@@ -88,6 +88,9 @@ class StudentConfig:
                 raise ConfigError(f"config key 'student.{key}': a tag cannot be empty")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"config key 'student.alpha': {self.alpha} is not in (0, 1]")
+        if self.train.seed != 0:  # each (mode, seed) run sets it from student.seeds
+            raise ConfigError("config key 'student.train.seed': the student's seeds are student.seeds "
+                              f"(got {self.train.seed}); leave student.train.seed unset")
 
 
 def _stopper(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig, splits: Mapping[str, list[Example]],
