@@ -36,7 +36,8 @@ ROWS: dict[str, tuple[list[str], dict[str, Any]]] = {
 }
 
 
-def base_config(dataset: str, data: str, train: int, validation: int, test: int | None) -> Any:
+def base_config(dataset: str, data: str, train: int, validation: int, test: int | None,
+                extra: list[str] = ()) -> Any:
     from saliency_distill.config import load_config
     from saliency_distill.experiment import ExperimentConfig
 
@@ -46,7 +47,7 @@ def base_config(dataset: str, data: str, train: int, validation: int, test: int 
                  "attribution.target=gold", "attribution.splits=[train]", "rationale.k=5",
                  "student.train.epochs=2", "student.train.batch_size=8", "student.train.learning_rate=1.0e-4",
                  "student.train.bf16=true", "student.alpha=0.5", "student.eval.max_new_tokens=8",
-                 "teacher.splits=[train]"]
+                 "teacher.splits=[train]", *extra]
     return load_config(ExperimentConfig, Path("configs") / f"{dataset}.yaml", overrides)
 
 
@@ -97,6 +98,9 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--test", action="store_true", help="evaluate the rows on the test split (final numbers)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="further config overrides (a smoke test: --set teacher.model.name=smollm2-135m-instruct "
+                    "teacher.shots=0 run_dir=runs/diagnosis-smoke)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -106,7 +110,7 @@ def main() -> None:
     from saliency_distill.experiment import attribute_stage, save_resolved, teach_stage
     from saliency_distill.rationale import read_store, store_path
 
-    cfg = base_config(args.dataset, args.data, args.train, args.validation, args.max_test)
+    cfg = base_config(args.dataset, args.data, args.train, args.validation, args.max_test, args.set)
     save_resolved(cfg)
     prepare(cfg)
     teacher = teach_stage(cfg)
@@ -126,7 +130,7 @@ def main() -> None:
             "teacher": teacher.get("model"), "teacher_train_accuracy": train_acc.get("accuracy"), **machine()}
     lines = [f"# Multi-task diagnosis: {args.dataset}, {split} split", "",
              f"SmolLM2-135M-Instruct students on {args.train} train examples; teacher {meta['teacher']} "
-             f"(train accuracy {train_acc.get('accuracy')}), input x gradient of the gold answer, k=5; "
+             f"(train accuracy {100 * (train_acc.get('accuracy') or 0):.1f}%), input x gradient of the gold answer, k=5; "
              f"{meta['date']}, {meta['machine']}.", "", f"Command: `{meta['command']}`", "",
              "| row | mode | seeds | accuracy % (mean) | per seed | train s | best step / steps |",
              "|---|---|---:|---:|---|---:|---|"]
