@@ -56,8 +56,8 @@ def run_row(cfg: Any, row: str, modes: list[str], changes: dict[str, Any], seeds
     from saliency_distill.config import build, to_dict
     from saliency_distill.data import get_task
     from saliency_distill.rationale import random_rationales
-    from saliency_distill.training.modes import MODES
-    from saliency_distill.training.student import StudentConfig, train_and_evaluate
+    from saliency_distill.student.modes import MODES
+    from saliency_distill.student.stage import StudentConfig, train_and_evaluate
 
     student = build(StudentConfig, {**to_dict(cfg.student), **changes, "seeds": seeds})
     splits = prepare(cfg)

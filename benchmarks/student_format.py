@@ -40,8 +40,8 @@ def main() -> None:
     from saliency_distill.data import TaskConfig, get_task
     from saliency_distill.data.prepare import make_splits
     from saliency_distill.evaluation import EvalConfig
+    from saliency_distill.student.stage import StudentConfig, train_and_evaluate
     from saliency_distill.training import TrainConfig
-    from saliency_distill.training.student import StudentConfig, train_and_evaluate
 
     task_cfg = TaskConfig(name=args.dataset, path=str(Path(args.data) / args.dataset), seed=0,
                           max_train=args.train, max_validation=args.validation)

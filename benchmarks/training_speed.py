@@ -70,7 +70,7 @@ def _examples(data: str, n: int) -> list[Any]:
 
 def _pairs(mode: str, examples: list[Any]) -> Any:
     from saliency_distill.data import TaskConfig, get_task
-    from saliency_distill.training.modes import build_pairs, templates
+    from saliency_distill.student.modes import build_pairs, templates
 
     words = {ex.id: " ".join([w.strip("?,.!") for w in ex.fields["question"].split()
                               if len(w.strip("?,.!")) > 3][:5]) or ex.fields["question"] for ex in examples}

@@ -75,7 +75,7 @@ def test_unknown_average_is_an_error():
 @pytest.mark.parametrize("alpha", [0.0, 1.5])
 def test_bad_alpha(alpha):
     from saliency_distill.errors import ConfigError
-    from saliency_distill.training.student import StudentConfig
+    from saliency_distill.student.stage import StudentConfig
 
     with pytest.raises(ConfigError, match="student.alpha"):
         StudentConfig(alpha=alpha)
@@ -84,7 +84,7 @@ def test_bad_alpha(alpha):
 @pytest.mark.parametrize("key,value", [("format", "infix"), ("loss_average", "example"), ("predict_tag", " ")])
 def test_bad_student_format_keys(key, value):
     from saliency_distill.errors import ConfigError
-    from saliency_distill.training.student import StudentConfig
+    from saliency_distill.student.stage import StudentConfig
 
     with pytest.raises(ConfigError, match=f"student.{key}"):
         StudentConfig(**{key: value})
@@ -92,8 +92,8 @@ def test_bad_student_format_keys(key, value):
 
 def test_student_train_seed_is_not_a_silent_key():
     from saliency_distill.errors import ConfigError
+    from saliency_distill.student.stage import StudentConfig
     from saliency_distill.training import TrainConfig
-    from saliency_distill.training.student import StudentConfig
 
     with pytest.raises(ConfigError, match="student.train.seed.*student.seeds"):
         StudentConfig(train=TrainConfig(seed=3))

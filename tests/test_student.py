@@ -8,10 +8,10 @@ import torch
 from saliency_distill.data import Example, TaskConfig, get_task
 from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.models import ModelConfig, load_model
+from saliency_distill.student.modes import build_pairs, templates
+from saliency_distill.student.stage import StudentConfig, train_and_evaluate
 from saliency_distill.training import TrainConfig, train_supervised
 from saliency_distill.training.losses import EXPLAIN, PREDICT
-from saliency_distill.training.modes import build_pairs, templates
-from saliency_distill.training.student import StudentConfig, train_and_evaluate
 
 TASK = get_task("quartz")
 CFG = TaskConfig()
@@ -183,7 +183,7 @@ def test_an_empty_explain_set_is_exactly_the_standard_student(tiny_model_dirs, t
 def test_early_stopping_keeps_the_best_validation_weights(tiny_model_dirs, tmp_path):
     from transformers import TrainerCallback
 
-    from saliency_distill.training.early_stop import ValidationStopper, load_best
+    from saliency_distill.student.early_stop import ValidationStopper, load_best
 
     scores = iter([0.2, 0.6, 0.4, 0.5, 0.1, 0.9])  # best at the 2nd evaluation, then 3 worse ones: stop
     stopper = ValidationStopper(lambda: next(scores), evaluations=6, patience=3, folder=tmp_path / "val")
@@ -209,7 +209,7 @@ def test_early_stopping_keeps_the_best_validation_weights(tiny_model_dirs, tmp_p
 
 
 def test_student_with_early_stopping_tests_the_best_weights(tiny_model_dirs, tmp_path):
-    from saliency_distill.training.student import EarlyStopConfig
+    from saliency_distill.student.stage import EarlyStopConfig
 
     splits = {"train": _examples(6), "validation": _examples(3), "test": _examples(4)}
     cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["qwen2"])), modes=["standard"],

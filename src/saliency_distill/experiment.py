@@ -24,8 +24,8 @@ from .errors import ConfigError, DataError
 from .io import atomic_open, write_json
 from .models import ModelConfig, load_model, release
 from .rationale import RationaleConfig
+from .student.stage import StudentConfig
 from .teacher import TeacherConfig, score_choices
-from .training.student import StudentConfig
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +148,9 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
 def student_stage(cfg: ExperimentConfig) -> list[dict[str, Any]]:
     """Train and evaluate every (mode, seed); finished runs are reused."""
     from .rationale import random_rationales, read_store, store_path
+    from .student.modes import MODES
+    from .student.stage import train_and_evaluate
     from .teacher.answer import read_answers
-    from .training.modes import MODES
-    from .training.student import train_and_evaluate
 
     splits = prepare_stage(cfg)
     modes = [MODES[m] for m in cfg.student.modes]
@@ -214,7 +214,7 @@ STAGES = ("prepare", "teach", "attribute", "analyze", "students", "report")
 
 def needed_stages(cfg: ExperimentConfig) -> list[str]:
     """The stages that ``cfg``'s training modes need, in pipeline order."""
-    from .training.modes import MODES
+    from .student.modes import MODES
 
     modes = [MODES[m] for m in cfg.student.modes]
     skip = set()

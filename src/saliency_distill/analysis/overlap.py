@@ -2,7 +2,7 @@
 
 Everything here compares bags of lowercase word tokens. A "word" is a run of ``\\w``
 characters with optional internal apostrophes ("don't", "teacher's"), so punctuation never
-counts. Stopwords (:data:`~saliency_distill.analysis.stopwords.STOPWORDS`) are dropped where
+counts. Stopwords (:data:`~saliency_distill.data.stopwords.STOPWORDS`) are dropped where
 noted, so that "the" in a rationale never makes it "contain" the answer "the park".
 
 Rows are rationale-store rows (one JSON object per example): ``id``, ``teacher_answer``,
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..data import Example
-from .stopwords import STOPWORDS
+from ..data.stopwords import STOPWORDS
 
 logger = logging.getLogger(__name__)
 

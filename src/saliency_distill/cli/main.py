@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..config import help_table, load_config, to_dict
 from ..errors import SaliencyDistillError
 from ..experiment import (

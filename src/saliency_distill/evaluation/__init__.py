@@ -1,7 +1,7 @@
 """Evaluation: the student's accuracy on the "predict:" task, and the answer-matching rule."""
 
+from ..data.answers import equation_value, exact_match, is_arithmetic, normalise_answer
 from .evaluate import EvalConfig, evaluate_student, student_prompt, write_predictions
-from .scoring import equation_value, exact_match, is_arithmetic, normalise_answer
 
 __all__ = [
     "EvalConfig",

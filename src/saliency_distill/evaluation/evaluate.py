@@ -3,7 +3,7 @@
 At test time the student sees its prompt template filled with the rendered example (the same
 input it was trained on
 in every training mode) and nothing else: no teacher, no rationale. Its greedy answer is scored
-by :func:`~saliency_distill.evaluation.scoring.exact_match`. For choice tasks the choice it
+by :func:`~saliency_distill.data.answers.exact_match`. For choice tasks the choice it
 finds most likely is scored too, which shows whether a model that words its answer badly still
 ranks the right one first.
 """
@@ -17,16 +17,16 @@ from typing import Any
 
 from ..config import field
 from ..data import Example, Task, TaskConfig
+from ..data.answers import exact_match
 from ..errors import ConfigError, DataError
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel
-from .scoring import exact_match
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
-DEFAULT_TEMPLATE = "{input}\npredict:"  # the causal student's default format (training.modes.templates)
+DEFAULT_TEMPLATE = "{input}\npredict:"  # the causal student's default format (student.modes.templates)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..analysis.stopwords import STOPWORDS
 from ..config import field
+from ..data.stopwords import STOPWORDS
 from ..errors import ConfigError
 from .words import Word, content_words
 

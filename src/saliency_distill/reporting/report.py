@@ -43,7 +43,7 @@ def package_version(name: str) -> str:
 
 def environment_info() -> dict[str, Any]:
     """Interpreter, machine and library versions, and the date, as a JSON-able dict."""
-    from .. import __version__  # imported late: the package __init__ may import this module
+    from .._version import __version__
 
     return {
         "python": platform.python_version(),

@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from ..config import config_hash, field, to_dict
 from ..data import Example, TaskConfig, get_task
+from ..data.answers import exact_match
 from ..distributed import barrier, is_main
 from ..errors import ConfigError, DataError
-from ..evaluation.scoring import exact_match
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model, release
 from ..models.tokens import context_length

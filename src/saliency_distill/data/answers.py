@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 import string
 
-from ..data.arithmetic import ArithmeticError_, evaluate
-from ..data.example import Example
 from ..errors import DataError
+from .arithmetic import ArithmeticError_, evaluate
+from .example import Example
 
 TOLERANCE = 1e-4
 

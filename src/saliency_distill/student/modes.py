@@ -30,7 +30,7 @@ from typing import Any
 
 from ..data import Example, Task, TaskConfig
 from ..errors import DataError
-from .losses import EXPLAIN, PREDICT
+from ..training.losses import EXPLAIN, PREDICT
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from ..errors import ConfigError
 from ..evaluation import EvalConfig, evaluate_student, write_predictions
 from ..io import write_json
 from ..models import ModelConfig, load_model
-from .losses import AVERAGES
+from ..training.losses import AVERAGES
+from ..training.sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
+from ..training.sft import identity as train_identity
 from .modes import DEFAULT_MODES, FORMATS, MODES, build_pairs, check_mode, templates
-from .sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
-from .sft import identity as train_identity
 
 logger = logging.getLogger(__name__)
 

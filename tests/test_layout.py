@@ -1,0 +1,88 @@
+"""The package layout follows the pipeline: each folder imports only folders below it in LAYERS,
+no module imports its own package's modules in a cycle, no file is much over 300 lines and no
+class is defined inside a function."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).parents[1] / "src" / "saliency_distill"
+# Bottom to top. The base modules are importable from anywhere.
+BASE = {"_version", "errors", "config", "io", "distributed"}
+LAYERS = ["data", "models", "attribution", "training", "teacher", "rationale", "evaluation", "student",
+          "analysis", "reporting", "experiment", "cli", "__main__", "__init__"]
+
+
+def _modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, top_level_only: bool = False) -> set[str]:
+    """Dotted package-relative names that module ``name`` imports (lazy imports included unless
+    ``top_level_only``)."""
+    package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")[:-1]
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = package[: len(package) - (node.level - 1)]
+            if node.module:
+                out.add(".".join([*base, *node.module.split(".")]))
+            else:
+                out.update(".".join([*base, alias.name]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("saliency_distill."):
+            out.add(node.module.removeprefix("saliency_distill."))
+    return {o for o in out if o}
+
+
+def _unit(dotted: str) -> str:
+    return dotted.split(".")[0]
+
+
+def test_each_folder_imports_only_folders_below_it():
+    upward = []
+    for name, path in _modules().items():
+        here = _unit(name)
+        if here in BASE:
+            continue
+        for target in _imports(name, path):
+            there = _unit(target)
+            if there in BASE or there == here:
+                continue
+            if LAYERS.index(there) > LAYERS.index(here):
+                upward.append(f"{name} -> {target}")
+    assert not upward, upward
+
+
+def test_no_import_cycle_inside_a_package():
+    modules = _modules()
+    graph = {name: {t for t in _imports(name, path, top_level_only=True) if t in modules and t != name}
+             for name, path in modules.items()}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    return trail
+                if nxt not in seen and not nxt.endswith("__init__") and _unit(nxt) == _unit(start):
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))
+        return None
+
+    cycles = [c for c in (cycle_from(m) for m in graph if not m.endswith("__init__")) if c]
+    assert not cycles, cycles
+
+
+def test_files_stay_small_and_classes_are_not_defined_in_functions():
+    long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > 330}
+    assert not long, long
+    nested = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                nested += [f"{name}.{node.name}: {c.name}" for c in ast.walk(node) if isinstance(c, ast.ClassDef)]
+    assert not nested, nested
