@@ -291,7 +291,7 @@ def test_prepare_writes_reuses_and_refuses_other_config(tmp_path, cqa_dir):
     assert manifest["with_llm_rationale"]["test"] == 0
     again = load_prepared(run, "train")
     assert [e.to_dict() for e in again] == [e.to_dict() for e in splits["train"]]
-    with pytest.raises(ConfigError, match="prepared with another task config"):
+    with pytest.raises(ConfigError, match="prepared data made under another config"):
         prepare(TaskConfig(name="cqa", path=str(cqa_dir), seed=5), run)
     prepare(TaskConfig(name="cqa", path=str(cqa_dir), seed=5), run, overwrite=True)
 

@@ -112,7 +112,7 @@ def test_attribute_refuses_another_config_then_overwrites(tmp_path, run_args, ca
     capsys.readouterr()
     assert main(["-q", "attribute", *run_args, "rationale.k=4"]) == 2
     err = capsys.readouterr().err
-    assert "made under another configuration" in err and err.count("\n") == 1
+    assert "rationale store made under another config" in err and err.count("\n") == 1
     assert main(["-q", "attribute", *run_args, "rationale.k=4", "--overwrite"]) == 0
     header, rows = _store(tmp_path)
     assert header["k"] == 4 and len(rows) == 17

@@ -78,7 +78,7 @@ def test_store_appends_resumes_and_refuses_other_config(tmp_path):
     assert header["config_hash"] == "aaa"
     assert [r["id"] for r in rows] == ["1", "2", "3"]
     assert rows[1]["rationale"] == "y"  # never duplicated, never overwritten
-    with pytest.raises(ConfigError, match="made under another configuration"):
+    with pytest.raises(ConfigError, match="rationale store made under another config"):
         RationaleStore(path, {"config_hash": "bbb"})
     RationaleStore(path, {"config_hash": "bbb"}, overwrite=True)
     assert read_store(path)[1] == []

@@ -93,9 +93,13 @@ def test_train_and_evaluate_writes_result_and_reuses_it(tiny_model_dirs, tmp_pat
     assert len(preds) == 4
     assert not (folder / "model").exists() and not (folder / "checkpoints").exists()
     assert train_and_evaluate(CFG, cfg, "standard", 0, splits, tmp_path) == rec  # reused, not retrained
-    with pytest.raises(ConfigError, match="student run made under another config"):
+    with pytest.raises(ConfigError, match="student run standard seed 0 made under another config"):
         train_and_evaluate(CFG, StudentConfig(model=cfg.model, modes=["standard"], alpha=0.7,
                                               train=cfg.train), "standard", 0, splits, tmp_path)
+    other = StudentConfig(model=cfg.model, modes=["standard"], alpha=0.7, train=cfg.train)
+    again = train_and_evaluate(CFG, other, "standard", 0, splits, tmp_path, overwrite=True)
+    assert again["config_hash"] != rec["config_hash"]
+    assert json.loads((folder / "result.json").read_text())["config_hash"] == again["config_hash"]
 
 
 def test_prompt_longer_than_the_students_context_is_an_error(tiny_model_dirs, tmp_path):

@@ -145,7 +145,7 @@ def test_a_longer_run_resumes_from_the_last_checkpoint(tiny_model_dirs, tmp_path
     second = train_supervised(lm, PAIRS, TrainConfig(max_steps=6, **cfg), tmp_path)
     assert second["resumed_from"] == "checkpoint-4" and second["global_step"] == 6
     assert second["loss_first"] == first["loss_first"]  # the log history continues the first run's
-    with pytest.raises(ConfigError, match="checkpoints come from another"):
+    with pytest.raises(ConfigError, match="checkpoints made under another config"):
         train_supervised(lm, PAIRS[:2], TrainConfig(max_steps=8, **cfg), tmp_path)
 
 
@@ -196,5 +196,9 @@ def test_finetune_teacher_trains_once_then_reuses_the_stage(tiny_model_dirs, tmp
     monkeypatch.setattr(finetune, "train_supervised", no_training)
     again = finetune.finetune_teacher(lm, prompter, examples, cfg, tmp_path)
     assert again.path == tuned.path
-    with pytest.raises(ConfigError, match="another base model, training config or data"):
+    with pytest.raises(ConfigError, match="fine-tuned teacher made under another config"):
         finetune.finetune_teacher(lm, prompter, examples, TrainConfig(max_steps=3, **QUICK), tmp_path)
+    monkeypatch.undo()  # train again: --overwrite replaces the model made under the other config
+    before = trained_fingerprint(tmp_path / "model")
+    finetune.finetune_teacher(lm, prompter, examples, TrainConfig(max_steps=3, **QUICK), tmp_path, overwrite=True)
+    assert trained_fingerprint(tmp_path / "model") not in (None, before)

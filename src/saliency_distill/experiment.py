@@ -24,6 +24,7 @@ from .errors import ConfigError, DataError
 from .io import atomic_open, write_json
 from .models import ModelConfig, load_model, release
 from .rationale import RationaleConfig
+from .run_dir import RunDir
 from .student.stage import StudentConfig
 from .teacher import TeacherConfig, score_choices
 
@@ -107,7 +108,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
     for split, store in stores.items():
         # The teacher's answers are the target (target=teacher) or, when present, context for
         # the analysis (target=gold).
-        have = (Path(cfg.run_dir) / "teacher" / f"answers_{split}.jsonl").is_file()
+        have = RunDir(cfg.run_dir).answers(split).is_file()
         answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" or have else None
         examples = splits[split][rank()::world_size()]
         out[split] = attribute_split(lm, prompter, examples, answers, cfg.attribution, cfg.rationale,
@@ -132,7 +133,7 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not is_main():
         return out
-    folder = Path(cfg.run_dir) / "analysis"
+    folder = RunDir(cfg.run_dir).analysis
     for split in cfg.attribution.splits:
         header, rows = read_store(store_path(cfg.run_dir, split))
         summary = summarise(rows, {ex.id: ex for ex in splits[split]})
@@ -145,8 +146,9 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
-def student_stage(cfg: ExperimentConfig) -> list[dict[str, Any]]:
-    """Train and evaluate every (mode, seed); finished runs are reused."""
+def student_stage(cfg: ExperimentConfig, overwrite: bool = False) -> list[dict[str, Any]]:
+    """Train and evaluate every (mode, seed); finished runs are reused (``overwrite``: those made
+    under another config are replaced instead of refused)."""
     from .rationale import random_rationales, read_store, store_path
     from .student.modes import MODES
     from .student.stage import train_and_evaluate
@@ -180,7 +182,7 @@ def student_stage(cfg: ExperimentConfig) -> list[dict[str, Any]]:
                 identity["rationale"] = to_dict(cfg.rationale)
             records.append(train_and_evaluate(
                 cfg.task, cfg.student, mode.name, seed, splits, cfg.run_dir,
-                teacher_answers=answers, rationales=explain, identity=identity,
+                teacher_answers=answers, rationales=explain, identity=identity, overwrite=overwrite,
             ))
             logger.info("%s seed %d: accuracy %.4f", mode.name, seed, records[-1]["accuracy"])
     return records
@@ -193,19 +195,19 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
     from .reporting import environment_info, write_report
 
     if not is_main():
-        return Path(cfg.run_dir) / "report"
+        return RunDir(cfg.run_dir).report
     teacher = None
-    metrics_path = Path(cfg.run_dir) / "teacher" / "metrics.json"
+    metrics_path = RunDir(cfg.run_dir).teacher_metrics
     if metrics_path.is_file():
         m = json.loads(metrics_path.read_text())
         test = m.get("accuracy", {}).get("test")
         teacher = {"model": m.get("model"), "finetuned": m.get("finetuned"),
                    "accuracy": test["accuracy"] if test else None}
-    analysis_path = Path(cfg.run_dir) / "analysis" / "train.json"
+    analysis_path = RunDir(cfg.run_dir).analysis / "train.json"
     analysis = json.loads(analysis_path.read_text()) if analysis_path.is_file() else None
     title = (f"{cfg.task.name}: student {cfg.student.model.name}, teacher {cfg.teacher.model.name}, "
              f"{cfg.attribution.method} k={cfg.rationale.k:g}")
-    return write_report(Path(cfg.run_dir) / "report", records, config=to_dict(cfg), teacher=teacher,
+    return write_report(RunDir(cfg.run_dir).report, records, config=to_dict(cfg), teacher=teacher,
                         analysis=analysis, environment=environment_info(), title=title)
 
 

@@ -140,7 +140,7 @@ def _print_results(cfg: ExperimentConfig, records: list[dict], report) -> None:
 def cmd_train(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     save_resolved(cfg)
-    records = student_stage(cfg)
+    records = student_stage(cfg, overwrite=ns.overwrite)
     _print_results(cfg, records, report_stage(cfg, records))
     return 0
 
@@ -243,11 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     stages = [
         ("prepare", cmd_prepare, "materialise a task's train/validation/test splits", "data prepared"),
         ("teach", cmd_teach, "fine-tune the teacher (optional) and record its answers and accuracy",
-         "teacher outputs made"),
+         "teacher outputs (answers, fine-tuned model) made"),
         ("attribute", cmd_attribute, "attribute the teacher's answers and write the rationale store",
          "a store made"),
         ("analyze", cmd_analyze, "answer-overlap figures and an HTML page of the rationales", None),
-        ("train", cmd_train, "train and evaluate the student in every mode and seed; write the report", None),
+        ("train", cmd_train, "train and evaluate the student in every mode and seed; write the report",
+         "student runs made"),
         ("preview", cmd_preview, "zero-shot answers of teacher and student on a few test questions", None),
         ("run", cmd_run, "the whole experiment: prepare, teach, attribute, analyze, train, report", None),
     ]

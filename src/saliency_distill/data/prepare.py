@@ -13,8 +13,9 @@ import random
 from pathlib import Path
 
 from ..config import config_hash, to_dict
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..io import write_json, write_jsonl
+from ..run_dir import RunDir, reuse_or_refuse
 from .config import TaskConfig
 from .example import Example
 from .tasks import get_task
@@ -83,23 +84,15 @@ _ANNOUNCED: set[str] = set()  # data folders whose reuse was logged at INFO in t
 def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> dict[str, list[Example]]:
     """Write (or reuse) ``<run_dir>/data/{train,validation,test}.jsonl`` and the manifest."""
     task = get_task(cfg.name)
-    data_dir = Path(run_dir) / "data"
+    data_dir = RunDir(run_dir).data
     manifest_path = data_dir / MANIFEST
     digest = config_hash(cfg)
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("config_hash") == digest:
-            # Every later stage reads the prepared splits: say it once per process, not per stage.
-            level = logging.DEBUG if str(data_dir) in _ANNOUNCED else logging.INFO
-            _ANNOUNCED.add(str(data_dir))
-            logger.log(level, "reusing prepared data in %s", data_dir)
-            return {s: load_prepared(run_dir, s) for s in SPLITS}
-        if not overwrite:
-            raise ConfigError(
-                f"{manifest_path}: data was prepared with another task config "
-                f"(hash {manifest.get('config_hash')}, now {digest}); use another run_dir or --overwrite"
-            )
-        manifest_path.unlink()
+    if reuse_or_refuse(manifest_path, digest, "prepared data", overwrite) is not None:
+        # Every later stage reads the prepared splits: say it once per process, not per stage.
+        level = logging.DEBUG if str(data_dir) in _ANNOUNCED else logging.INFO
+        _ANNOUNCED.add(str(data_dir))
+        logger.log(level, "reusing prepared data in %s", data_dir)
+        return {s: load_prepared(run_dir, s) for s in SPLITS}
     splits = make_splits(task.load_source(cfg), cfg)
     template = task.template_for(cfg)
     for split, examples in splits.items():
@@ -123,15 +116,15 @@ def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> di
 
 
 def load_prepared(run_dir: str | Path, split: str) -> list[Example]:
-    path = Path(run_dir) / "data" / f"{split}.jsonl"
-    if not (Path(run_dir) / "data" / MANIFEST).is_file():
+    path = RunDir(run_dir).data / f"{split}.jsonl"
+    if not (RunDir(run_dir).data / MANIFEST).is_file():
         raise DataError(f"{Path(run_dir) / 'data'}: not prepared yet (run `saliency-distill prepare`)")
     with open(path, encoding="utf-8") as f:
         return [Example.from_dict(json.loads(line)) for line in f if line.strip()]
 
 
 def read_manifest(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "data" / MANIFEST
+    path = RunDir(run_dir).data / MANIFEST
     if not path.is_file():
         raise DataError(f"{path}: not prepared yet (run `saliency-distill prepare`)")
     return json.loads(path.read_text())

@@ -14,6 +14,7 @@ from ..config import config_hash, to_dict
 from ..data import Example, TaskConfig
 from ..errors import DataError
 from ..models import LoadedModel
+from ..run_dir import RunDir
 from ..teacher.prompt import TeacherPrompter
 from .extract import RationaleConfig, select
 from .store import RationaleStore
@@ -23,12 +24,12 @@ logger = logging.getLogger(__name__)
 
 
 def store_path(run_dir: str | Path, split: str) -> Path:
-    return Path(run_dir) / "rationales" / f"{split}.jsonl"
+    return RunDir(run_dir).rationales(split)
 
 
 def shard_path(run_dir: str | Path, split: str, rank: int) -> Path:
     """One process's part of the store under `accelerate launch`."""
-    return Path(run_dir) / "rationales" / f"{split}.rank{rank}.jsonl"
+    return RunDir(run_dir).rationales(split, rank)
 
 
 def open_store(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
+from ..run_dir import refusal
 
 
 class RationaleStore:
@@ -49,10 +50,7 @@ class RationaleStore:
         except json.JSONDecodeError:
             raise DataError(f"{self.path}:1: the header is not valid JSON") from None
         if header.get("config_hash") != self.header["config_hash"]:
-            raise ConfigError(
-                f"{self.path}: made under another configuration (hash {header.get('config_hash')}, "
-                f"now {self.header['config_hash']}); use another run_dir or --overwrite"
-            )
+            raise refusal(self.path, "rationale store", header.get("config_hash"), self.header["config_hash"])
         for lineno, line in enumerate(lines[1:], 2):
             try:
                 self._done.add(json.loads(line)["id"])
@@ -110,7 +108,7 @@ def merge_stores(shards: list[Path], dest: Path, order: list[str]) -> int:
     if dest.exists():
         old, _ = read_store(dest)
         if old.get("config_hash") != header.get("config_hash"):
-            raise ConfigError(f"{dest}: made under another configuration; use another run_dir or --overwrite")
+            raise refusal(dest, "rationale store", old.get("config_hash"), header.get("config_hash"))
     with atomic_open(dest) as f:
         f.write(json.dumps(header, ensure_ascii=False) + "\n")
         for ex_id in order:

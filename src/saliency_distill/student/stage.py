@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..evaluation import EvalConfig, evaluate_student, write_predictions
 from ..io import write_json
 from ..models import ModelConfig, load_model
+from ..run_dir import RunDir, reuse_or_refuse
 from ..training.losses import AVERAGES
 from ..training.sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
 from ..training.sft import identity as train_identity
@@ -114,7 +115,7 @@ def _stopper(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig, split
 
 
 def run_dir_of(run_dir: str | Path, mode: str, seed: int) -> Path:
-    return Path(run_dir) / "students" / mode / f"seed{seed}"
+    return RunDir(run_dir).student(mode, seed)
 
 
 def train_and_evaluate(
@@ -127,6 +128,7 @@ def train_and_evaluate(
     teacher_answers: Mapping[str, Mapping[str, Any]] | None = None,
     rationales: Mapping[str, str] | None = None,
     identity: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train the student in ``mode`` with ``seed``, evaluate it, and return its metrics.
 
@@ -140,15 +142,10 @@ def train_and_evaluate(
     digest = config_hash({"task": to_dict(task_cfg), "student": student, "mode": mode, "seed": seed,
                           "identity": dict(identity or {})})
     metrics_path = folder / "result.json"
-    if metrics_path.is_file():
-        done = json.loads(metrics_path.read_text())
-        if done.get("config_hash") == digest:
-            logger.info("reusing student %s seed %d in %s", mode, seed, folder)
-            return done
-        raise ConfigError(
-            f"{metrics_path}: student run made under another config (hash {done.get('config_hash')}, now "
-            f"{digest}); use another run_dir or delete {folder}"
-        )
+    done = reuse_or_refuse(metrics_path, digest, f"student run {mode} seed {seed}", overwrite, remove=folder)
+    if done is not None:
+        logger.info("reusing student %s seed %d in %s", mode, seed, folder)
+        return done
     lm = load_model(cfg.model)
     predict_template, explain_template = templates(cfg.format, lm.is_seq2seq, cfg.predict_tag, cfg.explain_tag)
     pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,

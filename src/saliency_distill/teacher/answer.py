@@ -22,6 +22,7 @@ from ..errors import ConfigError, DataError
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model, release
 from ..models.tokens import context_length
+from ..run_dir import RunDir, reuse_or_refuse
 from ..training import TrainConfig
 from ..training.sft import identity
 from .generate import generate_answers
@@ -133,21 +134,14 @@ def teach(
     """Fine-tune (optionally) and answer; reuse a finished stage made under the same config."""
     from .finetune import finetune_teacher
 
-    out_dir = Path(run_dir) / "teacher"
+    out_dir = RunDir(run_dir).teacher
     # Logging and checkpoint settings of the fine-tuning do not change the answers.
     digest = config_hash({"task": to_dict(task_cfg), "teacher": {**to_dict(cfg), "train": identity(cfg.train)}})
-    metrics_path = out_dir / "metrics.json"
-    if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text())
-        if metrics.get("config_hash") == digest:
-            logger.info("reusing teacher answers in %s", out_dir)
-            return metrics
-        if not overwrite:
-            raise ConfigError(
-                f"{metrics_path}: teacher stage ran under another config (hash {metrics.get('config_hash')}, "
-                f"now {digest}); use another run_dir or --overwrite"
-            )
-        metrics_path.unlink()
+    metrics_path = RunDir(run_dir).teacher_metrics
+    done = reuse_or_refuse(metrics_path, digest, "teacher answers", overwrite)
+    if done is not None:
+        logger.info("reusing teacher answers in %s", out_dir)
+        return done
     make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
     lm = load_model(cfg.model)
     prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
@@ -158,7 +152,7 @@ def teach(
                                "scoring": cfg.scoring, "prompt": prompter.describe(), "accuracy": {},
                                "quality": {}, "warnings": []}
     if cfg.finetune:
-        lm = finetune_teacher(lm, prompter, splits["train"], cfg.train, out_dir / "finetune")
+        lm = finetune_teacher(lm, prompter, splits["train"], cfg.train, out_dir / "finetune", overwrite=overwrite)
         metrics["train_metrics"] = json.loads((out_dir / "finetune" / "train_metrics.json").read_text())
     if not is_main():
         # Fine-tuning above ran data-parallel; answering writes shared files: the main process does it.
@@ -193,7 +187,7 @@ def teach(
 
 def read_answers(run_dir: str | Path, split: str) -> dict[str, dict[str, Any]]:
     """The teacher's answer rows of ``split`` by example id ("answer", "correct", ...)."""
-    path = Path(run_dir) / "teacher" / f"answers_{split}.jsonl"
+    path = RunDir(run_dir).answers(split)
     if not path.is_file():
         raise ConfigError(f"{path}: no teacher answers for split '{split}' (run `saliency-distill teach`)")
     with open(path, encoding="utf-8") as f:

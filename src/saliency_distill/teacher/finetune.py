@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import Example
-from ..errors import ConfigError
 from ..models import LoadedModel, ModelConfig, load_model
 from ..models.loading import DTYPES
+from ..run_dir import refusal
 from ..training.sft import MODEL_DIR, TrainConfig, train_supervised, trained_fingerprint, training_fingerprint
 from .prompt import TeacherPrompter
 
@@ -32,21 +33,23 @@ def finetune_teacher(
     train_examples: Sequence[Example],
     cfg: TrainConfig,
     output_dir: str | os.PathLike[str],
+    overwrite: bool = False,
 ) -> LoadedModel:
     """Train ``lm`` (in place) to answer as ``prompter`` asks (the prompt it renders -> the gold
     answer in its format) and return the saved model, freshly loaded."""
     pairs = [(prompter.render(ex).text, prompter.target(ex, ex.label)) for ex in train_examples]
     folder = Path(output_dir) / MODEL_DIR
     wanted = training_fingerprint(lm, pairs, cfg)
-    found = trained_fingerprint(folder)
+    found = trained_fingerprint(folder)  # None: no complete model yet
+    if found is not None and found != wanted and overwrite:
+        logger.info("--overwrite: removing %s (fine-tuned under another config)", output_dir)
+        shutil.rmtree(output_dir)
+        found = None
     if found is None:
         train_supervised(lm, pairs, cfg, output_dir, ids=[ex.id for ex in train_examples])
     elif found == wanted:
         logger.info("reusing the fine-tuned teacher in %s", folder)
     else:
         # Never replace a finished model silently: the run folder would no longer match its config.
-        raise ConfigError(
-            f"{folder}: was fine-tuned from another base model, training config or data "
-            f"({found} != {wanted}); delete it or choose another run folder"
-        )
+        raise refusal(folder, "fine-tuned teacher", found, wanted)
     return load_model(ModelConfig(name=str(folder), dtype=_dtype_name(lm), kind=lm.kind))

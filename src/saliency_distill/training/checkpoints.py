@@ -15,9 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
 from ..io import temp_dir, write_json
 from ..models import LoadedModel
+from ..run_dir import refusal
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +39,8 @@ def resume_point(folder: Path, fingerprint: str) -> Path | None:
     except (OSError, ValueError, AttributeError):
         found = None
     if found != fingerprint:
-        raise ConfigError(
-            f"{folder}: checkpoints come from another base model, training config or data "
-            f"({found} != {fingerprint}); delete the folder or choose another output folder"
-        )
+        raise refusal(folder, "checkpoints", found, fingerprint,
+                      "delete the folder or choose another output folder")
     logger.info("resuming from %s", resume)
     return resume
 

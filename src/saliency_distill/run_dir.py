@@ -1,0 +1,93 @@
+"""The run folder: every path a run writes, and the one rule for reusing what is already there.
+
+A stage's output is reused when the record it left says it was made under the same
+configuration (its hash); it is refused with a one-line error naming the file when another
+configuration made it, unless the caller was given ``--overwrite``, which removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class RunDir:
+    """Paths inside one run folder (``run_dir``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def teacher(self) -> Path:
+        return self.root / "teacher"
+
+    @property
+    def teacher_metrics(self) -> Path:
+        return self.teacher / "metrics.json"
+
+    def answers(self, split: str) -> Path:
+        return self.teacher / f"answers_{split}.jsonl"
+
+    def rationales(self, split: str, rank: int | None = None) -> Path:
+        """The rationale store of ``split``; with ``rank``, that process's shard."""
+        name = f"{split}.jsonl" if rank is None else f"{split}.rank{rank}.jsonl"
+        return self.root / "rationales" / name
+
+    @property
+    def analysis(self) -> Path:
+        return self.root / "analysis"
+
+    def student(self, mode: str, seed: int) -> Path:
+        return self.root / "students" / mode / f"seed{seed}"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+
+def refusal(path: str | Path, what: str, found: Any, wanted: Any, remedy: str = "use another run_dir or --overwrite"
+            ) -> ConfigError:
+    """The one-line error for an output that another configuration made."""
+    return ConfigError(f"{path}: {what} made under another config (hash {found}, now {wanted}); {remedy}")
+
+
+def reuse_or_refuse(record: str | Path, wanted: str, what: str, overwrite: bool = False,
+                    remove: str | Path | None = None, key: str = "config_hash") -> dict[str, Any] | None:
+    """The JSON record at ``record`` when its ``key`` is ``wanted`` (the stage is done: reuse it);
+    None when there is none, or when ``overwrite`` removed it (and ``remove``, a file or folder of
+    the old output); a :func:`refusal` otherwise."""
+    path = Path(record)
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found == wanted:
+        return json.loads(path.read_text(encoding="utf-8"))
+    if not overwrite:
+        raise refusal(path, what, found, wanted)
+    logger.info("--overwrite: removing %s (made under another config)", remove or path)
+    path.unlink()
+    if remove is not None:
+        target = Path(remove)
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    return None
