@@ -183,13 +183,16 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         "# Teacher quality: which teacher, answer format and shots, chosen on validation",
         "",
-        f"Command: `{meta['command']}` ({meta['date']}, {meta['machine']}, torch {meta['torch']}).",
+        "Commands (each adds rows; the run resumes row by row):",
+        *[f"- `{c}`" for c in meta.get("commands") or [meta["command"]]],
+        f"({meta['date']}, {meta['machine']}, torch {meta['torch']}).",
         "Validation: the task's validation split, at most the number of examples given by n (seeded);",
         "test: the whole test split, answered only by each dataset's chosen row. Accuracy in %, with",
         "the 95% Wilson interval; `majority` is the most frequent gold class (label-set tasks),",
         "`top answer` the share of the teacher's most frequent answer (over 80%: collapsed).",
         "Fine-tuning `none`: zero- or k-shot prompting of the instruct model; `lora-N`: LoRA (r 16) on the",
-        "first N train examples, 1 epoch, batch 8, lr 2e-4, bf16 (its s/step and peak RSS in the last section).",
+        "first N train examples (all of them when the split is smaller), 1 epoch, batch 8, lr 2e-4, bf16",
+        "(its s/step and peak RSS in the last section; s/step is wall time over steps, other jobs included).",
         "",
         "| dataset | model | format | shots | chat | dtype | fine-tuning | split | n | accuracy | 95% CI | majority "
         "| top answer | s/example | peak RSS GB |",
@@ -257,7 +260,10 @@ def main() -> None:
     payload = json.loads(store.read_text()) if store.is_file() else {"rows": []}
     redo = {d for d in args.redo.split(",") if d}
     rows: list[dict[str, Any]] = [r for r in payload["rows"] if r["dataset"] not in redo]
-    meta = {**machine(), **payload.get("meta", {})} if args.table_only else machine()
+    old = payload.get("meta", {})
+    meta = {**machine(), **old} if args.table_only else machine()
+    commands = old.get("commands") or ([old["command"]] if "command" in old else [])
+    meta["commands"] = commands + [meta["command"]] if meta["command"] not in commands else commands
     done = {row_key(r) for r in rows}
 
     def save() -> None:
