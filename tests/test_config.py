@@ -120,3 +120,15 @@ def test_the_pipeline_runs_only_the_stages_its_modes_need(modes, stages):
     from saliency_distill.experiment import needed_stages
 
     assert needed_stages(build(ExperimentConfig, {"student": {"modes": modes}})) == stages
+
+
+def test_reuse_is_announced_once_per_output(caplog, tmp_path):
+    import logging
+
+    from saliency_distill.run_dir import announce_reuse
+
+    log = logging.getLogger("saliency_distill.test_reuse")
+    with caplog.at_level(logging.DEBUG, logger="saliency_distill.test_reuse"):
+        for _ in range(3):
+            announce_reuse(log, "prepared data", tmp_path / "data")
+    assert [r.levelno for r in caplog.records] == [logging.INFO, logging.DEBUG, logging.DEBUG]

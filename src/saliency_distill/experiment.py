@@ -24,7 +24,7 @@ from .errors import ConfigError, DataError
 from .io import atomic_open, write_json
 from .models import ModelConfig, load_model, release
 from .rationale import RationaleConfig
-from .run_dir import RunDir
+from .run_dir import RunDir, announce_reuse
 from .student.stage import StudentConfig
 from .teacher import TeacherConfig, score_choices
 
@@ -96,7 +96,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
     }
     if not is_distributed() and all(ex.id in stores[split] for split in stores for ex in splits[split]):
         # Every rationale is in the store: no teacher to load.
-        logger.info("reusing the rationale stores of %s", ", ".join(stores))
+        announce_reuse(logger, "rationale stores", ", ".join(str(st.path) for st in stores.values()))
         return {split: {"path": str(store.path), "rows": len(store), "new": 0, "seconds": 0.0,
                         "examples_per_s": None, "config_hash": store.header["config_hash"]}
                 for split, store in stores.items()}

@@ -60,6 +60,17 @@ class RunDir:
         return self.root / "report"
 
 
+_ANNOUNCED: set[str] = set()  # outputs whose reuse this process has already reported
+
+
+def announce_reuse(log: logging.Logger, what: str, path: str | Path) -> None:
+    """Log "reusing <what> in <path>" once per process and output (later stages that read an
+    earlier stage's output again say it at DEBUG level): one line per stage in a run's log."""
+    key = f"{what}\0{path}"
+    log.log(logging.DEBUG if key in _ANNOUNCED else logging.INFO, "reusing %s in %s", what, path)
+    _ANNOUNCED.add(key)
+
+
 def refusal(path: str | Path, what: str, found: Any, wanted: Any, remedy: str = "use another run_dir or --overwrite"
             ) -> ConfigError:
     """The one-line error for an output that another configuration made."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import config_hash, to_dict
 from ..errors import DataError
 from ..io import write_json, write_jsonl
-from ..run_dir import RunDir, reuse_or_refuse
+from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
 from .config import TaskConfig
 from .example import Example
 from .tasks import get_task
@@ -78,9 +78,6 @@ def make_splits(source: dict[str, list[Example]], cfg: TaskConfig) -> dict[str, 
     return splits
 
 
-_ANNOUNCED: set[str] = set()  # data folders whose reuse was logged at INFO in this process
-
-
 def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> dict[str, list[Example]]:
     """Write (or reuse) ``<run_dir>/data/{train,validation,test}.jsonl`` and the manifest."""
     task = get_task(cfg.name)
@@ -88,10 +85,7 @@ def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> di
     manifest_path = data_dir / MANIFEST
     digest = config_hash(cfg)
     if reuse_or_refuse(manifest_path, digest, "prepared data", overwrite) is not None:
-        # Every later stage reads the prepared splits: say it once per process, not per stage.
-        level = logging.DEBUG if str(data_dir) in _ANNOUNCED else logging.INFO
-        _ANNOUNCED.add(str(data_dir))
-        logger.log(level, "reusing prepared data in %s", data_dir)
+        announce_reuse(logger, "prepared data", data_dir)  # every later stage reads them again
         return {s: load_prepared(run_dir, s) for s in SPLITS}
     splits = make_splits(task.load_source(cfg), cfg)
     template = task.template_for(cfg)

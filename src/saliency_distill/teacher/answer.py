@@ -22,7 +22,7 @@ from ..errors import ConfigError, DataError
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model, release
 from ..models.tokens import context_length
-from ..run_dir import RunDir, reuse_or_refuse
+from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
 from ..training import TrainConfig
 from ..training.sft import identity
 from .generate import generate_answers
@@ -140,7 +140,7 @@ def teach(
     metrics_path = RunDir(run_dir).teacher_metrics
     done = reuse_or_refuse(metrics_path, digest, "teacher answers", overwrite)
     if done is not None:
-        logger.info("reusing teacher answers in %s", out_dir)
+        announce_reuse(logger, "teacher answers", out_dir)
         return done
     make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
     lm = load_model(cfg.model)

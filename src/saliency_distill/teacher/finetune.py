@@ -15,7 +15,7 @@ from pathlib import Path
 from ..data import Example
 from ..models import LoadedModel, ModelConfig, load_model
 from ..models.loading import DTYPES
-from ..run_dir import refusal
+from ..run_dir import announce_reuse, refusal
 from ..training.sft import MODEL_DIR, TrainConfig, train_supervised, trained_fingerprint, training_fingerprint
 from .prompt import TeacherPrompter
 
@@ -48,7 +48,7 @@ def finetune_teacher(
     if found is None:
         train_supervised(lm, pairs, cfg, output_dir, ids=[ex.id for ex in train_examples])
     elif found == wanted:
-        logger.info("reusing the fine-tuned teacher in %s", folder)
+        announce_reuse(logger, "the fine-tuned teacher", folder)
     else:
         # Never replace a finished model silently: the run folder would no longer match its config.
         raise refusal(folder, "fine-tuned teacher", found, wanted)
