@@ -52,7 +52,7 @@ def base_config(dataset: str, data: str, train: int, validation: int, test: int 
 
 
 def run_row(cfg: Any, row: str, modes: list[str], changes: dict[str, Any], seeds: list[int], on_test: bool,
-            rationales: dict[str, str]) -> list[dict[str, Any]]:
+            rationales: dict[str, str], done: Any = None) -> list[dict[str, Any]]:
     from saliency_distill.config import build, to_dict
     from saliency_distill.data import get_task
     from saliency_distill.rationale import random_rationales
@@ -79,6 +79,8 @@ def run_row(cfg: Any, row: str, modes: list[str], changes: dict[str, Any], seeds
                         "n": rec["n"], "train_seconds": rec["train_seconds"], "best_step": best.get("step"),
                         "steps": rec["train_steps"]})
             print(f"{row} | {mode} seed {seed}: {split} accuracy {rec['accuracy']:.3f}", flush=True)
+            if done is not None:
+                done(out[-1])  # the table so far is written after every run
     return out
 
 
@@ -118,19 +120,28 @@ def main() -> None:
     _, store = read_store(store_path(cfg.run_dir, "train"))
     rationales = {r["id"]: r["rationale"] for r in store}
     seeds = [int(s) for s in args.seeds.split(",")]
-    results = []
-    for row in args.rows.split(","):
-        modes, changes = ROWS[row]
-        results += run_row(cfg, row, modes, changes, seeds, args.test, rationales)
-
+    results: list[dict[str, Any]] = []
     split = "test" if args.test else "validation"
     out = args.out or f"benchmarks/results/multitask_diagnosis_{args.dataset}_{split}"
     train_acc = (teacher.get("accuracy") or {}).get("train") or {}
     meta = {"dataset": args.dataset, "train": args.train, "split": split, "seeds": seeds,
             "teacher": teacher.get("model"), "teacher_train_accuracy": train_acc.get("accuracy"), **machine()}
-    lines = [f"# Multi-task diagnosis: {args.dataset}, {split} split", "",
-             f"SmolLM2-135M-Instruct students on {args.train} train examples; teacher {meta['teacher']} "
-             f"(train accuracy {100 * (train_acc.get('accuracy') or 0):.1f}%), input x gradient of the gold answer, k=5; "
+
+    def write(result: dict[str, Any]) -> None:
+        results.append(result)
+        write_results(out, {"meta": meta, "rows": results}, table(results, meta, args.train))
+
+    for row in args.rows.split(","):
+        modes, changes = ROWS[row]
+        run_row(cfg, row, modes, changes, seeds, args.test, rationales, done=write)
+    print(table(results, meta, args.train))
+
+
+def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> str:
+    acc = meta.get("teacher_train_accuracy")
+    lines = [f"# Multi-task diagnosis: {meta['dataset']}, {meta['split']} split", "",
+             f"SmolLM2-135M-Instruct students on {train} train examples; teacher {meta['teacher']} "
+             f"(train accuracy {100 * (acc or 0):.1f}%), input x gradient of the gold answer, k=5; "
              f"{meta['date']}, {meta['machine']}.", "", f"Command: `{meta['command']}`", "",
              "| row | mode | seeds | accuracy % (mean) | per seed | train s | best step / steps |",
              "|---|---|---:|---:|---|---:|---|"]
@@ -143,9 +154,7 @@ def main() -> None:
         lines.append(f"| {row} | {mode} | {len(rs)} | {statistics.mean(accs):.1f} | "
                      f"{', '.join(f'{a:.1f}' for a in accs)} | {statistics.mean(r['train_seconds'] for r in rs):.0f} "
                      f"| {best} |")
-    text = "\n".join(lines) + "\n"
-    write_results(out, {"meta": meta, "rows": results}, text)
-    print(text)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
