@@ -76,3 +76,11 @@ def write_results(out: str | Path, payload: dict[str, Any], markdown: str) -> No
     write_json(out.parent / (out.name + ".json"), payload)
     with atomic_open(out.parent / (out.name + ".md")) as f:
         f.write(markdown)
+
+
+def add_study_args(ap: Any) -> None:
+    """The dataset and split sizes of the student studies (student_format, multitask_diagnosis)."""
+    ap.add_argument("--dataset", default="esnli", help="a DSbS dataset: cqa, svamp, anli1, esnli")
+    ap.add_argument("--data", default="../shared/data/dsbs", help="the DSbS folder")
+    ap.add_argument("--train", type=int, default=800, help="train examples (seeded subsample)")
+    ap.add_argument("--validation", type=int, default=200, help="validation examples (seeded subsample)")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_results  # noqa: E402
+from common import add_study_args, machine, write_results  # noqa: E402
 
 # row name -> (modes, student overrides). Every row changes one thing against "recipe".
 ROWS: dict[str, tuple[list[str], dict[str, Any]]] = {
@@ -92,10 +92,7 @@ def prepare(cfg: Any) -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", default="esnli")
-    ap.add_argument("--data", default="../shared/data/dsbs")
-    ap.add_argument("--train", type=int, default=800)
-    ap.add_argument("--validation", type=int, default=200)
+    add_study_args(ap)
     ap.add_argument("--max-test", type=int, default=None)
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
     ap.add_argument("--seeds", default="0")

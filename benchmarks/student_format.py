@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_results  # noqa: E402
+from common import add_study_args, machine, write_results  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", default="esnli")
-    ap.add_argument("--data", default="../shared/data/dsbs")
-    ap.add_argument("--train", type=int, default=800)
-    ap.add_argument("--validation", type=int, default=200)
+    add_study_args(ap)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--modes", default="standard,llm-rationale")
     ap.add_argument("--formats", default="suffix,prefix")
