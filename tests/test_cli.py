@@ -60,6 +60,8 @@ def test_prepare_with_yaml_config(tmp_path, data_file, capsys):
         (["task.nmae=x"], "unknown config key 'task.nmae'"),
         (["task.name=nope"], "unknown task 'nope'"),
         (["task.fields.label=missing"], "mine.jsonl:1: missing field 'missing'"),
+        (["student.model.name=smollm2-135m-instrct"], "config key 'student.model.name': 'smollm2-135m-instrct' is not"),
+        (["teacher.model.name=./no/such/folder"], "config key 'teacher.model.name': './no/such/folder' is not"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, data_file, capsys, extra, message):
@@ -68,6 +70,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, data_file, capsys, extra, me
     assert message in err
     assert err.count("\n") == 1
     assert not (tmp_path / "run" / "data" / "manifest.json").exists()
+    assert not (tmp_path / "run" / "config.yaml").exists()
 
 
 def test_missing_data_file(tmp_path, capsys):

@@ -109,13 +109,17 @@ def test_a_complete_store_is_reused_without_loading_the_teacher(tmp_path, run_ar
 
 def test_attribute_refuses_another_config_then_overwrites(tmp_path, run_args, capsys):
     assert main(["-q", "attribute", *run_args]) == 0
+    recorded = (tmp_path / "run" / "config.yaml").read_text()
     capsys.readouterr()
     assert main(["-q", "attribute", *run_args, "rationale.k=4"]) == 2
     err = capsys.readouterr().err
     assert "rationale store made under another config" in err and err.count("\n") == 1
+    # the refused command rewrote nothing: the folder still says what made it
+    assert (tmp_path / "run" / "config.yaml").read_text() == recorded
     assert main(["-q", "attribute", *run_args, "rationale.k=4", "--overwrite"]) == 0
     header, rows = _store(tmp_path)
     assert header["k"] == 4 and len(rows) == 17
+    assert "k: 4" in (tmp_path / "run" / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from .distributed import barrier, is_distributed, is_main, main_first, rank, wor
 from .errors import ConfigError, DataError
 from .io import atomic_open, write_json
 from .models import ModelConfig, load_model, release
+from .models.loading import check_name
 from .rationale import RationaleConfig
 from .run_dir import RunDir, announce_reuse
 from .student.stage import StudentConfig
@@ -48,6 +49,9 @@ class ExperimentConfig:
         from .teacher.prompt import check_format
 
         check_format(get_task(self.task.name), self.task, self.teacher.format)
+        # Every model name resolves before any stage runs (nothing is converted or downloaded here).
+        check_name(self.teacher.model.name, "teacher.model.name")
+        check_name(self.student.model.name, "student.model.name")
         if self.task.max_train is not None and self.teacher.shots >= self.task.max_train:
             raise ConfigError(
                 f"config key 'teacher.shots': {self.teacher.shots} demonstrations need more than "
@@ -55,8 +59,13 @@ class ExperimentConfig:
             )
 
 
-def save_resolved(cfg: ExperimentConfig) -> Path:
-    path = Path(cfg.run_dir) / "config.yaml"
+def save_resolved(cfg: ExperimentConfig, replace: bool = True) -> Path:
+    """Write ``run_dir/config.yaml``. With ``replace=False`` only a fresh run folder gets one: a
+    command records its config there up front only when that rewrites nothing, and replaces it
+    once its stages have run (a stage that refuses another config's outputs leaves it alone)."""
+    path = RunDir(cfg.run_dir).config
+    if not replace and path.exists():
+        return path
     with atomic_open(path) as f:
         f.write(f"# resolved config, hash {config_hash(cfg)}\n")
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False, allow_unicode=True)

@@ -48,6 +48,7 @@ def _split_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
 def _experiment(ns: argparse.Namespace) -> ExperimentConfig:
     path, overrides = _split_args(ns.args)
     cfg = load_config(ExperimentConfig, path, overrides)
+    ns.cfg = cfg  # main() records it in the run folder once the command has succeeded
     return cfg
 
 
@@ -56,7 +57,7 @@ def cmd_prepare(ns: argparse.Namespace) -> int:
 
     cfg = _experiment(ns)
     splits = prepare(cfg.task, cfg.run_dir, overwrite=ns.overwrite)
-    save_resolved(cfg)
+    save_resolved(cfg, replace=False)
     manifest = read_manifest(cfg.run_dir)
     print(f"task {cfg.task.name}: prepared in {cfg.run_dir}/data")
     for split, examples in splits.items():
@@ -92,7 +93,7 @@ def _print_teacher(metrics: dict) -> None:
 
 def cmd_teach(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
-    save_resolved(cfg)
+    save_resolved(cfg, replace=False)
     _print_teacher(teach_stage(cfg, overwrite=ns.overwrite))
     print(f"wrote {cfg.run_dir}/teacher/")
     return 0
@@ -100,7 +101,7 @@ def cmd_teach(ns: argparse.Namespace) -> int:
 
 def cmd_attribute(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
-    save_resolved(cfg)
+    save_resolved(cfg, replace=False)
     for split, res in attribute_stage(cfg, overwrite=ns.overwrite).items():
         rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
         print(f"{split}: {res['rows']} rationales in {res['path']} ({res['new']} new{rate})")
@@ -139,7 +140,7 @@ def _print_results(cfg: ExperimentConfig, records: list[dict], report) -> None:
 
 def cmd_train(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
-    save_resolved(cfg)
+    save_resolved(cfg, replace=False)
     records = student_stage(cfg, overwrite=ns.overwrite)
     _print_results(cfg, records, report_stage(cfg, records))
     return 0
@@ -147,7 +148,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
-    save_resolved(cfg)
+    save_resolved(cfg, replace=False)
     modes = cfg.student.modes
     print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
           f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, student {cfg.student.model.name}, "
@@ -173,7 +174,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
 def cmd_preview(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
-    save_resolved(cfg)
+    save_resolved(cfg, replace=False)
     print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
           f"student {cfg.student.model.name}")
     result = preview(cfg)
@@ -286,6 +287,9 @@ def _quiet_libraries() -> None:
     datasets.utils.logging.disable_progress_bar()
 
 
+STAGE_COMMANDS = ("prepare", "teach", "attribute", "analyze", "train", "run")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -300,7 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not is_main():  # under `accelerate launch` only the main process prints
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     try:
-        return ns.func(ns)
+        code = ns.func(ns)
+        cfg = getattr(ns, "cfg", None)
+        if code == 0 and cfg is not None and ns.command in STAGE_COMMANDS and is_main():
+            save_resolved(cfg)  # the run folder now holds what this config made
+        return code
     except SaliencyDistillError as e:
         print(f"saliency-distill: error: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,22 @@ class LoadedModel:
     @property
     def is_seq2seq(self) -> bool:
         return self.kind == "seq2seq"
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_name(name: str, key: str) -> None:
+    """Raise a one-line ConfigError naming ``key`` unless ``name`` is an embedded model, an
+    existing folder or shaped like a hub id (org/name). Converts, loads and downloads nothing:
+    run before the first stage, so a typo costs seconds, not the stages before the model loads."""
+    if name in EMBEDDED_MODELS or Path(name).expanduser().exists():
+        return
+    if name.startswith((".", "/", "~")) or name.endswith(("/", ".json", ".safetensors")) or not _HUB_ID.match(name):
+        raise ConfigError(
+            f"config key '{key}': {name!r} is not an embedded model ({', '.join(sorted(EMBEDDED_MODELS))}), "
+            "an existing model folder, or a hub id org/name"
+        )
 
 
 def resolve(name: str) -> tuple[str, str]:
