@@ -225,3 +225,14 @@ def test_student_with_early_stopping_tests_the_best_weights(tiny_model_dirs, tmp
     assert not (tmp_path / "students" / "standard" / "seed0" / "validation" / "best.safetensors").exists()
     with pytest.raises(ConfigError, match="no validation examples"):
         train_and_evaluate(CFG, cfg, "standard", 1, {"train": splits["train"], "test": splits["test"]}, tmp_path)
+
+
+def test_partly_missing_dataset_rationales_warn_or_fail(caplog):
+    exs = _examples(3)
+    exs[1] = Example(id="e1", fields=exs[1].fields, label="increases", choices=exs[1].choices, llm_rationale=None)
+    with caplog.at_level("WARNING"):
+        pairs = build_pairs("llm-rationale", TASK, CFG, exs)
+    assert pairs.tasks == [PREDICT, EXPLAIN, PREDICT, PREDICT, EXPLAIN]
+    assert "1 of 3 train examples have no llm rationale" in caplog.text
+    with pytest.raises(DataError, match=r"example e1: no llm rationale \(1 of 3 .*require_rationales"):
+        build_pairs("llm-rationale", TASK, CFG, exs, require_rationales=True)

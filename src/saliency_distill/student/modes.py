@@ -114,8 +114,12 @@ def build_pairs(
     rationales: Mapping[str, str] | None = None,
     predict_template: str = "{input}\npredict:",
     explain_template: str = "{input}\nexplain:",
+    require_rationales: bool = False,
 ) -> TrainingPairs:
-    """The training pairs of ``mode``; an example's predict and explain pairs are adjacent."""
+    """The training pairs of ``mode``; an example's predict and explain pairs are adjacent.
+
+    Examples without a dataset rationale (llm- and human-rationale modes) train on the label only,
+    with a warning that counts them; with ``require_rationales`` the first one is an error."""
     check_mode(mode)
     spec = MODES[mode]
     if spec.explain in ("llm", "human"):
@@ -127,6 +131,10 @@ def build_pairs(
                 f"task.fields.{'llm_rationale' if spec.explain == 'llm' else 'rationale'})"
             )
         missing = sum(not getattr(ex, attr) for ex in examples)
+        if missing and require_rationales:
+            first = next(ex.id for ex in examples if not getattr(ex, attr))
+            raise DataError(f"example {first}: no {spec.explain} rationale ({missing} of {len(examples)} train "
+                            "examples lack one; student.require_rationales is set)")
         if missing:
             logger.warning("mode %s: %d of %d train examples have no %s rationale and train on the label only",
                            mode, missing, len(examples), spec.explain)

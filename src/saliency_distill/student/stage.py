@@ -69,6 +69,10 @@ class StudentConfig:
     train: TrainConfig = field(TrainConfig(epochs=1.0, learning_rate=1e-4, bf16=True), "student training")
     eval: EvalConfig = field(EvalConfig(), "student evaluation on the test split")
     early_stopping: EarlyStopConfig = field(EarlyStopConfig(), "keep the best weights on the validation split")
+    require_rationales: bool = field(
+        False, "llm-/human-rationale modes: an example without a dataset rationale is an error (default: it "
+        "trains on the label only, and a warning counts them)"
+    )
     keep_models: bool = field(False, "keep each trained student's weights (about 0.5 GB each)")
 
     def __post_init__(self) -> None:
@@ -149,7 +153,7 @@ def train_and_evaluate(
     lm = load_model(cfg.model)
     predict_template, explain_template = templates(cfg.format, lm.is_seq2seq, cfg.predict_tag, cfg.explain_tag)
     pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,
-                        predict_template, explain_template)
+                        predict_template, explain_template, cfg.require_rationales)
     logger.info("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed, len(pairs.prompts))
     callbacks = []
     if cfg.early_stopping.enabled:
