@@ -200,3 +200,13 @@ def test_write_predictions(tmp_path):
     write_predictions(tmp_path / "eval", [], {"n": 0}, overwrite=True)
     assert pred_path.read_text() == "" and json.loads(metrics_path.read_text()) == {"n": 0}
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["metrics.json", "predictions.jsonl"]
+
+
+def test_a_prompt_longer_than_the_students_context_is_one_line(students):
+    task = get_task("quartz")
+    long = make_example("test", "long-3", {"question": "the quick brown fox " * 70}, "faster",
+                        choices=["faster", "slower"])
+    with pytest.raises(DataError, match=r"example long-3: \d+ tokens with its answer is longer than the model's "
+                                        r"context \(256\)") as info:
+        evaluate_student(students["llama"], task, QUARTZ_CFG, [long], EvalConfig())
+    assert "\n" not in str(info.value)

@@ -21,6 +21,7 @@ from ..data.answers import exact_match
 from ..errors import ConfigError, DataError
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel
+from ..models.tokens import check_context
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +73,17 @@ def evaluate_student(
     if cfg.max_examples is not None:
         examples = examples[: cfg.max_examples]
     prompts = [student_prompt(task, task_cfg, ex, template) for ex in examples]
+    ranked = cfg.choice_scoring and task.answer_type(task_cfg) == "choice"
+    # Every prompt must fit the context with what is generated (or the longest choice scored).
+    longest = [max((len(lm.tokenizer(" " + c, add_special_tokens=False)["input_ids"]) for c in ex.choices or ()),
+                   default=0) for ex in examples] if ranked else [0] * len(examples)
+    check_context(lm, prompts, [f"example {ex.id}" for ex in examples],
+                  [max(cfg.max_new_tokens, n) for n in longest], "tokens with its answer")
     predictions = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size)
     rows = [
         {"id": ex.id, "prediction": pred, "gold": ex.label, "correct": exact_match(pred, ex)}
         for ex, pred in zip(examples, predictions)
     ]
-    ranked = cfg.choice_scoring and task.answer_type(task_cfg) == "choice"
     if ranked:
         _add_ranked_choices(lm, examples, prompts, rows, cfg.batch_size)
     metrics = {

@@ -3,6 +3,9 @@ training, so a model is trained, scored and attributed on the same token sequenc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from ..errors import DataError
 from .loading import LoadedModel
 
 
@@ -29,3 +32,18 @@ def context_length(lm: LoadedModel) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def check_context(lm: LoadedModel, texts: Sequence[str], names: Sequence[str], extra: Sequence[int] | int = 0,
+                  what: str = "tokens") -> None:
+    """A one-line DataError naming the first text (``names[i]``) whose tokens plus ``extra[i]``
+    (the answer it is scored or generated with) do not fit the model's context."""
+    limit = context_length(lm)
+    if limit is None:
+        return
+    extras = [extra] * len(texts) if isinstance(extra, int) else list(extra)
+    for text, name, more in zip(texts, names, extras):
+        n = len(lm.tokenizer(text)["input_ids"]) + more
+        if n > limit:
+            raise DataError(f"{name}: {n} {what} is longer than the model's context ({limit}); "
+                            "shorten the input or use a model with a longer context")
