@@ -134,3 +134,34 @@ def test_missing_parts_say_how_to_install(fake_parts, monkeypatch):
     missing = EmbeddedModel(**{**spec.__dict__, "parts": spec.parts + (GGUFPart("not_installed_pkg", "data/part04.bin"),)})
     with pytest.raises(ModelError, match=r"1 of 4 GGUF parts are not installed .*requirements/fake\.txt"):
         part_paths(missing)
+
+
+def test_converted_cache_is_checked_against_its_record(fake_parts, cache, monkeypatch):
+    import saliency_distill.models.gguf as gguf
+
+    spec, _ = fake_parts
+    conversions = []
+
+    def fake_convert(gguf_path, out_dir, dtype="float32"):  # stands in for the GGUF -> safetensors step
+        conversions.append(gguf_path)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "model.safetensors").write_bytes(b"weights" * 100)
+        (out_dir / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gguf, "convert_gguf", fake_convert)
+    folder = ensure_converted(spec)
+    assert len(conversions) == 1 and gguf.cache_problem(folder, spec) is None
+    assert ensure_converted(spec) == folder and len(conversions) == 1  # a sound cache is reused
+
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"weights" * 50)  # truncated
+    assert "has 350 bytes, 700 were written" in gguf.cache_problem(folder, spec)
+    ensure_converted(spec)
+    assert len(conversions) == 2 and weights.read_bytes() == b"weights" * 100
+
+    weights.write_bytes(b"WEIGHTS" * 100)  # edited, same size
+    assert "changed after the conversion" in gguf.cache_problem(folder, spec)
+    other = EmbeddedModel(**{**spec.__dict__, "sha256": "1" * 64})
+    assert "another GGUF" in gguf.cache_problem(folder, other)
+    ensure_converted(spec)
+    assert len(conversions) == 3 and weights.read_bytes() == b"weights" * 100

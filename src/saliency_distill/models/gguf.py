@@ -116,7 +116,10 @@ def ensure_converted(model: EmbeddedModel, root: Path | None = None) -> Path:
     root = root or cache_dir() / "models"
     final = root / model.name
     if (final / PROVENANCE).is_file():
-        return final
+        problem = cache_problem(final, model)
+        if problem is None:
+            return final
+        logger.warning("cached %s: %s; converting it again", final, problem)
     paths = part_paths(model)
     root.mkdir(parents=True, exist_ok=True)
     work = temp_dir(root, f".{model.name}.")
@@ -135,7 +138,8 @@ def ensure_converted(model: EmbeddedModel, root: Path | None = None) -> Path:
         write_json(
             out / PROVENANCE,
             {"name": model.name, "gguf": model.gguf_name, "sha256": model.sha256,
-             "source": model.description, "parts": [_describe(p) for p in model.parts]},
+             "source": model.description, "parts": [_describe(p) for p in model.parts],
+             "files": _file_records(out)},
         )
         if final.exists():  # a stale, incomplete folder from an older layout
             shutil.rmtree(final)
@@ -143,6 +147,47 @@ def ensure_converted(model: EmbeddedModel, root: Path | None = None) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_records(folder: Path) -> dict[str, dict[str, int | str]]:
+    """Size, modification time and sha256 of every file of a converted folder."""
+    out: dict[str, dict[str, int | str]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.name != PROVENANCE:
+            st = path.stat()
+            out[str(path.relative_to(folder))] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                                  "sha256": _sha256(path)}
+    return out
+
+
+def cache_problem(folder: Path, model: EmbeddedModel) -> str | None:
+    """Why a converted folder cannot be trusted (None when it can): made from another GGUF, made
+    before files were recorded, or a file missing, of another size, or changed (a file whose size
+    and modification time are as recorded is not hashed again, so a load stays cheap)."""
+    record = provenance(folder) or {}
+    if record.get("sha256") != model.sha256:
+        return "it was converted from another GGUF"
+    files = record.get("files")
+    if not files:
+        return "it has no record of its files (converted by an older version)"
+    for rel, want in files.items():
+        path = folder / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        st = path.stat()
+        if st.st_size != want["size"]:
+            return f"{rel} has {st.st_size} bytes, {want['size']} were written"
+        if st.st_mtime_ns != want["mtime_ns"] and _sha256(path) != want["sha256"]:
+            return f"{rel} was changed after the conversion (sha256 differs)"
+    return None
 
 
 def provenance(folder: Path) -> dict | None:
