@@ -135,3 +135,44 @@ def test_attribute_bad_input(tmp_path, run_args, capsys, extra, message):
     assert main(["-q", "attribute", *run_args, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# Every key that changes a stage's output is part of its identity: changing it is refused (one
+# line, exit 2) until --overwrite recomputes. Task keys are the data stage's (test_data.py).
+IDENTITY = [
+    ("teach", "teacher.model.dtype=bfloat16"),
+    ("teach", "teacher.model.revision=v2"),
+    ("teach", "teacher.format=text"),
+    ("teach", "teacher.shots=1"),
+    ("teach", "teacher.scoring=mean"),
+    ("teach", "teacher.finetune=false"),
+    ("attribute", "teacher.model.dtype=bfloat16"),
+    ("attribute", "teacher.format=text"),
+    ("attribute", "teacher.shots=1"),
+    ("attribute", "attribution.method=saliency"),
+    ("attribute", "attribution.target=teacher"),
+    ("attribute", "rationale.k=2"),
+    ("attribute", "rationale.drop_stopwords=false"),
+]
+
+
+@pytest.mark.parametrize("command, change", IDENTITY)
+def test_each_identity_key_is_refused_then_overwritten(tmp_path, run_args, capsys, command, change):
+    if command == "attribute":  # a teacher that is not fine-tuned: attribute is then its own stage
+        run_args = [*run_args, "teacher.finetune=false", "attribution.target=gold"]
+    assert main(["-q", command, *run_args]) == 0
+    capsys.readouterr()
+    assert main(["-q", command, *run_args, change]) == 2
+    err = capsys.readouterr().err
+    assert "made under another config" in err and err.count("\n") == 1, err
+    assert main(["-q", command, *run_args, change, "--overwrite"]) == 0
+    assert main(["-q", command, *run_args, change]) == 0  # now it is this config's output: reused
+
+
+def test_attribute_after_the_teacher_changed_says_which_stage_to_overwrite(tmp_path, run_args, capsys):
+    assert main(["-q", "attribute", *run_args]) == 0  # fine-tuned teacher (the file task's default)
+    capsys.readouterr()
+    assert main(["-q", "attribute", *run_args, "teacher.model.dtype=bfloat16", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "teacher answers made under another config" in err and "run `saliency-distill teach`" in err
+    assert err.count("\n") == 1

@@ -89,7 +89,12 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
     from .teacher.answer import make_prompter, read_answers
 
     splits = prepare_stage(cfg)
-    metrics = teach_stage(cfg) if cfg.attribution.target == "teacher" or cfg.teacher.finetune else None
+    metrics = None
+    if cfg.attribution.target == "teacher" or cfg.teacher.finetune:
+        try:
+            metrics = teach_stage(cfg)
+        except ConfigError as e:  # the teacher changed: that stage's --overwrite, not this one's
+            raise ConfigError(f"{e} (the teacher stage: run `saliency-distill teach` with --overwrite first)") from None
     # How the teacher was asked changes what is attributed, with or without its answers.
     header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
               "teacher_model": to_dict(cfg.teacher.model),
