@@ -111,7 +111,9 @@ def _metrics(lm: LoadedModel, trainer: Any, output: Any, n_pairs: int, resumed: 
         "resumed_from": resumed.name if resumed is not None else None,
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
-        "train_loss_mean": output.training_loss,
+        # From the log history, which a resumed run continues: output.training_loss averages only
+        # the steps run since the resume.
+        "train_loss_mean": sum(losses) / len(losses) if losses else output.training_loss,
         "examples_per_second": output.metrics.get("train_samples_per_second"),
         "wall_seconds": round(wall, 3),
         "device": str(trainer.args.device),

@@ -1,0 +1,199 @@
+"""Fault injection: SIGKILL each long stage at a random moment, resume it, and compare with an
+uninterrupted run.
+
+    python benchmarks/faults.py --trials 10
+
+Tiny random Qwen2 / Llama models and the in-process tokenizer of the tests (no downloads), a
+24-row JSONL task. For each stage, one uninterrupted run gives the reference outputs; then each
+trial copies the folder the stage starts from, runs the stage's command in a subprocess, kills it
+with SIGKILL after a random time drawn from [0, the reference run's wall time], runs the command
+again to completion, and compares:
+
+- rows lost / duplicated in the stage's row files (teacher answers, the rationale store,
+  predictions), by example id;
+- whether the final outputs equal the reference: row files and metrics compared as data
+  (timings and paths left out).
+
+Stages: teacher fine-tuning (checkpoints every 2 steps), teacher answers, attribute, student
+training (checkpoints every 2 steps) and evaluation (the student command, killed late).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, write_results  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+VOLATILE = {"seconds", "wall_seconds", "train_seconds", "train_runtime", "examples_per_second", "examples_per_s",
+            "train_examples_per_s", "s_per_example", "path", "model_path", "resumed_from", "date", "created",
+            "train_samples_per_second", "train_steps_per_second", "device", "timings", "seconds_per_example"}
+
+
+def _models(folder: Path) -> dict[str, Path]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import _tiny_causal, build_tokenizer
+
+    tok = build_tokenizer()
+    out = {}
+    for kind in ("qwen2", "llama"):
+        model = _tiny_causal(kind, len(tok))
+        model.save_pretrained(folder / kind)
+        tok.save_pretrained(folder / kind)
+        out[kind] = folder / kind
+    return out
+
+
+def _cli(args: list[str], timeout: float | None = None) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "saliency_distill", "-q", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _run(args: list[str]) -> float:
+    start = time.perf_counter()
+    proc = _cli(args)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:1])} failed: {err[-2000:]}")
+    return time.perf_counter() - start
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _outputs(run: Path, files: list[str]) -> dict[str, Any]:
+    out = {}
+    for name in files:
+        path = run / name
+        if name.endswith(".jsonl"):
+            out[name] = [_strip(r) for r in _rows(path)]
+        elif path.is_file():
+            out[name] = _strip(json.loads(path.read_text()))
+        else:
+            out[name] = None
+    return out
+
+
+def _ids(run: Path, files: list[str]) -> list[str]:
+    return [r["id"] for name in files if name.endswith(".jsonl") for r in _rows(run / name) if "id" in r]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="benchmarks/results/faults")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+
+    work = Path(tempfile.mkdtemp(prefix="faults."))
+    try:
+        models = _models(work / "models")
+        rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
+                 "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
+        data = work / "mine.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        common = ["task.name=file", f"task.path={data}", "task.fields.choices=options", "task.fields.label=answer",
+                  f"teacher.model.name={models['qwen2']}", f"student.model.name={models['llama']}", "progress=false",
+                  "teacher.train.progress_bar=false", "student.train.progress_bar=false", "rationale.k=3",
+                  "attribution.target=gold", "teacher.train.save_steps=2", "student.train.save_steps=2"]
+        stages = {
+            # name: (command, extra args, folder it starts from, files compared)
+            "teacher fine-tuning": ("teach", ["teacher.finetune=true", "teacher.train.max_steps=30"], "prepared",
+                                    ["teacher/answers_train.jsonl", "teacher/answers_test.jsonl",
+                                     "teacher/metrics.json"]),
+            "teacher answers": ("teach", ["teacher.finetune=false"], "prepared",
+                                ["teacher/answers_train.jsonl", "teacher/answers_test.jsonl",
+                                 "teacher/metrics.json"]),
+            "attribute": ("attribute", ["teacher.finetune=false"], "prepared", ["rationales/train.jsonl"]),
+            "student training": ("train", ["teacher.finetune=false", "student.modes=[standard]",
+                                           "student.train.max_steps=30"], "prepared",
+                                 ["students/standard/seed0/result.json",
+                                  "students/standard/seed0/predictions.jsonl"]),
+            "evaluation": ("train", ["teacher.finetune=false", "student.modes=[standard]",
+                                     "student.train.max_steps=2"], "prepared",
+                           ["students/standard/seed0/result.json", "students/standard/seed0/predictions.jsonl"]),
+        }
+        prepared = work / "prepared"
+        _run(["prepare", f"run_dir={prepared}", *common])
+        results = []
+        for stage, (command, extra, _start, files) in stages.items():
+            reference = work / f"ref-{stage.replace(' ', '-')}"
+            shutil.copytree(prepared, reference)
+            wall = _run([command, f"run_dir={reference}", *common, *extra])
+            want = _outputs(reference, files)
+            n_rows = len(_ids(reference, files))
+            for trial in range(args.trials):
+                run = work / f"trial-{stage.replace(' ', '-')}-{trial}"
+                shutil.copytree(prepared, run)
+                # evaluation: kill in the last third of the run, where the student is evaluated
+                low = 0.67 * wall if stage == "evaluation" else 0.0
+                delay = rng.uniform(low, wall)
+                proc = _cli([command, f"run_dir={run}", *common, *extra])
+                try:
+                    proc.wait(timeout=delay)
+                    killed = False
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    killed = True
+                partial = len(_ids(run, files))
+                _run([command, f"run_dir={run}", *common, *extra])
+                ids = _ids(run, files)
+                got = _outputs(run, files)
+                results.append({"stage": stage, "trial": trial, "kill_after_s": round(delay, 2), "killed": killed,
+                                "rows_before_resume": partial, "rows": len(ids), "reference_rows": n_rows,
+                                "lost": max(0, n_rows - len(set(ids))), "duplicated": len(ids) - len(set(ids)),
+                                "equal": got == want})
+                r = results[-1]
+                print(f"{stage} #{trial}: kill at {delay:.1f}s of {wall:.1f}s ({'killed' if killed else 'finished'}), "
+                      f"{partial} rows before resume, lost {r['lost']}, duplicated {r['duplicated']}, "
+                      f"equal {r['equal']}", flush=True)
+            shutil.rmtree(reference, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    meta = {"trials": args.trials, "seed": args.seed, **machine()}
+    lines = ["# Fault injection: SIGKILL at a random moment, then resume", "",
+             f"Command: `{meta['command']}` ({meta['date']}, {meta['machine']}). Tiny random models, a 24-row "
+             "task; each trial kills the stage's command after a random time in [0, the uninterrupted run's wall "
+             "time] and runs it again. `equal`: the final row files and metrics equal the uninterrupted run's "
+             "(timings and paths left out).", "",
+             "| stage | trials | killed mid-run | lost rows | duplicated rows | outputs equal |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for stage in dict.fromkeys(r["stage"] for r in results):
+        rs = [r for r in results if r["stage"] == stage]
+        lines.append(f"| {stage} | {len(rs)} | {sum(r['killed'] for r in rs)} | {sum(r['lost'] for r in rs)} | "
+                     f"{sum(r['duplicated'] for r in rs)} | {sum(r['equal'] for r in rs)} of {len(rs)} |")
+    text = "\n".join(lines) + "\n"
+    write_results(args.out, {"meta": meta, "trials": results}, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
