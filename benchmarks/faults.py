@@ -99,6 +99,15 @@ def _outputs(run: Path, files: list[str]) -> dict[str, Any]:
     return out
 
 
+def _differs(got: Any, want: Any, where: str = "") -> list[str]:
+    """Where two outputs differ (dotted keys), for the trials that are not equal."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        return [d for k in sorted(set(got) | set(want)) for d in _differs(got.get(k), want.get(k), f"{where}.{k}")]
+    if isinstance(got, list) and isinstance(want, list) and len(got) == len(want):
+        return [d for i, (a, b) in enumerate(zip(got, want)) for d in _differs(a, b, f"{where}[{i}]")][:5]
+    return [] if got == want else [where or "."]
+
+
 def _ids(run: Path, files: list[str]) -> list[str]:
     return [r["id"] for name in files if name.endswith(".jsonl") for r in _rows(run / name) if "id" in r]
 
@@ -108,8 +117,16 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/faults")
+    ap.add_argument("--table-only", action="store_true", help="rewrite the table from the JSON results")
+    ap.add_argument("--stages", default="", help="comma-separated stages (default: all)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
+    if args.table_only:
+        payload = json.loads(Path(args.out + ".json").read_text())
+        text = table(payload["trials"], payload["meta"])
+        write_results(args.out, payload, text)
+        print(text)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="faults."))
     try:
@@ -142,7 +159,9 @@ def main() -> None:
         prepared = work / "prepared"
         _run(["prepare", f"run_dir={prepared}", *common])
         results = []
-        for stage, (command, extra, _start, files) in stages.items():
+        chosen = [st for st in stages if not args.stages or st in args.stages.split(",")]
+        for stage in chosen:
+            command, extra, _start, files = stages[stage]
             reference = work / f"ref-{stage.replace(' ', '-')}"
             shutil.copytree(prepared, reference)
             wall = _run([command, f"run_dir={reference}", *common, *extra])
@@ -169,30 +188,38 @@ def main() -> None:
                 results.append({"stage": stage, "trial": trial, "kill_after_s": round(delay, 2), "killed": killed,
                                 "rows_before_resume": partial, "rows": len(ids), "reference_rows": n_rows,
                                 "lost": max(0, n_rows - len(set(ids))), "duplicated": len(ids) - len(set(ids)),
-                                "equal": got == want})
+                                "equal": got == want, "differs": _differs(got, want)})
                 r = results[-1]
                 print(f"{stage} #{trial}: kill at {delay:.1f}s of {wall:.1f}s ({'killed' if killed else 'finished'}), "
                       f"{partial} rows before resume, lost {r['lost']}, duplicated {r['duplicated']}, "
-                      f"equal {r['equal']}", flush=True)
+                      f"equal {r['equal']} {r['differs'][:3]}", flush=True)
             shutil.rmtree(reference, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     meta = {"trials": args.trials, "seed": args.seed, **machine()}
+    text = table(results, meta)
+    write_results(args.out, {"meta": meta, "trials": results}, text)
+    print(text)
+
+
+def table(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Fault injection: SIGKILL at a random moment, then resume", "",
              f"Command: `{meta['command']}` ({meta['date']}, {meta['machine']}). Tiny random models, a 24-row "
              "task; each trial kills the stage's command after a random time in [0, the uninterrupted run's wall "
              "time] and runs it again. `equal`: the final row files and metrics equal the uninterrupted run's "
-             "(timings and paths left out).", "",
-             "| stage | trials | killed mid-run | lost rows | duplicated rows | outputs equal |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "(timings and paths left out). `with partial rows`: trials killed after some but not all of the "
+             "stage's rows were written (most of a tiny run is the process start, so many kills land before the "
+             "first row).", "",
+             "| stage | trials | killed mid-run | with partial rows | lost rows | duplicated rows | outputs equal |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for stage in dict.fromkeys(r["stage"] for r in results):
         rs = [r for r in results if r["stage"] == stage]
-        lines.append(f"| {stage} | {len(rs)} | {sum(r['killed'] for r in rs)} | {sum(r['lost'] for r in rs)} | "
-                     f"{sum(r['duplicated'] for r in rs)} | {sum(r['equal'] for r in rs)} of {len(rs)} |")
-    text = "\n".join(lines) + "\n"
-    write_results(args.out, {"meta": meta, "trials": results}, text)
-    print(text)
+        partial = sum(0 < r["rows_before_resume"] < r["reference_rows"] for r in rs)
+        lines.append(f"| {stage} | {len(rs)} | {sum(r['killed'] for r in rs)} | {partial} | "
+                     f"{sum(r['lost'] for r in rs)} | {sum(r['duplicated'] for r in rs)} | "
+                     f"{sum(r['equal'] for r in rs)} of {len(rs)} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
