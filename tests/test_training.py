@@ -202,3 +202,18 @@ def test_finetune_teacher_trains_once_then_reuses_the_stage(tiny_model_dirs, tmp
     before = trained_fingerprint(tmp_path / "model")
     finetune.finetune_teacher(lm, prompter, examples, TrainConfig(max_steps=3, **QUICK), tmp_path, overwrite=True)
     assert trained_fingerprint(tmp_path / "model") not in (None, before)
+
+
+def test_a_half_deleted_checkpoint_is_not_resumed(tmp_path):
+    from saliency_distill.training.checkpoints import last_checkpoint, remove_checkpoints
+
+    good, torn = tmp_path / "checkpoint-2", tmp_path / "checkpoint-4"
+    for path in (good, torn):
+        path.mkdir()
+        (path / "trainer_state.json").write_text("{}")
+    (good / "model.safetensors").write_bytes(b"w")
+    (good / "optimizer.pt").write_bytes(b"o")
+    (torn / "optimizer.pt").write_bytes(b"o")  # its weights were deleted before the kill
+    assert last_checkpoint(tmp_path) == good
+    remove_checkpoints(tmp_path)
+    assert not tmp_path.exists() and not list(tmp_path.parent.glob(f".{tmp_path.name}.deleting"))

@@ -25,6 +25,7 @@ from ..evaluation import EvalConfig, evaluate_student, write_predictions
 from ..io import write_json
 from ..models import ModelConfig, load_model
 from ..run_dir import RunDir, reuse_or_refuse
+from ..training.checkpoints import remove_checkpoints
 from ..training.losses import AVERAGES
 from ..training.sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
 from ..training.sft import identity as train_identity
@@ -188,7 +189,7 @@ def train_and_evaluate(
         record["validation"] = validation  # history and the best step, whose weights were tested
     if not cfg.keep_models:
         shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
-        shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
+        remove_checkpoints(folder / CHECKPOINT_DIR)
         (folder / "validation" / "best.safetensors").unlink(missing_ok=True)
     write_json(metrics_path, record)
     barrier()

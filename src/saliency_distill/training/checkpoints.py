@@ -46,7 +46,9 @@ def resume_point(folder: Path, fingerprint: str) -> Path | None:
 
 
 def last_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint whose trainer state was written (Trainer writes that file last)."""
+    """The newest complete checkpoint: its trainer state was written (the Trainer writes that file
+    last) and its weights and optimizer state are still there (a deletion killed half-way can leave
+    a trainer state without them)."""
     found = []
     for path in folder.glob("checkpoint-*"):
         step = path.name.removeprefix("checkpoint-")
@@ -55,10 +57,24 @@ def last_checkpoint(folder: Path) -> Path | None:
     for _, path in sorted(found, reverse=True):
         try:
             json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-            return path
+            weights = any(path.glob("*.safetensors")) or any(path.glob("*.bin"))
+            if weights and (path / "optimizer.pt").is_file():
+                return path
         except (OSError, ValueError):
-            logger.warning("skipping incomplete checkpoint %s", path)
+            pass
+        logger.warning("skipping incomplete checkpoint %s", path)
     return None
+
+
+def remove_checkpoints(folder: Path) -> None:
+    """Delete a checkpoint folder so that a kill cannot leave half of it: it is renamed away
+    first (one atomic step), then removed."""
+    if not folder.exists():
+        return
+    doomed = folder.with_name(f".{folder.name}.deleting")
+    shutil.rmtree(doomed, ignore_errors=True)  # left by an earlier kill
+    os.replace(folder, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def trained_fingerprint(model_dir: str | os.PathLike[str]) -> str | None:

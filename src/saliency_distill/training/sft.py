@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from .checkpoints import (
     MODEL_DIR,
     RECORD,
     last_checkpoint,
+    remove_checkpoints,
     resume_point,
     save_model_folder,
     trained_fingerprint,
@@ -183,7 +183,7 @@ def train_supervised(
         save_model_folder(lm, output_dir / MODEL_DIR, metrics)
         write_json(output_dir / METRICS, metrics)
         if not cfg.keep_checkpoints:  # the saved model is complete: checkpoints only cost disk now
-            shutil.rmtree(checkpoints, ignore_errors=True)
+            remove_checkpoints(checkpoints)
     barrier()  # the other processes may read the saved model only once it is complete
     logger.info(
         "trained %s for %d steps: loss %s -> %s, %.1fs",
