@@ -208,7 +208,7 @@ def render_html(
         raise ValueError(f"max_rows must be >= 0, got {max_rows}")
     shown = rows[:max_rows]
     if len(rows) > len(shown):
-        logger.info("rendering the first %d of %d rationale rows", len(shown), len(rows))
+        logger.debug("rendering the first %d of %d rationale rows", len(shown), len(rows))
     legend = (
         '<p class="legend">Shading: <span style="background-color: '
         f'{_rgba(POSITIVE_RGB, 0.6)}">positive</span> / <span style="background-color: '
@@ -244,5 +244,5 @@ def write_html(
     page = render_html(rows, title, summary=summary, max_rows=max_rows)
     with atomic_open(path) as f:
         f.write(page)
-    logger.info("wrote %s (%d examples)", path, min(len(rows), max(max_rows, 0)))
+    logger.debug("wrote %s (%d examples)", path, min(len(rows), max(max_rows, 0)))
     return path

@@ -91,7 +91,7 @@ def evaluate_student(
         "accuracy": _mean(rows, "correct"),
         "ranked_accuracy": _mean(rows, "ranked_correct") if ranked else None,
     }
-    logger.info("student %s: accuracy %s, ranked accuracy %s on %d examples",
+    logger.debug("student %s: accuracy %s, ranked accuracy %s on %d examples",
                 lm.name, metrics["accuracy"], metrics["ranked_accuracy"], metrics["n"])
     return rows, metrics
 
@@ -131,5 +131,5 @@ def write_predictions(
         raise ConfigError(f"{folder}: evaluation outputs exist already (use another folder or overwrite)")
     write_jsonl(pred_path, rows)
     write_json(metrics_path, metrics)
-    logger.info("wrote %d predictions and metrics to %s", len(rows), folder)
+    logger.debug("wrote %d predictions and metrics to %s", len(rows), folder)
     return pred_path, metrics_path

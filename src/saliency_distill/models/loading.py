@@ -117,7 +117,7 @@ def load_model(cfg: ModelConfig | str) -> LoadedModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     model.eval()
-    logger.info("loaded %s model %s from %s (%s)", kind, cfg.name, source, where)
+    logger.debug("loaded %s model %s from %s (%s)", kind, cfg.name, source, where)
     return LoadedModel(model, tokenizer, kind, cfg.name, source, where)
 
 

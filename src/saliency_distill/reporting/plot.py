@@ -174,4 +174,4 @@ def write_svg(path: str | os.PathLike[str], svg: str) -> None:
     """Write SVG text atomically."""
     with atomic_open(path) as f:
         f.write(svg)
-    logger.info("wrote %s", path)
+    logger.debug("wrote %s", path)

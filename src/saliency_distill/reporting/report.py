@@ -148,5 +148,5 @@ def write_report(folder: Path, records: list[dict], *, config: dict, teacher: di
     write_json(folder / "environment.json", environment)
     _write_text(folder / "results.md", results_markdown(title, rows, config=config, teacher=teacher,
                                                         analysis=analysis, environment=environment))
-    logger.info("report for %d modes written to %s", len(rows), folder)
+    logger.debug("report for %d modes written to %s", len(rows), folder)
     return folder

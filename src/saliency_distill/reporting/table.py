@@ -162,4 +162,4 @@ def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fieldnames})
-    logger.info("wrote %d rows to %s", len(rows), path)
+    logger.debug("wrote %d rows to %s", len(rows), path)

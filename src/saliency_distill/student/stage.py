@@ -155,7 +155,8 @@ def train_and_evaluate(
     predict_template, explain_template = templates(cfg.format, lm.is_seq2seq, cfg.predict_tag, cfg.explain_tag)
     pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,
                         predict_template, explain_template, cfg.require_rationales)
-    logger.info("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed, len(pairs.prompts))
+    logger.debug("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed,
+                 len(pairs.prompts))
     callbacks = []
     if cfg.early_stopping.enabled:
         callbacks.append(_stopper(lm, task, task_cfg, cfg, splits, predict_template, folder))

@@ -160,7 +160,7 @@ def teach(
         return json.loads(metrics_path.read_text())
     for split in cfg.splits:
         examples = splits[split]
-        logger.info("teacher answering %d %s examples", len(examples), split)
+        logger.debug("teacher answering %d %s examples", len(examples), split)
         started = time.perf_counter()
         rows = answer_examples(lm, prompter, examples, cfg)
         seconds = time.perf_counter() - started

@@ -185,7 +185,7 @@ def train_supervised(
         if not cfg.keep_checkpoints:  # the saved model is complete: checkpoints only cost disk now
             remove_checkpoints(checkpoints)
     barrier()  # the other processes may read the saved model only once it is complete
-    logger.info(
+    logger.debug(
         "trained %s for %d steps: loss %s -> %s, %.1fs",
         lm.name, metrics["global_step"], metrics["loss_first"], metrics["loss_last"], wall,
     )

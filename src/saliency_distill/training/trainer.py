@@ -120,12 +120,13 @@ def head_at(model: Any, index: torch.Tensor) -> Iterator[None]:
 
 
 class LogCallback(TrainerCallback):
-    """Trainer logs go to the training module's logger (the default callback prints them)."""
+    """Trainer logs (loss, learning rate) go to the training module's logger at DEBUG (the progress bar
+    shows the run; the default callback would print them)."""
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
         if state.is_world_process_zero and logs:
             shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
-            logging.getLogger("saliency_distill.training.sft").info(
+            logging.getLogger("saliency_distill.training.sft").debug(
                 "step %d/%d %s", state.global_step, state.max_steps, shown)
 
 
