@@ -24,7 +24,7 @@ from transformers import ProgressCallback, Trainer, TrainerCallback
 from ..errors import ConfigError
 from ..models import LoadedModel
 from .config import TrainConfig
-from .losses import PREDICT, target_weights, weighted_loss
+from .losses import target_weights, weighted_loss
 from .packing import causal_batch, seq2seq_batch
 
 logger = logging.getLogger(__name__)
@@ -252,4 +252,4 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
     return trainer
 
 
-__all__ = ["DistillTrainer", "PREDICT", "build_trainer", "callbacks", "head_at", "logits_at_targets"]
+__all__ = ["DistillTrainer", "build_trainer", "callbacks", "head_at", "logits_at_targets"]
