@@ -16,23 +16,32 @@ split is never read: students are evaluated on validation.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import statistics
 import sys
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import add_study_args, machine, write_results  # noqa: E402
 
-# row name -> (modes, student overrides). Every row changes one thing against "recipe".
-ROWS: dict[str, tuple[list[str], dict[str, Any]]] = {
-    "recipe": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"], {}),
-    "alpha 0.7": (["saliency", "random-words"], {"alpha": 0.7}),
-    "alpha 0.9": (["saliency", "random-words"], {"alpha": 0.9}),
-    "sequence-averaged loss": (["saliency", "random-words"], {"loss_average": "sequence"}),
-    "prefix format": (["standard", "saliency"], {"format": "prefix"}),
+# row name -> (modes, student overrides, rationale changes). Every row changes one thing against
+# "recipe". Rationale changes: "k" re-selects the top k from the stored word scores (no new
+# attribution); "target": "teacher" attributes the teacher's own answer instead of the gold one.
+ROWS: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
+    "recipe": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"], {}, {}),
+    "alpha 0.7": (["saliency", "random-words"], {"alpha": 0.7}, {}),
+    "alpha 0.9": (["saliency", "random-words"], {"alpha": 0.9}, {}),
+    "sequence-averaged loss": (["saliency", "random-words"], {"loss_average": "sequence"}, {}),
+    "prefix format": (["standard", "saliency"], {"format": "prefix"}, {}),
     "early stopping": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
-                       {"early_stopping": {"enabled": True}}),
+                       {"early_stopping": {"enabled": True}}, {}),
+    "k 3": (["saliency", "random-words"], {}, {"k": 3}),
+    "k 10": (["saliency", "random-words"], {}, {"k": 10}),
+    "teacher target": (["saliency"], {}, {"target": "teacher"}),
 }
 
 
@@ -51,37 +60,91 @@ def base_config(dataset: str, data: str, train: int, validation: int, test: int 
     return load_config(ExperimentConfig, Path("configs") / f"{dataset}.yaml", overrides)
 
 
-def run_row(cfg: Any, row: str, modes: list[str], changes: dict[str, Any], seeds: list[int], on_test: bool,
-            rationales: dict[str, str], done: Any = None) -> list[dict[str, Any]]:
+def run_row(cfg: Any, row: str, seeds: list[int], on_test: bool, gold_rows: list[dict[str, Any]],
+            done: Any = None) -> list[dict[str, Any]]:
+    from saliency_distill.analysis import summarise
     from saliency_distill.config import build, to_dict
     from saliency_distill.data import get_task
     from saliency_distill.rationale import random_rationales
     from saliency_distill.student.modes import MODES
     from saliency_distill.student.stage import StudentConfig, train_and_evaluate
 
+    modes, changes, rationale_change = ROWS[row]
     student = build(StudentConfig, {**to_dict(cfg.student), **changes, "seeds": seeds})
+    rationale_cfg = replace(cfg.rationale, k=rationale_change.get("k", cfg.rationale.k))
+    store_rows = teacher_target_rows(cfg, gold_rows) if rationale_change.get("target") == "teacher" else gold_rows
+    saliency = reselect(store_rows, rationale_cfg)
     splits = prepare(cfg)
     evaluated = dict(splits) if on_test else {"train": splits["train"], "validation": splits["validation"],
                                               "test": splits["validation"]}
     split = "test" if on_test else "validation"
     folder = Path(cfg.run_dir) / "rows" / split / row.replace(" ", "-")
     task = get_task(cfg.task.name)
+    train_by_id = {ex.id: ex for ex in splits["train"]}
     out = []
     for mode in modes:
         for seed in seeds:
-            explain = rationales
+            explain = saliency
             if MODES[mode].explain == "random":
-                explain = random_rationales(task, cfg.task, splits["train"], cfg.rationale, seed)
+                explain = random_rationales(task, cfg.task, splits["train"], rationale_cfg, seed)
+            quality = None
+            if MODES[mode].explain in ("saliency", "random"):  # the explain targets against human rationales
+                rows = [{"id": i, "gold": train_by_id[i].label, "rationale_words": text.split()}
+                        for i, text in explain.items() if i in train_by_id]
+                quality = summarise(rows, train_by_id)["human_rationale"]["f1"]
             rec = train_and_evaluate(cfg.task, student, mode, seed, evaluated, folder, rationales=explain,
-                                     identity={"rationale": to_dict(cfg.rationale)})
+                                     identity={"rationale": to_dict(rationale_cfg),
+                                               **{k: v for k, v in rationale_change.items() if k == "target"}})
             best = (rec.get("validation") or {}).get("best") or {}
             out.append({"row": row, "mode": mode, "seed": seed, "split": split, "accuracy": rec["accuracy"],
                         "n": rec["n"], "train_seconds": rec["train_seconds"], "best_step": best.get("step"),
-                        "steps": rec["train_steps"]})
+                        "steps": rec["train_steps"], "human_f1": quality,
+                        "predicted": predicted(folder, mode, seed)})
             print(f"{row} | {mode} seed {seed}: {split} accuracy {rec['accuracy']:.3f}", flush=True)
             if done is not None:
                 done(out[-1])  # the table so far is written after every run
     return out
+
+
+def predicted(folder: Path, mode: str, seed: int) -> dict[str, int]:
+    """How often the student predicted each answer (a collapse onto one label shows here)."""
+    from saliency_distill.run_dir import RunDir
+
+    path = RunDir(folder).student(mode, seed) / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return dict(sorted(Counter(str(r["prediction"]) for r in rows).items()))
+
+
+def reselect(rows: list[dict[str, Any]], cfg: Any) -> dict[str, str]:
+    """Rationales re-chosen from a store's word scores under ``cfg`` (another k), no new attribution."""
+    from saliency_distill.rationale.extract import select
+    from saliency_distill.rationale.words import Word
+
+    return {r["id"]: " ".join(w.text for w in select([Word(t, s, e, sc) for t, sc, s, e in r["words"]], cfg))
+            for r in rows}
+
+
+def teacher_target_rows(cfg: Any, gold_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Store rows attributing the teacher's own answer (a sibling run folder, resumable).
+
+    Where the teacher answered correctly the target is the gold answer's, so that attribution is
+    identical and its row is copied from the gold store; only the other examples are attributed.
+    """
+    from saliency_distill.config import to_dict
+    from saliency_distill.experiment import attribute_stage, open_stage_stores, teach_stage
+    from saliency_distill.rationale import read_store, store_path
+
+    run_dir = Path(f"{cfg.run_dir}-teacher-target")
+    for sub in ("data", "teacher"):  # the same splits and teacher answers: reused, not recomputed
+        if not (run_dir / sub).exists():
+            shutil.copytree(Path(cfg.run_dir) / sub, run_dir / sub)
+    tcfg = replace(cfg, run_dir=str(run_dir), attribution=replace(cfg.attribution, target="teacher"))
+    store = open_stage_stores(tcfg, teach_stage(tcfg))["train"]
+    store.append([r for r in gold_rows if r["teacher_correct"] and r["id"] not in store])
+    attribute_stage(tcfg)
+    _, rows = read_store(store_path(run_dir, "train"))
+    assert to_dict(tcfg.rationale) == to_dict(cfg.rationale)
+    return rows
 
 
 def prepare(cfg: Any) -> Any:
@@ -102,6 +165,10 @@ def main() -> None:
                     "teacher.shots=0 run_dir=runs/diagnosis-smoke)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    rows = args.rows.split(",")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        ap.error(f"unknown row {unknown[0]!r}; rows: {', '.join(ROWS)}")
 
     import logging
 
@@ -114,23 +181,30 @@ def main() -> None:
     prepare(cfg)
     teacher = teach_stage(cfg)
     attribute_stage(cfg)
-    _, store = read_store(store_path(cfg.run_dir, "train"))
-    rationales = {r["id"]: r["rationale"] for r in store}
+    _, gold_rows = read_store(store_path(cfg.run_dir, "train"))
     seeds = [int(s) for s in args.seeds.split(",")]
-    results: list[dict[str, Any]] = []
     split = "test" if args.test else "validation"
     out = args.out or f"benchmarks/results/multitask_diagnosis_{args.dataset}_{split}"
     train_acc = (teacher.get("accuracy") or {}).get("train") or {}
     meta = {"dataset": args.dataset, "train": args.train, "split": split, "seeds": seeds,
             "teacher": teacher.get("model"), "teacher_train_accuracy": train_acc.get("accuracy"), **machine()}
+    # Rows measured by earlier invocations stay in the table; a rerun of a (row, mode, seed) replaces its entry.
+    previous = Path(out + ".json")
+    results: list[dict[str, Any]] = []
+    if previous.is_file():
+        old = json.loads(previous.read_text())
+        if all(old["meta"].get(k) == meta[k] for k in ("dataset", "train", "split")):
+            results = old["rows"]
+            meta["commands"] = old["meta"].get("commands", [old["meta"]["command"]])
+    meta["commands"] = [*meta.get("commands", []), meta["command"]]
 
     def write(result: dict[str, Any]) -> None:
-        results.append(result)
+        key = (result["row"], result["mode"], result["seed"])
+        results[:] = [r for r in results if (r["row"], r["mode"], r["seed"]) != key] + [result]
         write_results(out, {"meta": meta, "rows": results}, table(results, meta, args.train))
 
-    for row in args.rows.split(","):
-        modes, changes = ROWS[row]
-        run_row(cfg, row, modes, changes, seeds, args.test, rationales, done=write)
+    for row in rows:
+        run_row(cfg, row, seeds, args.test, gold_rows, done=write)
     print(table(results, meta, args.train))
 
 
@@ -139,18 +213,22 @@ def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> st
     lines = [f"# Multi-task diagnosis: {meta['dataset']}, {meta['split']} split", "",
              f"SmolLM2-135M-Instruct students on {train} train examples; teacher {meta['teacher']} "
              f"(train accuracy {100 * (acc or 0):.1f}%), input x gradient of the gold answer, k=5; "
-             f"{meta['date']}, {meta['machine']}.", "", f"Command: `{meta['command']}`", "",
-             "| row | mode | seeds | accuracy % (mean) | per seed | train s | best step / steps |",
-             "|---|---|---:|---:|---|---:|---|"]
+             f"{meta['date']}, {meta['machine']}.", "",
+             "Commands:", "", *[f"- `{c}`" for c in meta.get("commands", [meta["command"]])], "",
+             "| row | mode | seeds | accuracy % (mean) | per seed | predicted (seed 1st) | explain-target F1 vs human "
+             "| train s | best step / steps |",
+             "|---|---|---:|---:|---|---|---:|---:|---|"]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["row"], r["mode"]), []).append(r)
     for (row, mode), rs in groups.items():
         accs = [100 * r["accuracy"] for r in rs]
         best = ", ".join(f"{r['best_step']}/{r['steps']}" for r in rs if r["best_step"] is not None) or "-"
+        dist = " / ".join(f"{k} {v}" for k, v in (rs[0].get("predicted") or {}).items()) or "-"
+        f1 = "-" if rs[0].get("human_f1") is None else f"{rs[0]['human_f1']:.2f}"
         lines.append(f"| {row} | {mode} | {len(rs)} | {statistics.mean(accs):.1f} | "
-                     f"{', '.join(f'{a:.1f}' for a in accs)} | {statistics.mean(r['train_seconds'] for r in rs):.0f} "
-                     f"| {best} |")
+                     f"{', '.join(f'{a:.1f}' for a in accs)} | {dist} | {f1} "
+                     f"| {statistics.mean(r['train_seconds'] for r in rs):.0f} | {best} |")
     return "\n".join(lines) + "\n"
 
 

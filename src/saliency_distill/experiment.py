@@ -83,9 +83,30 @@ def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any
     return teach(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, overwrite=overwrite)
 
 
+def open_stage_stores(cfg: ExperimentConfig, metrics: dict[str, Any] | None,
+                      overwrite: bool = False) -> dict[str, Any]:
+    """The attribute stage's rationale store per split (this process's shard under `accelerate launch`).
+
+    ``metrics`` are the teacher stage's (None when the teacher neither answered nor was fine-tuned).
+    """
+    from .rationale import open_store, shard_path, store_path
+
+    # How the teacher was asked changes what is attributed, with or without its answers.
+    header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
+              "teacher_model": to_dict(cfg.teacher.model),
+              "teacher_prompt": {"format": cfg.teacher.format, "shots": cfg.teacher.shots, "chat": cfg.teacher.chat},
+              "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
+
+    def path(split: str) -> Path:
+        return shard_path(cfg.run_dir, split, rank()) if is_distributed() else store_path(cfg.run_dir, split)
+
+    return {split: open_store(path(split), header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
+            for split in cfg.attribution.splits}
+
+
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
-    from .rationale import attribute_split, merge_stores, open_store, shard_path, store_path
+    from .rationale import attribute_split, merge_stores, shard_path, store_path
     from .teacher.answer import make_prompter, read_answers
 
     splits = prepare_stage(cfg)
@@ -95,19 +116,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
             metrics = teach_stage(cfg)
         except ConfigError as e:  # the teacher changed: that stage's --overwrite, not this one's
             raise ConfigError(f"{e} (the teacher stage: run `saliency-distill teach` with --overwrite first)") from None
-    # How the teacher was asked changes what is attributed, with or without its answers.
-    header = {"teacher": cfg.teacher.model.name, "teacher_hash": (metrics or {}).get("config_hash"),
-              "teacher_model": to_dict(cfg.teacher.model),
-              "teacher_prompt": {"format": cfg.teacher.format, "shots": cfg.teacher.shots, "chat": cfg.teacher.chat},
-              "method": cfg.attribution.method, "k": cfg.rationale.k, "target": cfg.attribution.target}
-    # Under `accelerate launch` each process writes its own shard; the main one merges them.
-    def path(split: str) -> Path:
-        return shard_path(cfg.run_dir, split, rank()) if is_distributed() else store_path(cfg.run_dir, split)
-
-    stores = {
-        split: open_store(path(split), header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
-        for split in cfg.attribution.splits
-    }
+    stores = open_stage_stores(cfg, metrics, overwrite)
     if not is_distributed() and all(ex.id in stores[split] for split in stores for ex in splits[split]):
         # Every rationale is in the store: no teacher to load.
         announce_reuse(logger, "rationale stores", ", ".join(str(st.path) for st in stores.values()))
