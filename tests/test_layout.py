@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).parents[1] / "src" / "saliency_distill"
 # Bottom to top. The base modules are importable from anywhere.
 BASE = {"_version", "errors", "config", "io", "distributed", "run_dir"}
 LAYERS = ["data", "models", "attribution", "training", "teacher", "rationale", "evaluation", "student",
-          "analysis", "reporting", "experiment", "cli", "__main__", "__init__"]
+          "analysis", "reporting", "experiment", "study", "cli", "__main__", "__init__"]
 
 
 def _modules() -> dict[str, Path]:

@@ -6,7 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from saliency_distill.training.losses import EXPLAIN, PREDICT, target_nll, target_weights, weighted_loss
+from saliency_distill.training.losses import (
+    EXPLAIN,
+    PREDICT,
+    option_kl,
+    sequence_logprobs,
+    target_nll,
+    target_weights,
+    vocab_kl,
+    weighted_loss,
+)
 
 # Two micro-batches of one optimizer step: task and sequence of every target token.
 TASKS = [torch.tensor([PREDICT, PREDICT, EXPLAIN, EXPLAIN, EXPLAIN, PREDICT]), torch.tensor([EXPLAIN, PREDICT, PREDICT])]
@@ -97,3 +106,57 @@ def test_student_train_seed_is_not_a_silent_key():
 
     with pytest.raises(ConfigError, match="student.train.seed.*student.seeds"):
         StudentConfig(train=TrainConfig(seed=3))
+
+
+def test_option_kl_matches_kl_div_per_example_at_any_temperature():
+    torch.manual_seed(0)
+    sizes = [3, 5, 2]  # options per example
+    groups = torch.tensor([g for g, n in enumerate(sizes) for _ in range(n)])
+    student = torch.randn(len(groups), requires_grad=True)
+    teacher = torch.randn(len(groups)) * 3
+    weights = torch.tensor([0.5, 0.25, 0.25])
+    for temperature in (1.0, 2.0, 0.5):
+        got = option_kl(student, groups, teacher, weights, temperature)
+        want = torch.zeros(())
+        for g in range(len(sizes)):
+            chosen = groups == g
+            log_q = F.log_softmax(student[chosen] / temperature, dim=-1)
+            p = F.softmax(teacher[chosen] / temperature, dim=-1)
+            want = want + weights[g] * F.kl_div(log_q, p, reduction="sum") * temperature**2
+        torch.testing.assert_close(got, want)
+    got.backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+
+
+def test_option_kl_is_zero_when_the_student_agrees_and_ignores_score_offsets():
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    teacher = torch.tensor([-1.0, -2.0, -0.5, -3.0, -0.1])
+    # per-example constant offsets do not change a distribution over options
+    student = teacher + torch.tensor([4.0, 4.0, 4.0, -7.0, -7.0])
+    loss = option_kl(student, groups, teacher, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(loss, torch.tensor(0.0), atol=1e-6, rtol=0)
+    assert option_kl(torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0)) == 0
+
+
+def test_vocab_kl_matches_kl_div_batchmean_and_needs_one_vocabulary():
+    torch.manual_seed(1)
+    student = torch.randn(6, 11, requires_grad=True)
+    teacher = torch.randn(6, 11)
+    weights = torch.full((6,), 1 / 6)
+    for temperature in (1.0, 3.0):
+        want = F.kl_div(F.log_softmax(student / temperature, -1), F.log_softmax(teacher / temperature, -1),
+                        reduction="batchmean", log_target=True) * temperature**2
+        torch.testing.assert_close(vocab_kl(student, teacher, weights, temperature), want)
+    torch.testing.assert_close(vocab_kl(teacher, teacher, weights), torch.tensor(0.0), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="one vocabulary"):
+        vocab_kl(student, torch.randn(6, 12), weights)
+
+
+def test_sequence_logprobs_sum_token_logprobs_per_sequence():
+    torch.manual_seed(2)
+    logits = torch.randn(5, 7)
+    ids = torch.tensor([1, 2, 3, 4, 5])
+    seqs = torch.tensor([0, 0, 2, 2, 2])
+    token = F.log_softmax(logits, -1).gather(1, ids[:, None])[:, 0]
+    want = torch.stack([token[:2].sum(), torch.tensor(0.0), token[2:].sum()])
+    torch.testing.assert_close(sequence_logprobs(logits, ids, seqs, 3), want)

@@ -71,6 +71,8 @@ def test_teach_attribute_analyze(tmp_path, run_args, capsys):
     report = tmp_path / "run" / "report"
     table = (report / "results.md").read_text()
     assert all(m in table for m in ("standard", "teacher-label", "saliency"))
+    # the paired bootstrap read each run's predictions.jsonl: 5 test examples x 1 seed
+    assert "## Significance" in table and "- saliency vs standard: " in table and ", 5 pairs: the interval " in table
     assert (report / "accuracy.svg").is_file() and (report / "results.csv").is_file()
     assert "| mode" in out
 

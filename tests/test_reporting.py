@@ -171,7 +171,8 @@ def test_write_report_creates_all_files(tmp_path, records):
                           analysis=analysis, environment=env, title="CQA distillation")
     assert folder == tmp_path / "report"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["results.md", "results.csv", "accuracy.svg", "records.json", "config.yaml", "environment.json"])
+        ["results.md", "results.csv", "accuracy.svg", "records.json", "significance.json", "config.yaml",
+         "environment.json"])
     assert json.loads((folder / "records.json").read_text()) == records
     assert json.loads((folder / "environment.json").read_text()) == env
     assert yaml.safe_load((folder / "config.yaml").read_text()) == {

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .analysis.config import AnalysisConfig
 from .attribution import AttributionConfig
 from .config import config_hash, field, to_dict
 from .data import Example, TaskConfig, get_task, prepare
@@ -39,6 +40,7 @@ class ExperimentConfig:
     teacher: TeacherConfig = field(TeacherConfig(), "the teacher, its fine-tuning and answering")
     attribution: AttributionConfig = field(AttributionConfig(), "how the teacher's answer is attributed")
     rationale: RationaleConfig = field(RationaleConfig(), "how words are chosen as the rationale")
+    analysis: AnalysisConfig = field(AnalysisConfig(), "the analyze stage (faithfulness with the teacher: opt-in)")
     student: StudentConfig = field(StudentConfig(), "the student, its training modes, seeds and evaluation")
     preview: int = field(16, "test examples answered zero-shot by each model in the preview stage")
     progress: bool = field(True, "show progress bars")
@@ -148,8 +150,8 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
 
 
 def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Overlap figures and an HTML page per attributed split, from the rationale stores."""
-    from .analysis import summarise, write_html
+    """Overlap figures, faithfulness (opt-in) and an HTML page per attributed split, from the stores."""
+    from .analysis import faithfulness_stage, summarise, write_html
     from .rationale import read_store, store_path
 
     splits = prepare_stage(cfg)
@@ -157,10 +159,13 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
     if not is_main():
         return out
     folder = RunDir(cfg.run_dir).analysis
-    for split in cfg.attribution.splits:
-        header, rows = read_store(store_path(cfg.run_dir, split))
+    stores = {split: read_store(store_path(cfg.run_dir, split)) for split in cfg.attribution.splits}
+    faith = faithfulness_stage(cfg.run_dir, stores, cfg.analysis, cfg.teacher.batch_size, cfg.progress)
+    for split, (header, rows) in stores.items():
         summary = summarise(rows, {ex.id: ex for ex in splits[split]})
         summary["store"] = {k: header.get(k) for k in ("config_hash", "teacher", "method", "k", "target")}
+        if split in faith:
+            summary["faithfulness"] = faith[split]
         write_json(folder / f"{split}.json", summary)
         title = (f"{cfg.task.name} {split}: {header.get('method')} rationales (k={header.get('k')}) "
                  f"of {header.get('teacher')}")
@@ -169,18 +174,27 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
-def student_stage(cfg: ExperimentConfig, overwrite: bool = False) -> list[dict[str, Any]]:
+def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Example] | None = None,
+                  folder: Path | None = None, identity: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every (mode, seed); finished runs are reused (``overwrite``: those made
-    under another config are replaced instead of refused)."""
+    under another config are replaced instead of refused). ``train`` (a subset of the train split,
+    trained in ``folder`` with ``identity`` added to each run's) is how the data-efficiency curve
+    reuses the teacher and rationales of the whole split."""
     from .rationale import random_rationales, read_store, store_path
     from .student.modes import MODES
     from .student.stage import train_and_evaluate
     from .teacher.answer import read_answers
 
     splits = prepare_stage(cfg)
+    splits = {**splits, "train": train} if train is not None else splits
     modes = [MODES[m] for m in cfg.student.modes]
-    teacher = teach_stage(cfg) if any(m.needs_teacher for m in modes) else None
-    answers = read_answers(cfg.run_dir, "train") if any(m.label == "teacher" for m in modes) else None
+    kd = cfg.student.logit_kd > 0  # every mode then learns the teacher's next-token distributions too
+    teacher = teach_stage(cfg) if kd or any(m.needs_teacher for m in modes) else None
+    kd_teacher = None
+    if kd:
+        path = (teacher or {}).get("model_path") if cfg.teacher.finetune else None
+        kd_teacher = ModelConfig(**{**to_dict(cfg.teacher.model), **({"name": path} if path else {})})
+    answers = read_answers(cfg.run_dir, "train") if any(m.needs_answers for m in modes) else None
     rationales, store_hash = None, None
     if any(m.needs_rationales for m in modes):
         if "train" not in cfg.attribution.splits:
@@ -195,27 +209,29 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False) -> list[dict[s
     for mode in modes:
         for seed in cfg.student.seeds:
             explain = rationales
-            identity: dict[str, Any] = {}
-            if mode.needs_teacher:
-                identity["teacher"] = teacher_hash
+            made_by: dict[str, Any] = dict(identity or {})
+            if mode.needs_teacher or kd:
+                made_by["teacher"] = teacher_hash
             if mode.needs_rationales:
-                identity["rationales"] = store_hash
+                made_by["rationales"] = store_hash
             if mode.explain == "random":
                 explain = random_rationales(task, cfg.task, splits["train"], cfg.rationale, seed)
-                identity["rationale"] = to_dict(cfg.rationale)
+                made_by["rationale"] = to_dict(cfg.rationale)
             records.append(train_and_evaluate(
-                cfg.task, cfg.student, mode.name, seed, splits, cfg.run_dir,
-                teacher_answers=answers, rationales=explain, identity=identity, overwrite=overwrite,
+                cfg.task, cfg.student, mode.name, seed, splits, folder or cfg.run_dir,
+                teacher_answers=answers, rationales=explain, identity=made_by, overwrite=overwrite,
+                kd_teacher=kd_teacher,
             ))
             logger.info("%s seed %d: accuracy %.4f", mode.name, seed, records[-1]["accuracy"])
     return records
 
 
 def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
-    """The report folder: results table (Markdown, CSV), plot, teacher accuracy, analysis, config."""
+    """The report folder: results table (Markdown, CSV), plot, teacher accuracy, the paired
+    bootstrap of each mode against the baselines (from the runs' predictions), analysis, config."""
     import json
 
-    from .reporting import environment_info, write_report
+    from .reporting import environment_info, read_correctness, write_report
 
     if not is_main():
         return RunDir(cfg.run_dir).report
@@ -231,7 +247,8 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
     title = (f"{cfg.task.name}: student {cfg.student.model.name}, teacher {cfg.teacher.model.name}, "
              f"{cfg.attribution.method} k={cfg.rationale.k:g}")
     return write_report(RunDir(cfg.run_dir).report, records, config=to_dict(cfg), teacher=teacher,
-                        analysis=analysis, environment=environment_info(), title=title)
+                        analysis=analysis, environment=environment_info(), title=title,
+                        correctness=read_correctness(cfg.run_dir, records))
 
 
 STAGES = ("prepare", "teach", "attribute", "analyze", "students", "report")

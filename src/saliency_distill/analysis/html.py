@@ -77,7 +77,7 @@ def _tooltip(text: Any, raw_score: Any) -> str:
     return f"{text}: score {raw_score}"
 
 
-def _rationale_positions(words: Sequence[Sequence[Any]], rationale_words: Sequence[str]) -> set[int]:
+def rationale_positions(words: Sequence[Sequence[Any]], rationale_words: Sequence[str]) -> set[int]:
     """Indices of ``words`` that are the rationale.
 
     The store keeps the rationale as texts, and a text may occur twice in a prompt. The
@@ -117,7 +117,7 @@ def render_prompt(row: Mapping[str, Any]) -> str:
     for i, word in enumerate(words):
         if not isinstance(word, (list, tuple)) or len(word) != 4:
             raise DataError(f"rationale row {row_id}: word {i} is not [text, score, start, end]: {word!r}")
-    rationale = _rationale_positions(words, list(row.get("rationale_words") or []))
+    rationale = rationale_positions(words, list(row.get("rationale_words") or []))
     peak = max((abs(_score(w[1])) for w in words), default=0.0)
 
     parts: list[str] = []
@@ -174,6 +174,21 @@ def _render_summary(summary: Mapping[str, Any]) -> str:
     return f'<table class="summary">{body}</table>'
 
 
+def _render_faithfulness(faith: Mapping[str, Any]) -> str:
+    """Saliency rationale against random words, for both faithfulness figures (signs spelled out)."""
+    body = []
+    for name, meaning in (("comprehensiveness", "log p drop with the words cut out; higher = more necessary"),
+                          ("sufficiency", "log p drop with only these words kept; lower = more sufficient")):
+        fig = faith.get(name) or {}
+        pct = (fig.get("saliency_beats_random") or {}).get("percent")
+        wins = "&ndash;" if pct is None else f"{pct:.2f}%"
+        body.append(f"<tr><th>{name} ({meaning})</th><td>{_summary_cell(fig.get('saliency'))}</td>"
+                    f"<td>{_summary_cell(fig.get('random'))}</td><td>{wins}</td></tr>")
+    head = (f"<tr><th>faithfulness (n={_escape(faith.get('n'))})</th><th>saliency rationale</th>"
+            "<th>random words</th><th>rationale better</th></tr>")
+    return f'<table class="summary faithfulness">{head}{"".join(body)}</table>'
+
+
 def _render_example(row: Mapping[str, Any]) -> str:
     gold = str(row.get("gold") or "")
     teacher = str(row.get("teacher_answer") or "")
@@ -202,7 +217,8 @@ def render_html(
     """A self-contained HTML page of the first ``max_rows`` rationale-store rows.
 
     ``summary`` (e.g. from :func:`~saliency_distill.analysis.overlap.summarise`) is shown as a
-    table at the top. Every piece of text from the rows is HTML-escaped.
+    table at the top, its ``faithfulness`` figures (if any) as a table of their own. Every piece
+    of text from the rows is HTML-escaped.
     """
     if max_rows < 0:
         raise ValueError(f"max_rows must be >= 0, got {max_rows}")
@@ -223,7 +239,8 @@ def render_html(
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_escape(title)}</h1>",
-        _render_summary(summary) if summary else "",
+        _render_summary({k: v for k, v in summary.items() if k != "faithfulness"}) if summary else "",
+        _render_faithfulness(summary["faithfulness"]) if summary and summary.get("faithfulness") else "",
         legend,
         count,
         *(_render_example(row) for row in shown),

@@ -28,6 +28,7 @@ from ..experiment import (
     student_stage,
     teach_stage,
 )
+from .study import add_study_commands
 
 logger = logging.getLogger("saliency_distill")
 
@@ -121,6 +122,11 @@ def _print_analysis(split: str, s: dict) -> None:
     if h.get("n"):
         print(f"  vs human rationales (n={h['n']}): precision {h['precision']:.3f}, recall {h['recall']:.3f}, "
               f"F1 {h['f1']:.3f}")
+    faith = s.get("faithfulness") or {}
+    for name, better in (("comprehensiveness", "higher"), ("sufficiency", "lower")) if faith.get("n") else ():
+        f = faith[name]
+        print(f"  {name} (log p drop, {better} = more faithful): rationale {f['saliency']}, random words "
+              f"{f['random']}, rationale better in {pct(f['saliency_beats_random'])}")
 
 
 def cmd_analyze(ns: argparse.Namespace) -> int:
@@ -247,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
          "teacher outputs (answers, fine-tuned model) made"),
         ("attribute", cmd_attribute, "attribute the teacher's answers and write the rationale store",
          "a store made"),
-        ("analyze", cmd_analyze, "answer-overlap figures and an HTML page of the rationales", None),
+        ("analyze", cmd_analyze, "answer-overlap figures, faithfulness (opt-in) and an HTML page", None),
         ("train", cmd_train, "train and evaluate the student in every mode and seed; write the report",
          "student runs made"),
         ("preview", cmd_preview, "zero-shot answers of teacher and student on a few test questions", None),
@@ -274,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("env", help="print library versions and the machine")
     p.set_defaults(func=cmd_env)
+    add_study_commands(sub, cfg_help, _experiment)
     return parser
 
 
@@ -287,7 +294,7 @@ def _quiet_libraries() -> None:
     datasets.utils.logging.disable_progress_bar()
 
 
-STAGE_COMMANDS = ("prepare", "teach", "attribute", "analyze", "train", "run")
+STAGE_COMMANDS = ("prepare", "teach", "attribute", "analyze", "train", "run", "curve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

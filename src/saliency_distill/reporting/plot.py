@@ -170,6 +170,52 @@ def accuracy_svg(rows: Sequence[Mapping[str, Any]], title: str, teacher_accuracy
     return "\n".join(parts) + "\n"
 
 
+def curve_svg(points: Sequence[Mapping[str, Any]], title: str) -> str:
+    """SVG text of a data-efficiency curve: accuracy (%) against the share of train data (%), one
+    line per mode (class ``line``) through its points' ``mean`` and, where a point has ``lower``
+    and ``upper``, a translucent interval band (class ``band``); the x axis is linear in the share.
+    ``points``: dicts with ``fraction`` (0-1], ``mode``, ``mean``, ``lower``, ``upper`` (in %)."""
+    modes = list(dict.fromkeys(str(p["mode"]) for p in points))
+    frame = Frame(width=max(560.0, 40.0 + 10.0 * len(title)), height=460.0, bottom=64.0)
+    right = frame.width - frame.right
+
+    def x(fraction: float) -> float:
+        return frame.left + fraction * frame.plot_width
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{frame.width:.0f}" height="{frame.height:.0f}" '
+        f'viewBox="0 0 {frame.width:.0f} {frame.height:.0f}" font-family="{FONT}">',
+        f"<title>{escape(title)}</title>",
+        f'<rect class="background" width="{frame.width:.0f}" height="{frame.height:.0f}" fill="#fff"/>',
+        _text(frame.width / 2, 26, title, size=16, extra=' class="title" font-weight="bold"'),
+        *_y_axis(frame),
+    ]
+    for tick in range(0, 101, 25):
+        parts.append(_text(x(tick / 100), frame.plot_bottom + 18, f"{tick}%", size=11))
+    parts.append(_text((frame.left + right) / 2, frame.plot_bottom + 44, "share of the train split"))
+    for i, mode in enumerate(modes):
+        colour = PALETTE[i % len(PALETTE)]
+        mine = sorted((p for p in points if str(p["mode"]) == mode), key=lambda p: float(p["fraction"]))
+        banded = [p for p in mine if p.get("lower") is not None and p.get("upper") is not None]
+        if banded:
+            upper = [f"{x(float(p['fraction'])):.1f},{frame.y(float(p['upper'])):.1f}" for p in banded]
+            lower = [f"{x(float(p['fraction'])):.1f},{frame.y(float(p['lower'])):.1f}" for p in reversed(banded)]
+            parts.append(f'<polygon class="band" points="{" ".join(upper + lower)}" fill="{colour}" '
+                         'fill-opacity="0.15" stroke="none"/>')
+        line = " ".join(f"{x(float(p['fraction'])):.1f},{frame.y(float(p['mean'])):.1f}" for p in mine)
+        parts.append(f'<polyline class="line" points="{line}" fill="none" stroke="{colour}" stroke-width="2">'
+                     f"<title>{escape(mode)}</title></polyline>")
+        parts += [f'<circle cx="{x(float(p["fraction"])):.1f}" cy="{frame.y(float(p["mean"])):.1f}" r="3" '
+                  f'fill="{colour}"/>' for p in mine]
+        legend_y = frame.top - 30 + 16 * (i % 3)
+        legend_x = frame.left + 170 * (i // 3)
+        parts.append(f'<line x1="{legend_x:.1f}" y1="{legend_y - 4:.1f}" x2="{legend_x + 24:.1f}" '
+                     f'y2="{legend_y - 4:.1f}" stroke="{colour}" stroke-width="2"/>')
+        parts.append(_text(legend_x + 30, legend_y, mode, size=12, anchor="start", extra=' class="legend"'))
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def write_svg(path: str | os.PathLike[str], svg: str) -> None:
     """Write SVG text atomically."""
     with atomic_open(path) as f:

@@ -2,16 +2,19 @@
 
 ``write_report`` writes, each file atomically:
 
-- ``results.md``: title, the per-mode table, the teacher's accuracy, the rationale analysis,
-  the environment and the resolved config as a YAML block;
+- ``results.md``: title, the per-mode table, the teacher's accuracy, the significance of each
+  mode's difference from the baselines, the rationale analysis, the environment and the resolved
+  config as a YAML block;
 - ``results.csv``: the aggregated table; ``accuracy.svg``: the bar chart;
-- ``records.json``: the raw result records; ``config.yaml``; ``environment.json``.
+- ``records.json``: the raw result records; ``significance.json``: the paired bootstrap of each
+  comparison (see :mod:`.significance`); ``config.yaml``; ``environment.json``.
 """
 
 from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -22,15 +25,20 @@ from typing import Any
 import yaml
 
 from ..config import to_dict
+from ..errors import DataError
+from ..evaluation.evaluate import PREDICTIONS_FILE
 from ..io import atomic_open, write_json
+from ..run_dir import RunDir
 from .plot import accuracy_svg, write_svg
+from .significance import Correctness, compare_modes, significance_lines
 from .table import aggregate, markdown_table, write_csv
 
 logger = logging.getLogger(__name__)
 
 LIBRARIES = ("torch", "transformers", "accelerate", "peft", "datasets", "tokenizers", "safetensors")
 NOT_INSTALLED = "not installed"
-FILES = ("results.md", "results.csv", "accuracy.svg", "records.json", "config.yaml", "environment.json")
+FILES = ("results.md", "results.csv", "accuracy.svg", "records.json", "significance.json", "config.yaml",
+         "environment.json")
 
 
 def package_version(name: str) -> str:
@@ -111,10 +119,14 @@ def environment_lines(environment: Mapping[str, Any]) -> list[str]:
 
 
 def results_markdown(title: str, rows: list[dict], *, config: Mapping[str, Any], teacher: dict | None,
-                     analysis: Mapping[str, Any] | None, environment: Mapping[str, Any]) -> str:
-    """Text of ``results.md``."""
+                     analysis: Mapping[str, Any] | None, environment: Mapping[str, Any],
+                     significance: list[dict] | None = None) -> str:
+    """Text of ``results.md``; ``significance`` are :func:`.significance.compare_modes` entries
+    (no section without any)."""
     parts = [f"# {title}", "", "## Results", "", markdown_table(rows, teacher=teacher).rstrip("\n"), "",
              "![accuracy per mode](accuracy.svg)", ""]
+    if significance:
+        parts += ["## Significance", "", *significance_lines(significance), ""]
     if analysis:
         lines = analysis_lines(analysis) or ["(no analysis figures)"]
         parts += ["## Analysis", "", *lines, ""]
@@ -132,21 +144,56 @@ def _write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
+def read_correctness(run_dir: str | os.PathLike[str], records: list[dict]) -> dict[str, dict[int, dict[str, bool]]]:
+    """``{mode: {seed: {example id: correct}}}`` from each record's ``predictions.jsonl`` in
+    ``run_dir`` (the greedy answer's ``correct``, the one ``accuracy`` counts). A run without the
+    file (made before predictions were kept, or by another process) is left out, so its mode gets
+    no interval rather than a wrong one."""
+    out: dict[str, dict[int, dict[str, bool]]] = {}
+    for record in records:
+        mode, seed = record.get("mode"), record.get("seed")
+        if not isinstance(mode, str) or isinstance(seed, bool) or not isinstance(seed, int):
+            continue  # no run folder to look in; aggregate() reports a record without a mode
+        path = RunDir(run_dir).student(mode, seed) / PREDICTIONS_FILE
+        if not path.is_file():
+            logger.debug("no per-example predictions for %s seed %s (%s)", mode, seed, path)
+            continue
+        answers: dict[str, bool] = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                answers[str(row["id"])] = bool(row["correct"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise DataError(f"{path}:{number}: a prediction row needs 'id' and 'correct' ({e})") from None
+        out.setdefault(mode, {})[seed] = answers
+    return out
+
+
 def write_report(folder: Path, records: list[dict], *, config: dict, teacher: dict | None,
-                 analysis: dict | None, environment: dict, title: str) -> Path:
-    """Write the report files (see the module docstring) into ``folder`` and return it."""
+                 analysis: dict | None, environment: dict, title: str,
+                 correctness: Mapping[str, Correctness] | None = None) -> Path:
+    """Write the report files (see the module docstring) into ``folder`` and return it.
+
+    ``correctness`` (from :func:`read_correctness`) gives each mode's per-example answers for the
+    paired bootstrap; a mode without them is listed with no interval.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not records:
         logger.warning("writing a report with no result records to %s", folder)
     rows = aggregate(records)
     teacher_accuracy = (teacher or {}).get("accuracy")
+    significance = compare_modes(correctness or {}, [row["mode"] for row in rows])
     write_json(folder / "records.json", records)
+    write_json(folder / "significance.json", significance)
     write_csv(folder / "results.csv", rows)
     write_svg(folder / "accuracy.svg", accuracy_svg(rows, title, teacher_accuracy))
     _write_text(folder / "config.yaml", _yaml(config))
     write_json(folder / "environment.json", environment)
     _write_text(folder / "results.md", results_markdown(title, rows, config=config, teacher=teacher,
-                                                        analysis=analysis, environment=environment))
+                                                        analysis=analysis, environment=environment,
+                                                        significance=significance))
     logger.debug("report for %d modes written to %s", len(rows), folder)
     return folder

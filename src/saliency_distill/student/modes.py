@@ -8,6 +8,10 @@ All modes train on the same examples and are evaluated the same way, on the "pre
   rationale words, weighted alpha / (1 - alpha);
 - ``llm-rationale``: the same multi-task recipe with the dataset's LLM-written rationale
   (Distilling Step-by-Step, the second baseline);
+- ``soft-label``: x, predict -> gold label, plus the teacher's distribution over a choice task's
+  options: the student's log p of every option after "x\npredict:" is matched to the teacher's
+  option scores by a KL term (:func:`~saliency_distill.training.losses.option_kl`, at temperature
+  ``student.temperature``), weighted alpha / (1 - alpha). It needs no shared vocabulary;
 - controls for the saliency mode, the same recipe with other explanations: ``random-words``
   (k content words drawn at random per example and seed: what any k words of the input give)
   and ``human-rationale`` (the dataset's human explanation: CoS-E, e-SNLI, ANLI reasons).
@@ -25,12 +29,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..data import Example, Task, TaskConfig
 from ..errors import DataError
-from ..training.losses import EXPLAIN, PREDICT
+from ..training.losses import EXPLAIN, OPTION, PREDICT
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +47,16 @@ class Mode:
     name: str
     label: str = "gold"  # "gold" or "teacher" (the teacher's answer)
     explain: str | None = None  # None, "saliency" (the store), "random", "llm" or "human"
+    soft: bool = False  # also match the teacher's distribution over the options
 
     @property
     def needs_teacher(self) -> bool:
-        return self.label == "teacher" or self.explain == "saliency"
+        return self.label == "teacher" or self.explain == "saliency" or self.soft
+
+    @property
+    def needs_answers(self) -> bool:
+        """Reads the teacher's answers file (its answer, or its option scores)."""
+        return self.label == "teacher" or self.soft
 
     @property
     def needs_rationales(self) -> bool:
@@ -61,6 +71,7 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("llm-rationale", explain="llm"),
     Mode("random-words", explain="random"),
     Mode("human-rationale", explain="human"),
+    Mode("soft-label", soft=True),
 )}
 DEFAULT_MODES = ["standard", "teacher-label", "saliency", "llm-rationale"]
 FORMATS = ("auto", "suffix", "prefix")
@@ -92,10 +103,15 @@ class TrainingPairs:
     targets: list[str]
     tasks: list[int]
     ids: list[str]
+    scores: list[float | None] = field(default_factory=list)  # the teacher's log p of an OPTION pair
 
     @property
     def multitask(self) -> bool:
-        return EXPLAIN in self.tasks
+        return any(t != PREDICT for t in self.tasks)
+
+    @property
+    def soft(self) -> bool:
+        return OPTION in self.tasks
 
 
 def check_mode(mode: str) -> None:
@@ -138,6 +154,8 @@ def build_pairs(
         if missing:
             logger.warning("mode %s: %d of %d train examples have no %s rationale and train on the label only",
                            mode, missing, len(examples), spec.explain)
+    if spec.soft:
+        _check_soft(mode, task, task_cfg, examples, teacher_answers)
     out = TrainingPairs([], [], [], [])
     for ex in examples:
         text = task.render(ex, task_cfg).text
@@ -159,11 +177,32 @@ def build_pairs(
             explanation = ex.human_rationale
         if explanation:
             _add(out, ex.id, fill(explain_template, text), explanation, EXPLAIN)
+        if spec.soft:  # every option after the same prompt, with the teacher's score for it
+            scores = teacher_answers[ex.id]["logprobs"]  # type: ignore[index]
+            for choice, score in zip(ex.choices or (), scores):
+                _add(out, ex.id, fill(predict_template, text), choice, OPTION, float(score))
     return out
 
 
-def _add(out: TrainingPairs, ex_id: str, prompt: str, target: str, task: int) -> None:
+def _check_soft(mode: str, task: Task, task_cfg: TaskConfig, examples: Sequence[Example],
+                teacher_answers: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """Soft labels need a choice task and the teacher's score of every option of every example."""
+    if task.answer_type(task_cfg) != "choice":
+        raise DataError(f"mode {mode} needs a choice task (the teacher's distribution over the options); "
+                        f"task '{task_cfg.name}' has free-form answers")
+    for ex in examples:
+        row = (teacher_answers or {}).get(ex.id)
+        if row is None:
+            raise DataError(f"example {ex.id}: no teacher answer (run `saliency-distill teach` on train)")
+        scores = row.get("logprobs")
+        if not isinstance(scores, list) or len(scores) != len(ex.choices or ()):
+            raise DataError(f"example {ex.id}: the teacher's answer has no score per option ('logprobs' with "
+                            f"{len(ex.choices or ())} values; re-run `saliency-distill teach --overwrite`)")
+
+
+def _add(out: TrainingPairs, ex_id: str, prompt: str, target: str, task: int, score: float | None = None) -> None:
     out.ids.append(ex_id)
     out.prompts.append(prompt)
     out.targets.append(target)
     out.tasks.append(task)
+    out.scores.append(score)

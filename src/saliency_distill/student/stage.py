@@ -67,6 +67,14 @@ class StudentConfig:
         "token", "how each task's loss averages its targets: token (the mean over the step's tokens, the usual "
         "fine-tuning loss) or sequence (each sequence's mean, then the mean over sequences)"
     )
+    temperature: float = field(
+        1.0, "temperature of the distillation terms: the soft-label mode's distributions over the options and "
+        "logit_kd's over the vocabulary"
+    )
+    logit_kd: float = field(
+        0.0, "weight of a logit-distillation term over the vocabulary at every target token, added to any mode's "
+        "loss (the teacher and the student must share a tokenizer, e.g. two Qwen2.5 models); 0 turns it off"
+    )
     train: TrainConfig = field(TrainConfig(epochs=1.0, learning_rate=1e-4, bf16=True), "student training")
     eval: EvalConfig = field(EvalConfig(), "student evaluation on the test split")
     early_stopping: EarlyStopConfig = field(EarlyStopConfig(), "keep the best weights on the validation split")
@@ -92,6 +100,10 @@ class StudentConfig:
         for key in ("predict_tag", "explain_tag"):
             if not getattr(self, key).strip():
                 raise ConfigError(f"config key 'student.{key}': a tag cannot be empty")
+        if not self.temperature > 0:
+            raise ConfigError(f"config key 'student.temperature': {self.temperature} must be > 0")
+        if not self.logit_kd >= 0:
+            raise ConfigError(f"config key 'student.logit_kd': {self.logit_kd} must be >= 0")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"config key 'student.alpha': {self.alpha} is not in (0, 1]")
         if self.train.seed != 0:  # each (mode, seed) run sets it from student.seeds
@@ -123,6 +135,23 @@ def run_dir_of(run_dir: str | Path, mode: str, seed: int) -> Path:
     return RunDir(run_dir).student(mode, seed)
 
 
+def _kd_teacher(lm: Any, teacher: ModelConfig | None, cfg: StudentConfig) -> Any:
+    """The teacher's model for logit distillation (None when it is off), checked to share the
+    student's vocabulary."""
+    if not cfg.logit_kd:
+        return None
+    if teacher is None:
+        raise ConfigError("config key 'student.logit_kd': logit distillation needs the teacher model")
+    t = load_model(teacher)
+    same = t.tokenizer.get_vocab() == lm.tokenizer.get_vocab()
+    sizes = [m.get_output_embeddings().weight.shape[0] for m in (t.model, lm.model)]
+    if not same or sizes[0] != sizes[1]:
+        raise ConfigError(f"config key 'student.logit_kd': teacher {teacher.name} and student {cfg.model.name} do "
+                          f"not share a vocabulary (output sizes {sizes[0]} and {sizes[1]}); logit distillation needs "
+                          "one (the soft-label mode does not)")
+    return t.model.eval()
+
+
 def train_and_evaluate(
     task_cfg: TaskConfig,
     cfg: StudentConfig,
@@ -134,16 +163,23 @@ def train_and_evaluate(
     rationales: Mapping[str, str] | None = None,
     identity: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    kd_teacher: ModelConfig | None = None,
 ) -> dict[str, Any]:
     """Train the student in ``mode`` with ``seed``, evaluate it, and return its metrics.
 
     ``identity`` (e.g. the teacher's and the rationale store's config hashes) is part of the
     run's hash: a finished run is reused only when everything that made it is unchanged.
+    ``kd_teacher`` is the teacher model that ``cfg.logit_kd`` distils from.
     """
     task = get_task(task_cfg.name)
     folder = run_dir_of(run_dir, mode, seed)
     train_cfg = dataclasses.replace(cfg.train, seed=seed)
     student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
+    # Keys that change nothing here stay out (and runs made before they existed stay valid).
+    if not cfg.logit_kd:
+        student.pop("logit_kd")
+        if not MODES[mode].soft:
+            student.pop("temperature")
     digest = config_hash({"task": to_dict(task_cfg), "student": student, "mode": mode, "seed": seed,
                           "identity": dict(identity or {})})
     metrics_path = folder / "result.json"
@@ -163,7 +199,8 @@ def train_and_evaluate(
     train_metrics = train_supervised(
         lm, list(zip(pairs.prompts, pairs.targets)), train_cfg, folder, ids=pairs.ids,
         tasks=pairs.tasks if pairs.multitask else None, alpha=cfg.alpha, average=cfg.loss_average,
-        extra_callbacks=callbacks,
+        extra_callbacks=callbacks, scores=pairs.scores if pairs.soft else None, temperature=cfg.temperature,
+        teacher=_kd_teacher(lm, kd_teacher, cfg), logit_kd=cfg.logit_kd,
     )
     validation = None
     if cfg.early_stopping.enabled:

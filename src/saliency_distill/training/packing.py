@@ -162,6 +162,7 @@ def causal_batch(
         batch["attention_mask"] = (causal & same_block & visible)[:, None]  # (R, 1, T, T)
         batch["position_ids"] = positions
     batch.update(_targets(index, targets, tasks, seqs))
+    batch.update(_soft_targets(items))
     return batch
 
 
@@ -182,7 +183,22 @@ def seq2seq_batch(
                 tasks.append(task)
                 seqs.append(b)
     batch.update(_targets(index, targets, tasks, seqs))
+    batch.update(_soft_targets(items))
     return batch
+
+
+def _soft_targets(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    """Per sequence (numbered as the targets' ``target_seq``): ``seq_item`` (S,), the example it
+    belongs to, and ``seq_teacher`` (S,), the teacher's log p of that option (NaN where the
+    sequence is not a scored option). Empty when no sequence has a teacher score."""
+    parts = [(i, part) for i, item in enumerate(items) for part in item["parts"]]
+    if not any("teacher_logprob" in part for _, part in parts):
+        return {}
+    return {
+        "seq_item": torch.tensor([i for i, _ in parts], dtype=torch.long),
+        "seq_teacher": torch.tensor([float(part["teacher_logprob"][0]) if "teacher_logprob" in part
+                                     else float("nan") for _, part in parts], dtype=torch.float32),
+    }
 
 
 def _targets(index: list[int], targets: list[int], tasks: list[int], seqs: list[int]) -> dict[str, torch.Tensor]:

@@ -130,6 +130,10 @@ def train_supervised(
     alpha: float = 0.5,
     average: str = "token",
     extra_callbacks: Sequence[Any] = (),
+    scores: Sequence[float | None] | None = None,
+    temperature: float = 1.0,
+    teacher: Any = None,
+    logit_kd: float = 0.0,
 ) -> dict[str, Any]:
     """Fine-tune ``lm.model`` in place on (prompt, target) pairs and save it to ``output_dir/model``.
 
@@ -138,7 +142,12 @@ def train_supervised(
     (:func:`.losses.target_weights`, each task averaged per ``average``), and consecutive pairs
     with the same id form one example: they stay in the same batch and, for a causal model with
     ``cfg.share_prompt``, share one copy of their common prompt (:mod:`.packing`);
-    ``cfg.batch_size`` counts examples. Resumes from the
+    ``cfg.batch_size`` counts examples. OPTION pairs carry the teacher's log p of that option in
+    ``scores``: the loss is then ``alpha * L_predict + (1 - alpha) * KL`` between the teacher's and
+    the student's distributions over each example's options (:func:`.losses.option_kl`, at
+    ``temperature``). With a ``teacher`` model that shares the tokenizer and ``logit_kd`` > 0, the
+    loss adds ``logit_kd * sum_t w_t KL(teacher_t || student_t)`` over the vocabulary at every
+    target token (:func:`.losses.vocab_kl`). Resumes from the
     last complete checkpoint in ``output_dir/checkpoints``. Returns the metrics also written to
     ``output_dir/train_metrics.json``.
     """
@@ -153,14 +162,28 @@ def train_supervised(
     if tasks is not None:
         for feature, task in zip(features, tasks):
             feature["task"] = [int(task)]
+    soft = scores is not None and any(score is not None for score in scores)
+    if soft:
+        if tasks is None or len(scores) != len(pairs):  # type: ignore[arg-type]
+            raise ValueError("scores need tasks and one entry per pair")
+        if temperature <= 0:
+            raise ConfigError(f"soft-label temperature {temperature} must be > 0")
+        for feature, score in zip(features, scores):  # type: ignore[arg-type]
+            if score is not None:
+                feature["teacher_logprob"] = [float(score)]
     items = _group(features, ids if tasks is not None else None)
     checkpoints = output_dir / CHECKPOINT_DIR
     if average not in AVERAGES:
         raise ConfigError(f"loss average {average!r}: choose from {', '.join(AVERAGES)}")
     if tasks is not None:
         extra: dict[str, Any] | None = {"tasks": list(tasks), "alpha": alpha, "average": average}
+        if soft:
+            extra.update(scores=list(scores), temperature=temperature)  # type: ignore[arg-type, union-attr]
     else:
         extra = {"average": average} if average != "token" else None
+    if teacher is not None and logit_kd > 0:
+        extra = {**(extra or {}), "logit_kd": logit_kd, "temperature": temperature,
+                 "teacher": str(getattr(teacher, "name_or_path", type(teacher).__name__))}
     resume = resume_point(checkpoints, _fingerprint(lm, pairs, cfg, _BOOKKEEPING | _RUN_LENGTH, extra))
 
     from transformers import set_seed
@@ -171,7 +194,8 @@ def train_supervised(
     set_seed(cfg.seed)  # before LoRA initialises its adapters
     with fine_tuning(lm, cfg) as model:
         trainer = build_trainer(lm, model, items, cfg, checkpoints, alpha if tasks is not None else 1.0,
-                                average, extra_callbacks)
+                                average, extra_callbacks, temperature,
+                                teacher if logit_kd > 0 else None, logit_kd)
         start = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         wall = time.perf_counter() - start

@@ -24,12 +24,13 @@ from transformers import ProgressCallback, Trainer, TrainerCallback
 from ..errors import ConfigError
 from ..models import LoadedModel
 from .config import TrainConfig
-from .losses import target_weights, weighted_loss
+from .losses import option_kl, sequence_logprobs, target_weights, vocab_kl, weighted_loss
 from .packing import causal_batch, seq2seq_batch
 
 logger = logging.getLogger(__name__)
 
-_TARGET_KEYS = ("target_index", "target_ids", "target_task", "target_seq", "target_weight")
+_TARGET_KEYS = ("target_index", "target_ids", "target_task", "target_seq", "target_weight", "seq_item",
+                "seq_teacher", "item_weight")
 
 
 class DistillTrainer(Trainer):
@@ -41,9 +42,12 @@ class DistillTrainer(Trainer):
     """
 
     def __init__(self, *args: Any, alpha: float = 1.0, average: str = "token", seq2seq: bool = False,
-                 target_logits: bool = True, **kwargs: Any) -> None:
+                 target_logits: bool = True, temperature: float = 1.0, teacher: Any = None,
+                 logit_kd: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.alpha, self.average, self.seq2seq, self.target_logits = alpha, average, seq2seq, target_logits
+        self.temperature, self.logit_kd = temperature, logit_kd
+        self.teacher = teacher.to(self.args.device).eval() if teacher is not None else None
         self.loss_is_scaled_for_ga = True  # weights are normalised over the whole step
 
     def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
@@ -58,6 +62,16 @@ class DistillTrainer(Trainer):
         logits, outputs = logits_at_targets(model, inputs, self.seq2seq, self.target_logits,
                                             bare=self.accelerator.unwrap_model(model))
         loss = weighted_loss(logits, inputs["target_ids"], inputs["target_weight"])
+        if "seq_teacher" in inputs:  # soft labels: the options' distribution against the teacher's
+            soft = torch.isfinite(inputs["seq_teacher"])
+            seq_logp = sequence_logprobs(logits, inputs["target_ids"], inputs["target_seq"], soft.numel())
+            kl = option_kl(seq_logp[soft.to(seq_logp.device)], inputs["seq_item"][soft], inputs["seq_teacher"][soft],
+                           inputs["item_weight"], self.temperature)
+            loss = self.alpha * loss + (1.0 - self.alpha) * kl
+        if self.teacher is not None and self.logit_kd > 0:  # the teacher's next-token distributions
+            with torch.no_grad():
+                teacher_logits, _ = logits_at_targets(self.teacher, inputs, self.seq2seq, self.target_logits)
+            loss = loss + self.logit_kd * vocab_kl(logits, teacher_logits, inputs["target_weight"], self.temperature)
         return (loss, outputs) if return_outputs else loss
 
 
@@ -90,6 +104,14 @@ def _add_weights(batches: list[dict[str, Any]], alpha: float, average: str) -> N
     weights = target_weights([b["target_task"] for b in batches], [b["target_seq"] for b in batches], alpha, average)
     for batch, w in zip(batches, weights):
         batch["target_weight"] = w
+    # Soft labels: every example with scored options weighs 1 / (such examples in the step).
+    scored = [torch.zeros(0, dtype=torch.bool) if "seq_teacher" not in b else
+              torch.zeros(int(b["seq_item"].max()) + 1, dtype=torch.bool).index_fill(
+                  0, b["seq_item"][torch.isfinite(b["seq_teacher"])], True) for b in batches]
+    total = sum(int(s.sum()) for s in scored)
+    for batch, s in zip(batches, scored):
+        if "seq_teacher" in batch:
+            batch["item_weight"] = s.float() / max(total, 1)
 
 
 def _mask_for(model: Any, mask: torch.Tensor) -> torch.Tensor:
@@ -228,7 +250,8 @@ def _collate(items: Sequence[Mapping[str, Any]], pad_token_id: int, seq2seq: boo
 
 def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg: TrainConfig,
                   checkpoints: Path, alpha: float = 1.0, average: str = "token",
-                  extra_callbacks: Sequence[Any] = ()) -> Any:
+                  extra_callbacks: Sequence[Any] = (), temperature: float = 1.0, teacher: Any = None,
+                  logit_kd: float = 0.0) -> Any:
     """The :class:`.trainer.DistillTrainer` that fine-tunes ``model`` on training ``items``."""
     from transformers import PrinterCallback
 
@@ -244,6 +267,9 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
         average=average,
         seq2seq=lm.is_seq2seq,
         target_logits=cfg.target_logits,
+        temperature=temperature,
+        teacher=teacher,
+        logit_kd=logit_kd,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

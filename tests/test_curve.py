@@ -1,0 +1,118 @@
+"""The data-efficiency curve: nested subsets, one teacher run for every fraction, a table and a plot."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from saliency_distill.cli.main import main
+from saliency_distill.data import Example
+from saliency_distill.errors import ConfigError
+from saliency_distill.reporting import accuracy_interval, curve_svg
+from saliency_distill.study import curve_points, curve_table, nested_subsets
+
+
+def _examples(n):
+    return [Example(id=f"e{i}", fields={"question": f"q{i}"}, label="a") for i in range(n)]
+
+
+def test_subsets_are_nested_seeded_and_rounded_up():
+    examples = _examples(50)
+    subsets = nested_subsets(examples, [0.5, 0.1, 1.0, 0.25], seed=3)
+    assert list(subsets) == [0.1, 0.25, 0.5, 1.0]
+    assert [len(s) for s in subsets.values()] == [5, 13, 25, 50]
+    ids = [{ex.id for ex in s} for s in subsets.values()]
+    assert all(small < big for small, big in zip(ids, ids[1:]))
+    assert nested_subsets(examples, [0.1], seed=3)[0.1] == subsets[0.1]  # the same draw whatever else is asked
+    assert nested_subsets(examples, [0.1], seed=4)[0.1] != subsets[0.1]
+    assert [ex.id for ex in subsets[0.5]] == sorted((ex.id for ex in subsets[0.5]), key=lambda i: int(i[1:]))
+    assert len(nested_subsets(_examples(3), [0.01], seed=0)[0.01]) == 1
+    for bad in ([0.0], [1.5], []):
+        with pytest.raises(ConfigError, match="each must be in"):
+            nested_subsets(examples, bad, seed=0)
+
+
+def test_points_have_seed_means_and_bootstrap_intervals():
+    correct = {"0": {f"q{i}": i < 6 for i in range(10)}, "1": {f"q{i}": i < 8 for i in range(10)}}
+    records = [{"fraction": 0.5, "mode": "standard", "seed": 0, "accuracy": 0.6},
+               {"fraction": 0.5, "mode": "standard", "seed": 1, "accuracy": 0.8},
+               {"fraction": 1.0, "mode": "standard", "seed": 0, "accuracy": 0.9},
+               {"kind": "correctness", "fraction": 0.5, "mode": "standard", "correct": correct}]
+    points = curve_points(records, n_resamples=500)
+    assert [(p["fraction"], p["seeds"]) for p in points] == [(0.5, 2), (1.0, 1)]
+    half = points[0]
+    assert half["mean"] == pytest.approx(70.0)
+    assert half["lower"] < 70.0 < half["upper"] and 0 <= half["lower"] and half["upper"] <= 100
+    assert points[1]["lower"] is None  # no per-example predictions: no interval
+    table = curve_table(points, {"0.5": 5, "1.0": 10}, "cqa")
+    assert "| 50% | 5 | 70.0 [" in table and "| 100% | 10 | 90.0 |" in table
+    # the interval of a mode that is always right is [100, 100]
+    always = accuracy_interval({0: {"a": True, "b": True}})
+    assert (always.difference, always.lower, always.upper) == (100.0, 100.0, 100.0)
+
+
+def test_curve_svg_is_one_line_and_band_per_mode():
+    points = [{"fraction": f, "mode": m, "mean": 50 + 10 * f + i, "lower": 40 + i, "upper": 70 + i}
+              for i, m in enumerate(["standard", "sal<iency>"]) for f in (0.25, 0.5, 1.0)]
+    root = ET.fromstring(curve_svg(points, "a & b"))
+    ns = "{http://www.w3.org/2000/svg}"
+    assert len(root.findall(f"{ns}polyline")) == 2 and len(root.findall(f"{ns}polygon")) == 2
+    assert len(root.findall(f"{ns}circle")) == 6
+    assert "sal<iency>" in [t.text for t in root.iter(f"{ns}text")]
+
+
+@pytest.fixture
+def curve_args(tmp_path, tiny_model_dirs):
+    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
+             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
+            "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}", "teacher.finetune=false",
+            "progress=false", "rationale.k=3", f"student.model.name={tiny_model_dirs['llama']}",
+            "student.modes=[standard,saliency]", "student.train.max_steps=2", "student.train.progress_bar=false",
+            "student.eval.max_new_tokens=3"]
+
+
+def test_curve_command_reuses_one_teacher_run(tmp_path, curve_args, capsys, monkeypatch):
+    import saliency_distill.rationale as rationale
+
+    attributed = []
+    real = rationale.attribute_split
+
+    def counting(*args, **kw):
+        out = real(*args, **kw)
+        attributed.append(out["new"])
+        return out
+
+    monkeypatch.setattr(rationale, "attribute_split", counting)
+    assert main(["-q", "curve", *curve_args, "--fractions", "0.5,1", "--resamples", "200"]) == 0
+    out = capsys.readouterr().out
+    assert sum(attributed) == 17  # every train example attributed once, for both fractions
+    report = tmp_path / "run" / "report"
+    curve = json.loads((report / "curve.json").read_text())
+    assert curve["fractions"] == [0.5, 1.0] and curve["train_examples"] == {"0.5": 9, "1.0": 17}
+    assert {(p["fraction"], p["mode"]) for p in curve["points"]} == {(f, m) for f in (0.5, 1.0)
+                                                                     for m in ("standard", "saliency")}
+    assert all(p["lower"] is not None and p["lower"] <= p["mean"] <= p["upper"] for p in curve["points"])
+    half = json.loads((tmp_path / "run" / "curve" / "p050" / "students" / "saliency" / "seed0" / "result.json")
+                      .read_text())
+    assert half["train_examples"] == 9 and half["train_sequences"] == 18
+    full = json.loads((tmp_path / "run" / "students" / "saliency" / "seed0" / "result.json").read_text())
+    assert full["train_examples"] == 17
+    assert "| 50% | 9 |" in out and "curve.svg" in out
+    ET.fromstring((report / "curve.svg").read_text())
+    # a second call trains nothing and attributes nothing
+    stamp = (tmp_path / "run" / "curve" / "p050" / "students" / "standard" / "seed0" / "result.json").stat().st_mtime
+    assert main(["-q", "curve", *curve_args, "--fractions", "0.5,1", "--resamples", "200"]) == 0
+    assert sum(attributed) == 17
+    assert (tmp_path / "run" / "curve" / "p050" / "students" / "standard" / "seed0" / "result.json"
+            ).stat().st_mtime == stamp
+
+
+def test_curve_bad_fractions_is_one_line(curve_args, capsys):
+    assert main(["-q", "curve", *curve_args, "--fractions", "0.5,2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "each must be in (0, 1]" in err[0]
