@@ -65,7 +65,7 @@ def run_row(cfg: Any, row: str, seeds: list[int], on_test: bool, gold_rows: list
     from saliency_distill.analysis import summarise
     from saliency_distill.config import build, to_dict
     from saliency_distill.data import get_task
-    from saliency_distill.rationale import random_rationales
+    from saliency_distill.rationale import random_rationales, reselect
     from saliency_distill.student.modes import MODES
     from saliency_distill.student.stage import StudentConfig, train_and_evaluate
 
@@ -113,15 +113,6 @@ def predicted(folder: Path, mode: str, seed: int) -> dict[str, int]:
     path = RunDir(folder).student(mode, seed) / "predictions.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return dict(sorted(Counter(str(r["prediction"]) for r in rows).items()))
-
-
-def reselect(rows: list[dict[str, Any]], cfg: Any) -> dict[str, str]:
-    """Rationales re-chosen from a store's word scores under ``cfg`` (another k), no new attribution."""
-    from saliency_distill.rationale.extract import select
-    from saliency_distill.rationale.words import Word
-
-    return {r["id"]: " ".join(w.text for w in select([Word(t, s, e, sc) for t, sc, s, e in r["words"]], cfg))
-            for r in rows}
 
 
 def teacher_target_rows(cfg: Any, gold_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

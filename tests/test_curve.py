@@ -116,3 +116,53 @@ def test_curve_bad_fractions_is_one_line(curve_args, capsys):
     assert main(["-q", "curve", *curve_args, "--fractions", "0.5,2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "each must be in (0, 1]" in err[0]
+
+
+# ---- tune: choices on validation --------------------------------------------------------------
+
+
+def test_tune_chooses_on_validation_and_writes_a_runnable_config(tmp_path, curve_args, capsys):
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig
+
+    args = [a for a in curve_args if not a.startswith("student.modes")]
+    assert main(["-q", "tune", *args, "--methods", "input_x_gradient,attention", "--targets", "teacher,gold",
+                 "--ks", "1,2", "--alphas", "0.5,0.9", "--survivors", "2", "--validation-examples", "2",
+                 "--train-examples", "8"]) == 0
+    out = capsys.readouterr().out
+    report = tmp_path / "run" / "report"
+    tune = json.loads((report / "tune.json").read_text())
+    assert [(f["method"], f["target"], f["k"]) for f in tune["faithfulness"]] == [
+        (m, t, k) for m in ("input_x_gradient", "attention") for t in ("teacher", "gold") for k in (1.0, 2.0)]
+    assert all(f["n"] == 2 and f["margin"] is not None for f in tune["faithfulness"])
+    ranked = sorted(tune["faithfulness"], key=lambda f: -f["margin"])[:2]
+    students = tune["students"]
+    assert students[0]["name"] == "standard" and len(students) == 1 + 2 * 2
+    assert [(s["method"], s["target"], s["k"]) for s in students[1::2]] == [(f["method"], f["target"], f["k"])
+                                                                           for f in ranked]
+    best = max(students[1:], key=lambda s: s["accuracy"])
+    assert tune["chosen"] == best and tune["train_examples"] == 8
+    # every budget student was scored on validation examples only: the test split is never read
+    validation = {json.loads(line)["id"] for line in (tmp_path / "run" / "data" / "validation.jsonl").read_text()
+                  .splitlines()}
+    for pred in (tmp_path / "run" / "tune" / "students").rglob("predictions.jsonl"):
+        assert {json.loads(line)["id"] for line in pred.read_text().splitlines()} == validation
+    tuned = load_config(ExperimentConfig, str(report / "tuned.yaml"), [])
+    assert (tuned.attribution.method, tuned.attribution.target, tuned.rationale.k, tuned.student.alpha) == (
+        best["method"], best["target"], best["k"], best["alpha"])
+    assert "validation" in tuned.teacher.splits
+    assert "Chosen: attribution.method=" in out and "tuned.yaml" in out
+    # a second call reuses every attribution, faithfulness figure and student
+    stamp = (report / "tune.json").stat().st_mtime_ns
+    assert main(["-q", "tune", *args, "--methods", "input_x_gradient,attention", "--targets", "teacher,gold",
+                 "--ks", "1,2", "--alphas", "0.5,0.9", "--survivors", "2", "--validation-examples", "2",
+                 "--train-examples", "8"]) == 0
+    again = json.loads((report / "tune.json").read_text())
+    assert again["chosen"] == tune["chosen"] and again["faithfulness"] == tune["faithfulness"]
+    assert (report / "tune.json").stat().st_mtime_ns > stamp
+
+
+def test_tune_bad_method_is_one_line(curve_args, capsys):
+    assert main(["-q", "tune", *curve_args, "--methods", "gradient-magic"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "choose from" in err[0] and "input_x_gradient" in err[0]

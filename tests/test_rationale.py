@@ -90,3 +90,14 @@ def test_store_rejects_garbage(tmp_path):
     with pytest.raises(DataError, match=r"s\.jsonl:2: not a valid store row"):
         RationaleStore(path, {"config_hash": "a"})
     assert json.loads(path.read_text().splitlines()[0])["config_hash"] == "a"
+
+
+def test_reselect_gives_the_stored_rationale_at_the_stored_k_and_another_k_from_the_same_scores():
+    from saliency_distill.rationale import reselect
+
+    words = [["Two", 0.1, 0, 3], ["women", -0.9, 4, 9], ["are", 0.8, 10, 13], ["embracing", 0.5, 14, 23],
+             ["hug", 0.05, 24, 27]]
+    rows = [{"id": "a", "words": words}]
+    assert reselect(rows, RationaleConfig(k=2)) == {"a": "women embracing"}  # "are" is a stopword
+    assert reselect(rows, RationaleConfig(k=3)) == {"a": "Two women embracing"}
+    assert reselect(rows, RationaleConfig(k=2, rank_by="signed")) == {"a": "Two embracing"}

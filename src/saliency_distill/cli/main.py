@@ -294,7 +294,7 @@ def _quiet_libraries() -> None:
     datasets.utils.logging.disable_progress_bar()
 
 
-STAGE_COMMANDS = ("prepare", "teach", "attribute", "analyze", "train", "run", "curve")
+STAGE_COMMANDS = ("prepare", "teach", "attribute", "analyze", "train", "run", "curve", "tune")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Rationales: word scores from token scores, top-k selection, and the append-only store."""
 
-from .extract import RationaleConfig, random_rationales, select
+from .extract import RationaleConfig, random_rationales, reselect, select
 from .stage import attribute_split, open_store, shard_path, store_path
 from .store import RationaleStore, merge_stores, read_store
 from .words import Word, content_words, word_scores
@@ -14,6 +14,7 @@ __all__ = [
     "merge_stores",
     "open_store",
     "random_rationales",
+    "reselect",
     "read_store",
     "select",
     "shard_path",

@@ -68,3 +68,10 @@ def random_rationales(
                  content_words(prompt.text, prompt.content_spans)]
         out[ex.id] = " ".join(w.text for w in select(words, cfg))
     return out
+
+
+def reselect(rows: Sequence[dict[str, Any]], cfg: RationaleConfig) -> dict[str, str]:
+    """Rationales chosen again from rationale-store rows' word scores under ``cfg`` (another k or
+    ranking): id -> the words joined by spaces. No attribution is re-run."""
+    return {r["id"]: " ".join(w.text for w in select([Word(t, s, e, sc) for t, sc, s, e in r["words"]], cfg))
+            for r in rows}
