@@ -8,6 +8,7 @@ nothing of the stage that refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,57 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(folder, capsys, name, c
 
 def test_at_least_fifteen_classes_are_covered():
     assert len({c[0] for c in CASES}) >= 15
+
+
+# Using a student (predict, export) on the tiny kept run of conftest.py: (name, arguments, what the
+# line says). "{run}" is that run, "{nokeep}" a copy of it without the students' weights, "{tmp}"
+# the test's folder (input files; the outputs go to {tmp}/out); "{plain}" a model folder with no
+# student record.
+USE_CASES = [
+    ("missing field in an input row", ["predict", "--run", "{run}", "--mode", "standard", "--input",
+                                       "{tmp}/rows.jsonl"], "rows.jsonl:2: missing field 'question'"),
+    ("input field override of another key", ["predict", "--run", "{run}", "--mode", "standard", "--input",
+                                              "{tmp}/rows.jsonl", "task.name=cqa"], "task.fields.* keys only"),
+    ("a model folder that is not a student", ["predict", "--model", "{plain}", "--input", "{tmp}/rows.jsonl"],
+     "not a saliency-distill student (no saliency_distill.json"),
+    ("student weights not kept", ["predict", "--run", "{nokeep}", "--mode", "standard", "--split", "test"],
+     "re-run `saliency-distill train` with student.keep_models=true"),
+    ("missing run folder", ["predict", "--run", "{tmp}/nope", "--mode", "standard", "--split", "test"],
+     "not a run folder (no config.yaml)"),
+    ("mode not trained in the run", ["predict", "--run", "{run}", "--mode", "saliency", "--split", "test"],
+     "no student trained in mode 'saliency' (trained: random-words, standard)"),
+    ("seed not trained in the run", ["predict", "--run", "{run}", "--mode", "standard", "--seed", "3", "--split",
+                                     "test"], "no standard student with seed 3 (seeds: 0)"),
+    ("export of weights not kept", ["export", "--run", "{nokeep}", "--mode", "standard"],
+     "student.keep_models=true"),
+    ("export into a non-empty folder", ["export", "--run", "{run}", "--mode", "standard", "--output", "{tmp}/full"],
+     "full: folder exists and is not empty (use --overwrite to replace it)"),
+]
+
+
+@pytest.fixture
+def use_folder(tmp_path, student_run, tiny_model_dirs):
+    import shutil
+
+    good = {"question": "Which is bigger, 1 or 2?", "options": ["1", "2"], "answer": "2"}
+    (tmp_path / "rows.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({"options": ["1", "2"]}) + "\n")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine\n")
+    nokeep = tmp_path / "nokeep"
+    shutil.copytree(student_run, nokeep, ignore=shutil.ignore_patterns("model"))
+    return {"{run}": str(student_run), "{nokeep}": str(nokeep), "{tmp}": str(tmp_path),
+            "{plain}": str(tiny_model_dirs["llama"])}
+
+
+@pytest.mark.parametrize("name, args, message", USE_CASES, ids=[c[0] for c in USE_CASES])
+def test_using_a_student_with_bad_input_is_one_line_exit_2_and_writes_nothing(use_folder, capsys, name, args,
+                                                                               message):
+    args = [use_folder.get(a, a).replace("{tmp}", use_folder["{tmp}"]) for a in args]
+    if "--output" not in args:
+        args += ["--output", f"{use_folder['{tmp}']}/out/" + ("preds.jsonl" if args[0] == "predict" else "exported")]
+    before = sorted(p.relative_to(use_folder["{tmp}"]) for p in Path(use_folder["{tmp}"]).rglob("*"))
+    assert main(["-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("saliency-distill: error: "), err
+    assert message in err, err
+    assert sorted(p.relative_to(use_folder["{tmp}"]) for p in Path(use_folder["{tmp}"]).rglob("*")) == before

@@ -6,7 +6,8 @@ import pytest
 
 from saliency_distill.cli.main import build_parser, main
 
-SUBCOMMANDS = ["prepare", "teach", "attribute", "analyze", "preview", "train", "run", "models", "tasks", "config", "env"]
+SUBCOMMANDS = ["prepare", "teach", "attribute", "analyze", "preview", "train", "run", "models", "tasks", "config", "env",
+               "predict", "export", "curve", "tune"]
 
 
 @pytest.mark.parametrize("argv", [["--help"]] + [[c, "--help"] for c in SUBCOMMANDS])

@@ -104,6 +104,7 @@ def test_curve_command_reuses_one_teacher_run(tmp_path, curve_args, capsys, monk
     assert full["train_examples"] == 17
     assert "| 50% | 9 |" in out and "curve.svg" in out
     ET.fromstring((report / "curve.svg").read_text())
+    assert 'id="data-efficiency"' in (report / "report.html").read_text()  # the page was rewritten with it
     # a second call trains nothing and attributes nothing
     stamp = (tmp_path / "run" / "curve" / "p050" / "students" / "standard" / "seed0" / "result.json").stat().st_mtime
     assert main(["-q", "curve", *curve_args, "--fractions", "0.5,1", "--resamples", "200"]) == 0

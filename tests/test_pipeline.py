@@ -74,6 +74,10 @@ def test_teach_attribute_analyze(tmp_path, run_args, capsys):
     # the paired bootstrap read each run's predictions.jsonl: 5 test examples x 1 seed
     assert "## Significance" in table and "- saliency vs standard: " in table and ", 5 pairs: the interval " in table
     assert (report / "accuracy.svg").is_file() and (report / "results.csv").is_file()
+    # report.html: the teacher's answer distribution from metrics.json, a link to the heatmap page
+    html_page = (report / "report.html").read_text()
+    assert '<a class="heatmap" href="../analysis/train.html">train</a>' in html_page
+    assert '<table class="distribution">' in html_page and "<h3>test split</h3>" in html_page
     assert "| mode" in out
 
 

@@ -22,6 +22,7 @@ from saliency_distill.reporting import (
     write_report,
     write_svg,
 )
+from saliency_distill.reporting.report import FILES
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -172,7 +173,8 @@ def test_write_report_creates_all_files(tmp_path, records):
     assert folder == tmp_path / "report"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["results.md", "results.csv", "accuracy.svg", "records.json", "significance.json", "config.yaml",
-         "environment.json"])
+         "environment.json", "report.html"])
+    assert sorted(FILES) == sorted(p.name for p in folder.iterdir())
     assert json.loads((folder / "records.json").read_text()) == records
     assert json.loads((folder / "environment.json").read_text()) == env
     assert yaml.safe_load((folder / "config.yaml").read_text()) == {

@@ -182,7 +182,7 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
     reuses the teacher and rationales of the whole split."""
     from .rationale import random_rationales, read_store, store_path
     from .student.modes import MODES
-    from .student.stage import train_and_evaluate
+    from .student.stage import run_provenance, train_and_evaluate
     from .teacher.answer import read_answers
 
     splits = prepare_stage(cfg)
@@ -220,7 +220,7 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
             records.append(train_and_evaluate(
                 cfg.task, cfg.student, mode.name, seed, splits, folder or cfg.run_dir,
                 teacher_answers=answers, rationales=explain, identity=made_by, overwrite=overwrite,
-                kd_teacher=kd_teacher,
+                kd_teacher=kd_teacher, provenance=run_provenance(cfg),
             ))
             logger.info("%s seed %d: accuracy %.4f", mode.name, seed, records[-1]["accuracy"])
     return records
@@ -241,7 +241,7 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
         m = json.loads(metrics_path.read_text())
         test = m.get("accuracy", {}).get("test")
         teacher = {"model": m.get("model"), "finetuned": m.get("finetuned"),
-                   "accuracy": test["accuracy"] if test else None}
+                   "accuracy": test["accuracy"] if test else None, "quality": m.get("quality")}
     analysis_path = RunDir(cfg.run_dir).analysis / "train.json"
     analysis = json.loads(analysis_path.read_text()) if analysis_path.is_file() else None
     title = (f"{cfg.task.name}: student {cfg.student.model.name}, teacher {cfg.teacher.model.name}, "

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -31,6 +32,27 @@ def temp_dir(parent: str | os.PathLike[str], prefix: str, suffix: str = "") -> P
     path = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
     os.chmod(path, _DIR_MODE)
     return path
+
+
+@contextlib.contextmanager
+def atomic_dir(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary folder beside ``folder`` to fill; on success it replaces ``folder`` (an old one
+    is moved aside first: a directory cannot be replaced in one rename), on failure it is removed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(folder.parent, f".{folder.name}.", ".tmp")
+    try:
+        yield tmp
+        if folder.exists():
+            old = temp_dir(folder.parent, f".{folder.name}.", ".old")
+            os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

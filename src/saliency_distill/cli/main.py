@@ -28,7 +28,9 @@ from ..experiment import (
     student_stage,
     teach_stage,
 )
+from .show import print_analysis, print_teacher
 from .study import add_study_commands
+from .use import add_use_commands
 
 logger = logging.getLogger("saliency_distill")
 
@@ -71,31 +73,10 @@ def cmd_prepare(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _print_teacher(metrics: dict) -> None:
-    tuned = "fine-tuned" if metrics.get("finetuned") else "not fine-tuned"
-    prompt = metrics.get("prompt") or {}
-    asked = f"format={prompt.get('format', 'text')}, shots={prompt.get('shots', 0)}" + (
-        ", chat" if prompt.get("chat") else "")
-    print(f"teacher {metrics['model']} ({tuned}, {asked}, scoring={metrics['scoring']}):")
-    for split, acc in metrics["accuracy"].items():
-        q = (metrics.get("quality") or {}).get(split, {})
-        ci = f" [95% CI {q['ci95'][0]:.3f}-{q['ci95'][1]:.3f}]" if q.get("ci95") else ""
-        extra = ""
-        if "accuracy_sum" in acc:
-            extra = f"  (sum {acc['accuracy_sum']:.3f}, mean {acc['accuracy_mean']:.3f})"
-        print(f"  {split:<10} accuracy {acc['accuracy']:.3f}{ci} on {acc['n']} examples{extra}")
-        if q.get("answer_distribution") and q.get("gold_distribution"):
-            dist = ", ".join(f"{k} {v}" for k, v in q["answer_distribution"].items())
-            gold = ", ".join(f"{k} {v}" for k, v in q["gold_distribution"].items())
-            print(f"  {'':<10} answers: {dist}  (gold: {gold})")
-    for warning in metrics.get("warnings") or []:
-        print(f"  {warning}")
-
-
 def cmd_teach(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     save_resolved(cfg, replace=False)
-    _print_teacher(teach_stage(cfg, overwrite=ns.overwrite))
+    print_teacher(teach_stage(cfg, overwrite=ns.overwrite))
     print(f"wrote {cfg.run_dir}/teacher/")
     return 0
 
@@ -109,30 +90,10 @@ def cmd_attribute(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _print_analysis(split: str, s: dict) -> None:
-    def pct(d: dict) -> str:
-        return "n/a" if d.get("percent") is None else f"{d['percent']:.1f}% of {d['n']}"
-
-    print(f"{split}: {s['n_rows']} rationales, {s['mean_rationale_words']:.1f} words each")
-    print(f"  gold answer in rationale:    {pct(s['gold_containment']['multiple_choice'])} multiple-choice, "
-          f"{pct(s['gold_containment']['all'])} all")
-    print(f"  teacher answer in rationale: {pct(s['teacher_containment']['all'])}")
-    print(f"  teacher accuracy:            {pct(s['teacher_accuracy'])}")
-    h = s["human_rationale"]
-    if h.get("n"):
-        print(f"  vs human rationales (n={h['n']}): precision {h['precision']:.3f}, recall {h['recall']:.3f}, "
-              f"F1 {h['f1']:.3f}")
-    faith = s.get("faithfulness") or {}
-    for name, better in (("comprehensiveness", "higher"), ("sufficiency", "lower")) if faith.get("n") else ():
-        f = faith[name]
-        print(f"  {name} (log p drop, {better} = more faithful): rationale {f['saliency']}, random words "
-              f"{f['random']}, rationale better in {pct(f['saliency_beats_random'])}")
-
-
 def cmd_analyze(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     for split, summary in analyze_stage(cfg).items():
-        _print_analysis(split, summary)
+        print_analysis(split, summary)
         print(f"  wrote {cfg.run_dir}/analysis/{split}.json and {split}.html")
     return 0
 
@@ -164,14 +125,14 @@ def cmd_run(ns: argparse.Namespace) -> int:
         if stage == "prepare":
             print("data: " + ", ".join(f"{k} {len(v)}" for k, v in result.items()))
         elif stage == "teach":
-            _print_teacher(result)
+            print_teacher(result)
         elif stage == "attribute":
             for split, res in result.items():
                 rate = f", {res['examples_per_s']:.2f} examples/s" if res["examples_per_s"] else ""
                 print(f"{split}: {res['rows']} rationales ({res['new']} new{rate})")
         elif stage == "analyze":
             for split, summary in result.items():
-                _print_analysis(split, summary)
+                print_analysis(split, summary)
 
     results = run(cfg, on_stage=show)
     _print_results(cfg, results["students"], results["report"])
@@ -281,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("env", help="print library versions and the machine")
     p.set_defaults(func=cmd_env)
     add_study_commands(sub, cfg_help, _experiment)
+    add_use_commands(sub)
     return parser
 
 

@@ -107,13 +107,17 @@ class Prompt:
 
 
 CHOICE_LETTERS = string.ascii_lowercase
+# How options are shown in a prompt: a student records these with its weights, so that anyone can
+# rebuild its prompt without this package.
+CHOICE_FORMAT = "({letter}) {choice}"
+CHOICE_SEPARATOR = "\n"
 
 
 def render(
     template: str,
     example: Example,
-    choice_format: str = "({letter}) {choice}",
-    choice_sep: str = "\n",
+    choice_format: str = CHOICE_FORMAT,
+    choice_sep: str = CHOICE_SEPARATOR,
     choices_are_content: bool = True,
 ) -> Prompt:
     """Fill ``template`` (``{field}`` and ``{choices}`` placeholders) and record content spans.

@@ -11,8 +11,8 @@ from .config import TaskConfig
 from .dsbs import load_anli1, load_cqa, load_esnli, load_svamp
 from .example import Example, Prompt, render
 from .generic import load_file, load_hf
-from .quartz import load_quartz
-from .socialiqa import load_socialiqa
+from .quartz import QUARTZ, load_quartz
+from .socialiqa import SOCIALIQA, load_socialiqa
 
 CHOICE_TEMPLATE = "Question: {question}\nAnswer Choices:\n{choices}\nAnswer:"
 NLI_TEMPLATE = (
@@ -28,6 +28,10 @@ class Task:
     load_source: Callable[[TaskConfig], dict[str, list[Example]]]
     template: str | None = None  # None: built from the configured fields
     answer: Literal["choice", "free"] | None = None  # None: choice iff choices/labels are mapped
+    # What a model card says about the data: its licence and the original on the Hugging Face hub
+    # (None where the project does not know it, e.g. the user's own file).
+    licence: str | None = None
+    hub_dataset: str | None = None
 
     def template_for(self, cfg: TaskConfig) -> str:
         if cfg.template:
@@ -52,17 +56,21 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task("cqa", "CommonsenseQA, 5 choices (DSbS folder; CoS-E and PaLM rationales)",
-             lambda c: load_cqa(c.path), CHOICE_TEMPLATE, "choice"),
+             lambda c: load_cqa(c.path), CHOICE_TEMPLATE, "choice",
+             "MIT (CommonsenseQA); CoS-E explanations BSD-3-Clause; DSbS archive Apache-2.0", "tau/commonsense_qa"),
         Task("svamp", "SVAMP math word problems; label = equation (DSbS folder)",
-             lambda c: load_svamp(c.path), "Question: {question}\nEquation:", "free"),
+             lambda c: load_svamp(c.path), "Question: {question}\nEquation:", "free",
+             "MIT (SVAMP); DSbS archive Apache-2.0"),
         Task("anli1", "Adversarial NLI round 1, 3 labels (DSbS folder)",
-             lambda c: load_anli1(c.path), NLI_TEMPLATE, "choice"),
+             lambda c: load_anli1(c.path), NLI_TEMPLATE, "choice",
+             "CC BY-NC 4.0 (ANLI, research use); DSbS archive Apache-2.0", "facebook/anli"),
         Task("esnli", "e-SNLI, 3 labels with human explanations (DSbS folder)",
-             lambda c: load_esnli(c.path), NLI_TEMPLATE, "choice"),
+             lambda c: load_esnli(c.path), NLI_TEMPLATE, "choice", "MIT (e-SNLI); DSbS archive Apache-2.0"),
         Task("quartz", "QuaRTz two-choice science questions (fetched from PyPI evals==3.0.1.post1)",
-             lambda c: load_quartz(c.path), CHOICE_TEMPLATE, "choice"),
+             lambda c: load_quartz(c.path), CHOICE_TEMPLATE, "choice", QUARTZ.licence, "allenai/quartz"),
         Task("socialiqa", "Social IQa three-choice questions about people (fetched from PyPI evals==3.0.1.post1)",
-             lambda c: load_socialiqa(c.path), CHOICE_TEMPLATE, "choice"),
+             lambda c: load_socialiqa(c.path), CHOICE_TEMPLATE, "choice", SOCIALIQA.licence,
+             "allenai/social_i_qa"),
         Task("file", "your JSONL / CSV / Parquet file (or folder of split files); map task.fields",
              load_file),
         Task("hf", "datasets.load_dataset(task.path, task.hf_subset); map task.fields", load_hf),

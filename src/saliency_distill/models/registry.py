@@ -31,6 +31,8 @@ class EmbeddedModel:
     size: int  # bytes of the complete GGUF
     sha256: str  # of the complete GGUF
     requirements: str  # the hash-pinned requirements file that installs the parts
+    hub_id: str | None = None  # the original model on the Hugging Face hub (model cards name it)
+    licence: str | None = None  # SPDX id of the original weights' licence
 
 
 def _split(prefix: str, n: int, width: int) -> tuple[GGUFPart, ...]:
@@ -51,6 +53,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             size=98_362_432,
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             requirements="requirements/models.txt",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            licence="Apache-2.0",
         ),
         EmbeddedModel(
             name="qwen2.5-coder-0.5b-instruct",
@@ -61,6 +65,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             requirements="requirements/models.txt",
+            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            licence="Apache-2.0",
         ),
         EmbeddedModel(
             name="qwen2.5-coder-1.5b-instruct",
@@ -71,6 +77,8 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             size=1_117_320_768,
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             requirements="requirements/models-1.5b.txt",
+            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            licence="Apache-2.0",
         ),
     )
 }

@@ -176,7 +176,9 @@ def curve_svg(points: Sequence[Mapping[str, Any]], title: str) -> str:
     and ``upper``, a translucent interval band (class ``band``); the x axis is linear in the share.
     ``points``: dicts with ``fraction`` (0-1], ``mode``, ``mean``, ``lower``, ``upper`` (in %)."""
     modes = list(dict.fromkeys(str(p["mode"]) for p in points))
-    frame = Frame(width=max(560.0, 40.0 + 10.0 * len(title)), height=460.0, bottom=64.0)
+    legend_rows = min(3, max(1, len(modes)))  # legend above the plot, three modes per column
+    frame = Frame(width=max(560.0, 40.0 + 10.0 * len(title)), height=460.0 + 16 * legend_rows, bottom=64.0,
+                  top=56.0 + 16 * legend_rows)
     right = frame.width - frame.right
 
     def x(fraction: float) -> float:
@@ -207,7 +209,7 @@ def curve_svg(points: Sequence[Mapping[str, Any]], title: str) -> str:
                      f"<title>{escape(mode)}</title></polyline>")
         parts += [f'<circle cx="{x(float(p["fraction"])):.1f}" cy="{frame.y(float(p["mean"])):.1f}" r="3" '
                   f'fill="{colour}"/>' for p in mine]
-        legend_y = frame.top - 30 + 16 * (i % 3)
+        legend_y = 52.0 + 16 * (i % 3)
         legend_x = frame.left + 170 * (i // 3)
         parts.append(f'<line x1="{legend_x:.1f}" y1="{legend_y - 4:.1f}" x2="{legend_x + 24:.1f}" '
                      f'y2="{legend_y - 4:.1f}" stroke="{colour}" stroke-width="2"/>')

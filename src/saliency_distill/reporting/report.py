@@ -7,7 +7,8 @@
   config as a YAML block;
 - ``results.csv``: the aggregated table; ``accuracy.svg``: the bar chart;
 - ``records.json``: the raw result records; ``significance.json``: the paired bootstrap of each
-  comparison (see :mod:`.significance`); ``config.yaml``; ``environment.json``.
+  comparison (see :mod:`.significance`); ``config.yaml``; ``environment.json``;
+- ``report.html``: all of it on one self-contained page (see :mod:`.page`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import logging
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,10 @@ from ..errors import DataError
 from ..evaluation.evaluate import PREDICTIONS_FILE
 from ..io import atomic_open, write_json
 from ..run_dir import RunDir
+from .efficiency import find_curve
+from .page import PAGE_FILE, render_page
 from .plot import accuracy_svg, write_svg
+from .sections import analysis_pages
 from .significance import Correctness, compare_modes, significance_lines
 from .table import aggregate, markdown_table, write_csv
 
@@ -38,7 +42,7 @@ logger = logging.getLogger(__name__)
 LIBRARIES = ("torch", "transformers", "accelerate", "peft", "datasets", "tokenizers", "safetensors")
 NOT_INSTALLED = "not installed"
 FILES = ("results.md", "results.csv", "accuracy.svg", "records.json", "significance.json", "config.yaml",
-         "environment.json")
+         "environment.json", PAGE_FILE)
 
 
 def package_version(name: str) -> str:
@@ -173,11 +177,14 @@ def read_correctness(run_dir: str | os.PathLike[str], records: list[dict]) -> di
 
 def write_report(folder: Path, records: list[dict], *, config: dict, teacher: dict | None,
                  analysis: dict | None, environment: dict, title: str,
-                 correctness: Mapping[str, Correctness] | None = None) -> Path:
+                 correctness: Mapping[str, Correctness] | None = None,
+                 curve: Sequence[Mapping[str, Any]] | None = None) -> Path:
     """Write the report files (see the module docstring) into ``folder`` and return it.
 
     ``correctness`` (from :func:`read_correctness`) gives each mode's per-example answers for the
-    paired bootstrap; a mode without them is listed with no interval.
+    paired bootstrap; a mode without them is listed with no interval. ``curve``: data-efficiency
+    points for ``report.html`` (shape: :mod:`.efficiency`); without it the page draws the
+    ``curve.json`` of ``folder`` or a curve from records with a ``fraction``, if any.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -189,11 +196,16 @@ def write_report(folder: Path, records: list[dict], *, config: dict, teacher: di
     write_json(folder / "records.json", records)
     write_json(folder / "significance.json", significance)
     write_csv(folder / "results.csv", rows)
-    write_svg(folder / "accuracy.svg", accuracy_svg(rows, title, teacher_accuracy))
+    svg = accuracy_svg(rows, title, teacher_accuracy)
+    write_svg(folder / "accuracy.svg", svg)
     _write_text(folder / "config.yaml", _yaml(config))
     write_json(folder / "environment.json", environment)
     _write_text(folder / "results.md", results_markdown(title, rows, config=config, teacher=teacher,
                                                         analysis=analysis, environment=environment,
                                                         significance=significance))
+    points, caption = find_curve(curve, records, folder)
+    _write_text(folder / PAGE_FILE, render_page(
+        title, rows, svg=svg, significance=significance, teacher=teacher, analysis=analysis, environment=environment,
+        config_yaml=_yaml(config), curve=points, curve_caption=caption, heatmaps=analysis_pages(folder)))
     logger.debug("report for %d modes written to %s", len(rows), folder)
     return folder

@@ -3,7 +3,9 @@
 Outputs go to ``<run_dir>/students/<mode>/seed<seed>/``: ``train_metrics.json``,
 ``predictions.jsonl``, ``metrics.json`` (evaluation) and ``result.json`` (written last: it
 marks the run complete). The trained weights are deleted afterwards unless
-``student.keep_models`` is set, since a 135M-parameter student is half a gigabyte per run.
+``student.keep_models`` is set, since a 135M-parameter student is half a gigabyte per run; kept
+weights (``model/``) come with ``saliency_distill.json``, the prompt format they were trained
+with (:mod:`.record`), which ``saliency-distill predict`` and ``export`` read.
 """
 
 from __future__ import annotations
@@ -30,8 +32,11 @@ from ..training.losses import AVERAGES
 from ..training.sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
 from ..training.sft import identity as train_identity
 from .modes import DEFAULT_MODES, FORMATS, MODES, build_pairs, check_mode, templates
+from .record import RECORD_FILE, run_provenance, student_record, write_record
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["EarlyStopConfig", "StudentConfig", "run_dir_of", "run_provenance", "train_and_evaluate"]
 
 
 @dataclass(frozen=True)
@@ -164,12 +169,15 @@ def train_and_evaluate(
     identity: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     kd_teacher: ModelConfig | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the student in ``mode`` with ``seed``, evaluate it, and return its metrics.
 
     ``identity`` (e.g. the teacher's and the rationale store's config hashes) is part of the
     run's hash: a finished run is reused only when everything that made it is unchanged.
-    ``kd_teacher`` is the teacher model that ``cfg.logit_kd`` distils from.
+    ``kd_teacher`` is the teacher model that ``cfg.logit_kd`` distils from. ``provenance`` (the
+    run config's hash, the teacher, attribution and rationale sections) goes into the record kept
+    with the weights; it is not part of the hash.
     """
     task = get_task(task_cfg.name)
     folder = run_dir_of(run_dir, mode, seed)
@@ -184,6 +192,15 @@ def train_and_evaluate(
                           "identity": dict(identity or {})})
     metrics_path = folder / "result.json"
     done = reuse_or_refuse(metrics_path, digest, f"student run {mode} seed {seed}", overwrite, remove=folder)
+    # A finished run whose weights were not kept is trained again when they are now wanted.
+    retrain = done is not None and cfg.keep_models and not (folder / MODEL_DIR / RECORD_FILE).is_file()
+    barrier()  # every process has read the folder before the main one may remove it
+    if retrain:
+        logger.info("student %s seed %d: training again to keep its weights (student.keep_models)", mode, seed)
+        if is_main():
+            shutil.rmtree(folder)
+        barrier()
+        done = None
     if done is not None:
         logger.info("reusing student %s seed %d in %s", mode, seed, folder)
         return done
@@ -209,6 +226,12 @@ def train_and_evaluate(
         validation = load_best(lm.model, folder / "validation")
         if validation is not None and is_main() and cfg.keep_models:
             save_model_folder(lm, folder / MODEL_DIR, {**train_metrics, "validation": validation})
+    if is_main() and cfg.keep_models:  # the saved weights' prompt format, for predict and export
+        best = ((validation or {}).get("best") or {}).get("step")  # early stopping: the step whose weights these are
+        trained = {"steps": train_metrics.get("global_step"), "best_validation_step": best}
+        kept = student_record(task_cfg, cfg, mode, seed, lm.kind, (predict_template, explain_template),
+                              splits["train"], digest, provenance, trained)
+        write_record(folder / MODEL_DIR, kept)
     if not is_main():
         barrier()  # training ran data-parallel; the main process evaluates and writes
         return json.loads(metrics_path.read_text())

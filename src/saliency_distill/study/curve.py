@@ -20,7 +20,7 @@ from typing import Any
 
 from ..data import Example
 from ..errors import ConfigError
-from ..experiment import ExperimentConfig, prepare_stage, student_stage
+from ..experiment import ExperimentConfig, prepare_stage, report_stage, student_stage
 from ..io import atomic_open, write_json
 from ..reporting import accuracy_interval, curve_svg, read_correctness, write_svg
 
@@ -62,9 +62,11 @@ def run_curve(cfg: ExperimentConfig, fractions: Sequence[float], n_resamples: in
     train = prepare_stage(cfg)["train"]
     subsets = nested_subsets(train, fractions, cfg.task.seed)
     records: list[dict[str, Any]] = []
+    full: list[dict[str, Any]] = []
     for f in fractions:
         if f == 1.0:
             folder, recs = Path(cfg.run_dir), student_stage(cfg, overwrite)
+            full = recs
         else:
             folder = Path(cfg.run_dir) / "curve" / _label(f)
             recs = student_stage(cfg, overwrite, train=subsets[f], folder=folder,
@@ -87,6 +89,8 @@ def run_curve(cfg: ExperimentConfig, fractions: Sequence[float], n_resamples: in
     with atomic_open(report / "curve.md") as fh:
         fh.write(curve_table(points, out["train_examples"], cfg.task.name))
     write_svg(report / "curve.svg", curve_svg(points, f"{cfg.task.name}: accuracy vs share of train data"))
+    if full:  # the report (report.html) of the whole split, now with the curve in it
+        report_stage(cfg, full)
     return out
 
 

@@ -76,7 +76,7 @@ class TuneSpace:
                 raise ConfigError(f"tune {key}: {getattr(self, key)} must be >= 1")
 
 
-def _with_teacher_splits(cfg: ExperimentConfig, space: TuneSpace) -> ExperimentConfig:
+def with_teacher_splits(cfg: ExperimentConfig, space: TuneSpace) -> ExperimentConfig:
     """The run's config with the teacher also answering train and validation when a target is the
     teacher's answer (the attributions need them); tuned.yaml keeps this, so ``run`` reuses them."""
     if "teacher" not in space.targets:
@@ -107,7 +107,7 @@ def _margin(scored: Sequence[dict[str, Any]]) -> float | None:
 def run_tune(cfg: ExperimentConfig, space: TuneSpace,
              on_step: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Both rounds; returns (and writes) the search and the chosen settings."""
-    cfg = _with_teacher_splits(cfg, space)
+    cfg = with_teacher_splits(cfg, space)
     splits = prepare_stage(cfg)
     validation = splits.get("validation") or []
     if not validation:

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..io import temp_dir, write_json
+from ..io import atomic_dir, write_json
 from ..models import LoadedModel
 from ..run_dir import refusal
 
@@ -90,20 +90,7 @@ def trained_fingerprint(model_dir: str | os.PathLike[str]) -> str | None:
 
 def save_model_folder(lm: LoadedModel, folder: Path, record: dict[str, Any]) -> None:
     """Write model + tokenizer + record beside ``folder`` and rename it into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(folder.parent, f".{folder.name}.", ".tmp")
-    try:
+    with atomic_dir(folder) as tmp:
         lm.model.save_pretrained(tmp)
         lm.tokenizer.save_pretrained(tmp)
         write_json(tmp / RECORD, record)
-        if folder.exists():
-            # A directory cannot be replaced in one rename: move the old one aside first.
-            old = temp_dir(folder.parent, f".{folder.name}.", ".old")
-            os.replace(folder, old / folder.name)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -1,0 +1,141 @@
+"""The study: does the teacher's saliency make the student better? One dataset per call, resumable.
+
+    nice python benchmarks/study.py --dataset esnli --curve 0.1,0.25,0.5,1
+    nice python benchmarks/study.py --dataset cqa --curve 0.1,0.25,0.5,1
+    nice python benchmarks/study.py --dataset anli1
+    nice python benchmarks/study.py --dataset svamp --train 720
+
+For a dataset: its config (configs/<dataset>.yaml: the teacher chosen in the teacher-quality
+table), `--train` train examples, the whole test split, SmolLM2-135M-Instruct students;
+1. `tune` on the validation split (attribution method, target, k by faithfulness; alpha by budget
+   students): never the test split;
+2. `run` with the chosen settings: every mode x seed, the report with the paired intervals;
+3. optionally the data-efficiency curve (the teacher and rationales of step 2 reused).
+Every step resumes from its files (``runs/study/<dataset>``); after each dataset the summary in
+``benchmarks/results/study.md`` / ``study.json`` is rewritten with every dataset done so far.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, write_results  # noqa: E402
+
+MODES = "[standard,teacher-label,saliency,llm-rationale,soft-label]"
+OUT = "benchmarks/results/study"
+
+
+def study_config(args: argparse.Namespace) -> Any:
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig
+
+    modes = MODES.replace(",soft-label", "") if args.dataset == "svamp" else MODES  # free-form answers
+    overrides = [f"run_dir=runs/study/{args.dataset}", f"task.path={Path(args.data) / args.dataset}",
+                 f"task.max_train={args.train}", f"task.max_validation={args.validation}", "task.max_test=null",
+                 f"student.modes={modes}", f"student.seeds=[{args.seeds}]", "student.train.epochs=2",
+                 "student.train.batch_size=8", "student.train.learning_rate=1.0e-4", "student.train.bf16=true",
+                 "student.eval.max_new_tokens=16", "attribution.splits=[train]", "analysis.faithfulness=true",
+                 f"analysis.faithfulness_max_examples={args.faithfulness_examples}", *args.set]
+    return load_config(ExperimentConfig, Path("configs") / f"{args.dataset}.yaml", overrides)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", required=True, choices=["cqa", "svamp", "anli1", "esnli"])
+    ap.add_argument("--data", default="../shared/data/dsbs")
+    ap.add_argument("--train", type=int, default=1000)
+    ap.add_argument("--validation", type=int, default=200)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--curve", default=None, help="train shares of the data-efficiency curve, e.g. 0.1,0.25,0.5,1")
+    ap.add_argument("--faithfulness-examples", type=int, default=200)
+    ap.add_argument("--tune-train", type=int, default=200, help="train examples of each budget student in tune")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="further config overrides")
+    args = ap.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    from saliency_distill.experiment import run, save_resolved
+    from saliency_distill.study import run_curve
+    from saliency_distill.study.tune import TuneSpace, run_tune, with_teacher_splits
+
+    cfg = study_config(args)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    tuned = run_tune(cfg, TuneSpace(train_examples=args.tune_train))
+    timings["tune"] = round(time.perf_counter() - started, 1)
+    chosen = tuned["chosen"]
+    if chosen is not None:
+        cfg = replace(cfg, attribution=replace(cfg.attribution, method=chosen["method"], target=chosen["target"]),
+                      rationale=replace(cfg.rationale, k=chosen["k"]), student=replace(cfg.student, alpha=chosen["alpha"]))
+    cfg = with_teacher_splits(cfg, TuneSpace())  # the teacher answers tune asked for are reused
+    save_resolved(cfg)
+
+    def stage_time(stage: str, result: Any, seconds: float) -> None:
+        timings[stage] = round(seconds, 1)
+        print(f"{args.dataset}: {stage} done in {seconds:.0f} s", flush=True)
+
+    results = run(cfg, on_stage=stage_time)
+    curve = None
+    if args.curve:
+        started = time.perf_counter()
+        curve = run_curve(cfg, [float(f) for f in args.curve.split(",")])
+        timings["curve"] = round(time.perf_counter() - started, 1)
+    write_summary(args, cfg, tuned, results, curve, timings)
+
+
+def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], results: dict[str, Any],
+                  curve: dict[str, Any] | None, timings: dict[str, float]) -> None:
+    from saliency_distill.reporting import aggregate
+
+    run_dir = Path(cfg.run_dir)
+    report = run_dir / "report"
+    teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
+    analysis = json.loads((run_dir / "analysis" / "train.json").read_text()) if (run_dir / "analysis" / "train.json"
+                                                                                  ).is_file() else {}
+    entry = {"dataset": args.dataset, "command": machine()["command"], "train": len(results["prepare"]["train"]),
+             "test": len(results["prepare"]["test"]), "seeds": args.seeds, "chosen": tuned["chosen"],
+             "tune_timing": tuned["timing"], "timings": timings,
+             "teacher": {"model": teacher.get("model"), "accuracy": teacher.get("accuracy")},
+             "table": aggregate(results["students"]),
+             "significance": json.loads((report / "significance.json").read_text()),
+             "overlap": analysis.get("gold_containment"), "faithfulness": analysis.get("faithfulness"),
+             "curve": curve["points"] if curve else None}
+    path = Path(OUT + ".json")
+    done = json.loads(path.read_text())["datasets"] if path.is_file() else {}
+    done[args.dataset] = entry
+    write_results(OUT, {"meta": machine(), "datasets": done}, markdown(done))
+
+
+def markdown(done: dict[str, Any]) -> str:
+    lines = ["# The study: saliency-distilled students against standard fine-tuning and PaLM rationales", "",
+             "SmolLM2-135M-Instruct students; settings chosen on each dataset's validation split by "
+             "`saliency-distill tune`; test split read once. Accuracy % mean ± std over seeds; intervals: 95% "
+             "paired cluster bootstrap over test examples and seeds.", ""]
+    for name, d in done.items():
+        chosen = d["chosen"] or {}
+        lines += [f"## {name}", "", f"Command: `{d['command']}`", "",
+                  f"Train {d['train']}, test {d['test']}, seeds {d['seeds']}; teacher {d['teacher']['model']}; "
+                  f"chosen: method {chosen.get('method')}, target {chosen.get('target')}, k {chosen.get('k')}, "
+                  f"alpha {chosen.get('alpha')}; wall time per stage (s): {d['timings']}.", "",
+                  "| mode | seeds | accuracy % |", "|---|---:|---:|"]
+        for row in d["table"]:
+            mean, std = row["accuracy_mean"], row["accuracy_std"]
+            acc = "n/a" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+            lines.append(f"| {row['mode']} | {row['n_seeds']} | {acc} |")
+        lines += [""] + [f"- {s['mode']} vs {s['baseline']}: " + (
+            "no interval" if s.get("difference") is None else
+            f"{s['difference']:+.2f} points [{s['lower']:.2f}, {s['upper']:.2f}]"
+            + (" (excludes 0)" if s["excludes_zero"] else " (includes 0)")) for s in d["significance"]] + [""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""What the stage commands print about the teacher and the rationale analysis (kept apart from
+``main`` so that the command table stays small)."""
+
+from __future__ import annotations
+
+
+def print_teacher(metrics: dict) -> None:
+    """The teacher's accuracy per split, with its answer distribution: a collapsed teacher shows at once."""
+    tuned = "fine-tuned" if metrics.get("finetuned") else "not fine-tuned"
+    prompt = metrics.get("prompt") or {}
+    asked = f"format={prompt.get('format', 'text')}, shots={prompt.get('shots', 0)}" + (
+        ", chat" if prompt.get("chat") else "")
+    print(f"teacher {metrics['model']} ({tuned}, {asked}, scoring={metrics['scoring']}):")
+    for split, acc in metrics["accuracy"].items():
+        q = (metrics.get("quality") or {}).get(split, {})
+        ci = f" [95% CI {q['ci95'][0]:.3f}-{q['ci95'][1]:.3f}]" if q.get("ci95") else ""
+        extra = ""
+        if "accuracy_sum" in acc:
+            extra = f"  (sum {acc['accuracy_sum']:.3f}, mean {acc['accuracy_mean']:.3f})"
+        print(f"  {split:<10} accuracy {acc['accuracy']:.3f}{ci} on {acc['n']} examples{extra}")
+        if q.get("answer_distribution") and q.get("gold_distribution"):
+            dist = ", ".join(f"{k} {v}" for k, v in q["answer_distribution"].items())
+            gold = ", ".join(f"{k} {v}" for k, v in q["gold_distribution"].items())
+            print(f"  {'':<10} answers: {dist}  (gold: {gold})")
+    for warning in metrics.get("warnings") or []:
+        print(f"  {warning}")
+
+
+def print_analysis(split: str, s: dict) -> None:
+    """The rationale figures of one split that the paper reports, and faithfulness when it was measured."""
+    def pct(d: dict) -> str:
+        return "n/a" if d.get("percent") is None else f"{d['percent']:.1f}% of {d['n']}"
+
+    print(f"{split}: {s['n_rows']} rationales, {s['mean_rationale_words']:.1f} words each")
+    print(f"  gold answer in rationale:    {pct(s['gold_containment']['multiple_choice'])} multiple-choice, "
+          f"{pct(s['gold_containment']['all'])} all")
+    print(f"  teacher answer in rationale: {pct(s['teacher_containment']['all'])}")
+    print(f"  teacher accuracy:            {pct(s['teacher_accuracy'])}")
+    h = s["human_rationale"]
+    if h.get("n"):
+        print(f"  vs human rationales (n={h['n']}): precision {h['precision']:.3f}, recall {h['recall']:.3f}, "
+              f"F1 {h['f1']:.3f}")
+    faith = s.get("faithfulness") or {}
+    for name, better in (("comprehensiveness", "higher"), ("sufficiency", "lower")) if faith.get("n") else ():
+        f = faith[name]
+        print(f"  {name} (log p drop, {better} = more faithful): rationale {f['saliency']}, random words "
+              f"{f['random']}, rationale better in {pct(f['saliency_beats_random'])}")
+
