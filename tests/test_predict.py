@@ -208,3 +208,29 @@ def test_keeping_weights_later_trains_the_student_again(tmp_path, tiny_model_dir
     after = json.loads((tmp_path / "run" / "students" / "standard" / "seed0" / "result.json").read_text())
     assert after["config_hash"] == before["config_hash"]
     assert main(predict) == 0 and len(_jsonl(tmp_path / "preds.jsonl")) == after["n"]
+
+
+def test_run_ends_with_a_predict_command_that_works(tmp_path, tiny_model_dirs, capsys):
+    import shlex
+
+    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
+             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
+            "task.fields.label=answer", f"student.model.name={tiny_model_dirs['llama']}", "student.modes=[standard]",
+            "student.train.max_steps=1", "student.train.progress_bar=false", "student.eval.max_new_tokens=4",
+            "progress=false"]
+    assert main(["-q", "train", *args]) == 0
+    out = capsys.readouterr().out
+    assert "report.html" in out and "student.keep_models=true" in out  # no weights kept: says how to keep them
+    assert main(["-q", "train", *args, "student.keep_models=true"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("try the best student"))
+    command = shlex.split(line.split(": ", 1)[1])
+    assert command[:2] == ["saliency-distill", "predict"]
+    question = json.loads((tmp_path / "run" / "report" / "try_question.jsonl").read_text())
+    assert set(question) == {"question", "options"}  # the columns the student reads, no answer
+    assert main(["-q", *command[1:]]) == 0
+    answers = [json.loads(x) for x in (tmp_path / "run" / "report" / "try_question.predictions.jsonl")
+               .read_text().splitlines()]
+    assert len(answers) == 1 and answers[0]["ranked_choice"] in question["options"]

@@ -28,7 +28,7 @@ from ..experiment import (
     student_stage,
     teach_stage,
 )
-from .show import print_analysis, print_teacher
+from .show import print_analysis, print_teacher, try_student
 from .study import add_study_commands
 from .use import add_use_commands
 
@@ -102,7 +102,8 @@ def _print_results(cfg: ExperimentConfig, records: list[dict], report) -> None:
     from ..reporting import aggregate, markdown_table
 
     print(markdown_table(aggregate(records)), end="")
-    print(f"report: {report}/results.md (table, plot, teacher accuracy, analysis, config)")
+    print(f"report: {report}/report.html (open it in a browser; results.md and results.csv beside it)")
+    print(try_student(cfg, records, report))
 
 
 def cmd_train(ns: argparse.Namespace) -> int:

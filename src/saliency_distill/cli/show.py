@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def print_teacher(metrics: dict) -> None:
     """The teacher's accuracy per split, with its answer distribution: a collapsed teacher shows at once."""
@@ -46,3 +48,30 @@ def print_analysis(split: str, s: dict) -> None:
         print(f"  {name} (log p drop, {better} = more faithful): rationale {f['saliency']}, random words "
               f"{f['random']}, rationale better in {pct(f['saliency_beats_random'])}")
 
+
+
+def try_student(cfg: Any, records: list[dict], report: Any) -> str:
+    """The one-line ``predict`` command for the best student on a question of its kind: the first
+    test question, written (without its answer) to ``report/try_question.jsonl`` to edit."""
+    from pathlib import Path
+
+    from ..data import prepare
+    from ..io import write_jsonl
+    from ..student.record import input_fields
+
+    best = max(records, key=lambda r: r.get("accuracy") or 0.0)
+    if not cfg.student.keep_models:
+        return (f"to answer new questions with a student, keep its weights: re-run with student.keep_models=true, "
+                f"then `saliency-distill predict --run {cfg.run_dir} --mode {best['mode']} ...` "
+                "(docs/using-the-student.md)")
+    splits = prepare(cfg.task, cfg.run_dir)
+    fields = input_fields(cfg.task, splits["train"])
+    ex = splits["test"][0]
+    row = {**{k: v for k, v in ex.fields.items() if k in fields["content"]}}
+    if fields.get("choices") and ex.choices:  # the column that holds per-question options
+        row[fields["choices"]] = list(ex.choices)
+    question = Path(report) / "try_question.jsonl"
+    write_jsonl(question, [row])
+    return (f"try the best student ({best['mode']}, seed {best['seed']}) on a question (edit {question}): "
+            f"saliency-distill predict --run {cfg.run_dir} --mode {best['mode']} --seed {best['seed']} "
+            f"--input {question} --output {Path(report) / 'try_question.predictions.jsonl'}")
