@@ -167,3 +167,16 @@ def test_tune_bad_method_is_one_line(curve_args, capsys):
     assert main(["-q", "tune", *curve_args, "--methods", "gradient-magic"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "choose from" in err[0] and "input_x_gradient" in err[0]
+
+
+def test_the_report_says_whether_the_settings_were_tuned():
+    from saliency_distill.reporting.report import settings_line
+
+    config = {"attribution": {"method": "attention", "target": "gold"}, "rationale": {"k": 3}, "student": {"alpha": 0.9}}
+    tune = {"chosen": {"method": "attention", "target": "gold", "k": 3.0, "alpha": 0.9},
+            "faithfulness": [{}] * 4, "students": [{}] * 5, "timing": {"a": 10.0, "b": 20.4}}
+    assert "chosen on the validation split by `saliency-distill tune`" in settings_line(config, tune)
+    assert "4 candidates by faithfulness, 5 budget students; 30 s" in settings_line(config, tune)
+    other = {**config, "student": {"alpha": 0.5}}
+    assert "as set in the config (not tuned" in settings_line(other, tune)
+    assert "as set in the config (not tuned" in settings_line(config, None)

@@ -122,13 +122,29 @@ def environment_lines(environment: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def settings_line(config: Mapping[str, Any], tune: Mapping[str, Any] | None) -> str:
+    """Where the attribution method, target, k and alpha came from: ``tune`` (``tune.json``) when
+    it chose exactly these, else the config (said plainly, so an untuned run is not read as tuned)."""
+    attribution, rationale = config.get("attribution") or {}, config.get("rationale") or {}
+    alpha = (config.get("student") or {}).get("alpha")
+    used = (attribution.get("method"), attribution.get("target"), rationale.get("k"), alpha)
+    text = f"attribution {used[0]}, target {used[1]}, k={used[2]}, alpha={used[3]}"
+    chosen = (tune or {}).get("chosen")
+    if chosen and (chosen["method"], chosen["target"], chosen["k"], chosen["alpha"]) == used:
+        timing = tune.get("timing") or {}  # type: ignore[union-attr]
+        return (f"Settings: {text}, chosen on the validation split by `saliency-distill tune` ([tune.md](tune.md): "
+                f"{len(tune['faithfulness'])} candidates by faithfulness, {len(tune['students'])} budget students; "  # type: ignore[index]
+                f"{sum(timing.values()):.0f} s).")
+    return f"Settings: {text}, as set in the config (not tuned; `saliency-distill tune` chooses them on validation)."
+
+
 def results_markdown(title: str, rows: list[dict], *, config: Mapping[str, Any], teacher: dict | None,
                      analysis: Mapping[str, Any] | None, environment: Mapping[str, Any],
-                     significance: list[dict] | None = None) -> str:
+                     significance: list[dict] | None = None, tune: Mapping[str, Any] | None = None) -> str:
     """Text of ``results.md``; ``significance`` are :func:`.significance.compare_modes` entries
-    (no section without any)."""
+    (no section without any), ``tune`` the search of ``tune.json`` if there is one."""
     parts = [f"# {title}", "", "## Results", "", markdown_table(rows, teacher=teacher).rstrip("\n"), "",
-             "![accuracy per mode](accuracy.svg)", ""]
+             settings_line(config, tune), "", "![accuracy per mode](accuracy.svg)", ""]
     if significance:
         parts += ["## Significance", "", *significance_lines(significance), ""]
     if analysis:
@@ -137,6 +153,15 @@ def results_markdown(title: str, rows: list[dict], *, config: Mapping[str, Any],
     parts += ["## Environment", "", *environment_lines(environment), ""]
     parts += ["## Config", "", "```yaml", _yaml(config).rstrip("\n"), "```", ""]
     return "\n".join(parts)
+
+
+def _tune(folder: Path) -> dict[str, Any] | None:
+    path = folder / "tune.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except ValueError:
+        logger.warning("%s: unreadable, left out of the report", path)
+        return None
 
 
 def _yaml(config: Mapping[str, Any]) -> str:
@@ -202,7 +227,7 @@ def write_report(folder: Path, records: list[dict], *, config: dict, teacher: di
     write_json(folder / "environment.json", environment)
     _write_text(folder / "results.md", results_markdown(title, rows, config=config, teacher=teacher,
                                                         analysis=analysis, environment=environment,
-                                                        significance=significance))
+                                                        significance=significance, tune=_tune(folder)))
     points, caption = find_curve(curve, records, folder)
     _write_text(folder / PAGE_FILE, render_page(
         title, rows, svg=svg, significance=significance, teacher=teacher, analysis=analysis, environment=environment,
