@@ -101,8 +101,9 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def student_run(tmp_path_factory, tiny_model_dirs) -> Path:
-    """A tiny run folder (24 rows of a file task, tiny llama student, 2 steps) whose standard and
-    random-words students kept their weights, with the report; for predict and export tests."""
+    """A tiny run folder (24 rows of a file task, tiny llama student, 2 steps) whose standard,
+    random-words and teacher-label students kept their weights, with the report; for predict and
+    export tests."""
     import json
 
     from saliency_distill.cli.main import main
@@ -114,7 +115,8 @@ def student_run(tmp_path_factory, tiny_model_dirs) -> Path:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = [f"run_dir={root / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
             "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}",
-            f"student.model.name={tiny_model_dirs['llama']}", "student.modes=[standard,random-words]",
+            f"student.model.name={tiny_model_dirs['llama']}", "teacher.finetune=false",
+            "student.modes=[standard,random-words,teacher-label]",
             "student.train.max_steps=2", "student.train.progress_bar=false", "student.eval.max_new_tokens=4",
             "student.keep_models=true", "progress=false", "rationale.k=3"]
     assert main(["-q", "train", *args]) == 0

@@ -96,7 +96,7 @@ USE_CASES = [
     ("missing run folder", ["predict", "--run", "{tmp}/nope", "--mode", "standard", "--split", "test"],
      "not a run folder (no config.yaml)"),
     ("mode not trained in the run", ["predict", "--run", "{run}", "--mode", "saliency", "--split", "test"],
-     "no student trained in mode 'saliency' (trained: random-words, standard)"),
+     "no student trained in mode 'saliency' (trained: random-words, standard, teacher-label)"),
     ("seed not trained in the run", ["predict", "--run", "{run}", "--mode", "standard", "--seed", "3", "--split",
                                      "test"], "no standard student with seed 3 (seeds: 0)"),
     ("export of weights not kept", ["export", "--run", "{nokeep}", "--mode", "standard"],

@@ -234,3 +234,13 @@ def test_run_ends_with_a_predict_command_that_works(tmp_path, tiny_model_dirs, c
     answers = [json.loads(x) for x in (tmp_path / "run" / "report" / "try_question.predictions.jsonl")
                .read_text().splitlines()]
     assert len(answers) == 1 and answers[0]["ranked_choice"] in question["options"]
+
+
+def test_export_of_a_student_taught_by_the_teacher_names_it_in_the_card(student_run, tmp_path):
+    out = tmp_path / "taught"
+    assert main(["-q", "export", "--run", str(student_run), "--mode", "teacher-label", "--output", str(out)]) == 0
+    record = json.loads((out / "saliency_distill.json").read_text())
+    assert record["teacher"]["model"] == json.loads((student_run / "teacher" / "metrics.json").read_text())["model"]
+    assert record["teacher"]["format"] and record["teacher"]["finetune"] is False
+    card = (out / "README.md").read_text()
+    assert f"- Teacher: `{record['teacher']['model']}`" in card and "Teacher accuracy (teacher/metrics.json)" in card

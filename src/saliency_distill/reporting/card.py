@@ -42,8 +42,10 @@ def _json(path: Path) -> Any:
         return None
 
 
-def model_info(name: str | None) -> tuple[str | None, str | None]:
-    """(Hugging Face hub id, licence) of a model name as the project knows it."""
+def model_info(name: str | Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(Hugging Face hub id, licence) of a model name as the project knows it (a model config's
+    name: records of version 1 kept the teacher's whole config)."""
+    name = name.get("name") if isinstance(name, Mapping) else name
     if not name:
         return None, None
     if name in EMBEDDED_MODELS:
@@ -138,8 +140,10 @@ def _teacher_lines(record: Mapping[str, Any], metrics: Any) -> list[str]:
     if not record.get("teacher"):
         return [f"- Teacher: none; mode {record['mode']} learns from the data alone."]
     t = record["teacher"]
-    hub, _ = model_info(t.get("model"))
-    who = f"`{t.get('model')}`" + (f" ({hub})" if hub and hub != t.get("model") else "")
+    name = t.get("model")
+    name = name.get("name") if isinstance(name, Mapping) else name  # records of version 1 kept the whole config
+    hub, _ = model_info(name)
+    who = f"`{name}`" + (f" ({hub})" if hub and hub != name else "")
     asked = (f"format {t.get('format')}, {t.get('shots')} shots" + (", chat template" if t.get("chat") else "")
              + f", {'fine-tuned on the train split' if t.get('finetune') else 'not fine-tuned'}")
     lines = [f"- Teacher: {who}, asked with {asked}."]

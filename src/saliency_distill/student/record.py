@@ -97,8 +97,7 @@ def student_record(
         "seed": seed,
         "alpha": cfg.alpha if spec.explain or spec.soft else None,
         "loss_average": cfg.loss_average,
-        "teacher": {k: teacher.get(k) for k in ("model", "format", "shots", "chat", "finetune", "scoring")}
-        if uses_teacher and teacher else None,
+        "teacher": _teacher(teacher) if uses_teacher and teacher else None,
         "attribution": {"method": attribution.get("method"), "target": attribution.get("target"),
                         "k": rationale.get("k")} if spec.needs_rationales and attribution else None,
         "random_words_k": rationale.get("k") if spec.explain == "random" else None,
@@ -106,6 +105,14 @@ def student_record(
         "run_config_hash": about.get("run_config_hash"),
         "trained": dict(trained or {}),
     }
+
+
+def _teacher(teacher: Mapping[str, Any]) -> dict[str, Any]:
+    """The teacher as a record names it: the model's name and dtype, and how it was asked."""
+    model = teacher.get("model")
+    name, dtype = (model.get("name"), model.get("dtype")) if isinstance(model, Mapping) else (model, None)
+    return {"model": name, "dtype": dtype, **{k: teacher.get(k) for k in ("format", "shots", "chat", "finetune",
+                                                                          "scoring")}}
 
 
 def run_provenance(cfg: Any) -> dict[str, Any]:
