@@ -236,3 +236,27 @@ def test_partly_missing_dataset_rationales_warn_or_fail(caplog):
     assert "1 of 3 train examples have no llm rationale" in caplog.text
     with pytest.raises(DataError, match=r"example e1: no llm rationale \(1 of 3 .*require_rationales"):
         build_pairs("llm-rationale", TASK, CFG, exs, require_rationales=True)
+
+
+@pytest.mark.parametrize("min_fraction, stopped_at, best_step", [(0.0, 8, 2), (0.9, None, 12)])
+def test_early_stopping_waits_for_min_fraction_of_the_steps(tmp_path, min_fraction, stopped_at, best_step):
+    from types import SimpleNamespace
+
+    from saliency_distill.student.early_stop import ValidationStopper
+
+    # a student that sits at chance for a while, then learns (as SmolLM2 on e-SNLI does)
+    scores = iter([0.3, 0.3, 0.3, 0.3, 0.8, 0.9])
+    stopper = ValidationStopper(lambda: next(scores), evaluations=6, patience=3, folder=tmp_path / "val",
+                                min_fraction=min_fraction)
+    model = torch.nn.Linear(2, 2)
+    state = SimpleNamespace(global_step=0, max_steps=12, is_world_process_zero=True)
+    control = SimpleNamespace(should_training_stop=False)
+    stopper.on_train_begin(None, state, control)
+    stopped = None
+    for step in range(1, 13):
+        state.global_step = step
+        stopper.on_step_end(None, state, control, model=model)
+        if control.should_training_stop:
+            stopped = step
+            break
+    assert stopped == stopped_at and stopper.best["step"] == best_step

@@ -5,7 +5,8 @@ run (and at its last step), with a function given by the student stage (its accu
 validation split). Whenever the accuracy is the best so far it writes the weights to
 ``<folder>/best.safetensors`` (under a temporary name, then renamed), and it writes the history to
 ``<folder>/validation.json`` after that; after ``patience`` evaluations without a better accuracy
-it stops the training. A killed run that resumes from a checkpoint reads the history back, so no
+it stops the training, but never before ``min_fraction`` of the steps (a student may sit at
+chance for a while before it learns). A killed run that resumes from a checkpoint reads the history back, so no
 evaluation is lost or repeated. The stage then loads the best weights before the test split.
 """
 
@@ -32,8 +33,10 @@ HISTORY = "validation.json"
 class ValidationStopper(TrainerCallback):
     """Evaluate with ``evaluate(model) -> accuracy`` during training; keep the best; stop on patience."""
 
-    def __init__(self, evaluate: Callable[[], float], evaluations: int, patience: int, folder: Path) -> None:
+    def __init__(self, evaluate: Callable[[], float], evaluations: int, patience: int, folder: Path,
+                 min_fraction: float = 0.0) -> None:
         self.evaluate, self.evaluations, self.patience = evaluate, evaluations, patience
+        self.min_fraction = min_fraction
         self.folder = Path(folder)
         self.every = 1
         path = self.folder / HISTORY
@@ -67,7 +70,7 @@ class ValidationStopper(TrainerCallback):
                         self.best["accuracy"], self.best["step"])
         best = self.best
         since = sum(1 for h in self.history if h["step"] > best["step"] and h["step"] <= step)
-        if since >= self.patience:
+        if since >= self.patience and step >= self.min_fraction * state.max_steps:
             logger.info("early stop at step %d: no better validation accuracy for %d evaluations", step, since)
             control.should_training_stop = True
 

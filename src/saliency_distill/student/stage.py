@@ -47,9 +47,15 @@ class EarlyStopConfig:
     )
     evaluations: int = field(8, "validation evaluations, evenly spread over the run")
     patience: int = field(3, "stop after this many evaluations without a better validation accuracy")
+    min_fraction: float = field(
+        0.5, "never stop before this share of the training steps (a student can sit at chance for a while "
+        "before it learns: on e-SNLI, 100 of 200 steps; 0 stops as soon as patience runs out)"
+    )
     max_examples: int | None = field(200, "validation examples per evaluation (all when unset)")
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise ConfigError(f"config key 'student.early_stopping.min_fraction': {self.min_fraction} is not in [0, 1]")
         for key in ("evaluations", "patience", "max_examples"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -133,7 +139,7 @@ def _stopper(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig, split
         _, metrics = evaluate_student(lm, task, task_cfg, examples, eval_cfg, template)
         return metrics["accuracy"] or 0.0
 
-    return ValidationStopper(accuracy, stop.evaluations, stop.patience, folder / "validation")
+    return ValidationStopper(accuracy, stop.evaluations, stop.patience, folder / "validation", stop.min_fraction)
 
 
 def run_dir_of(run_dir: str | Path, mode: str, seed: int) -> Path:
@@ -184,6 +190,8 @@ def train_and_evaluate(
     train_cfg = dataclasses.replace(cfg.train, seed=seed)
     student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
     # Keys that change nothing here stay out (and runs made before they existed stay valid).
+    if not cfg.early_stopping.min_fraction:  # 0 is how runs made before the key stopped
+        student["early_stopping"].pop("min_fraction")
     if not cfg.logit_kd:
         student.pop("logit_kd")
         if not MODES[mode].soft:
