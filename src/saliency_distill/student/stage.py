@@ -190,7 +190,7 @@ def train_and_evaluate(
     train_cfg = dataclasses.replace(cfg.train, seed=seed)
     student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
     # Keys that change nothing here stay out (and runs made before they existed stay valid).
-    if not cfg.early_stopping.min_fraction:  # 0 is how runs made before the key stopped
+    if not cfg.early_stopping.enabled or not cfg.early_stopping.min_fraction:  # 0: how runs made before it stopped
         student["early_stopping"].pop("min_fraction")
     if not cfg.logit_kd:
         student.pop("logit_kd")
