@@ -40,9 +40,12 @@ ROWS: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
     # patience 3 of 8 evaluations from the first step (how this row was first run)...
     "early stopping": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
                        {"early_stopping": {"enabled": True, "min_fraction": 0.0}}, {}),
-    # ...and never before half the steps (the default since): students sit at chance for a while
+    # ...never before half the steps (students sit at chance for a while)...
     "early stopping after half": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
-                                  {"early_stopping": {"enabled": True}}, {}),
+                                  {"early_stopping": {"enabled": True, "min_fraction": 0.5}}, {}),
+    # ...and every step trained, the best validation weights kept (the default since)
+    "best checkpoint": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
+                        {"early_stopping": {"enabled": True}}, {}),
     "k 3": (["saliency", "random-words"], {}, {"k": 3}),
     "k 10": (["saliency", "random-words"], {}, {"k": 10}),
     "teacher target": (["saliency"], {}, {"target": "teacher"}),

@@ -48,8 +48,9 @@ class EarlyStopConfig:
     evaluations: int = field(8, "validation evaluations, evenly spread over the run")
     patience: int = field(3, "stop after this many evaluations without a better validation accuracy")
     min_fraction: float = field(
-        0.5, "never stop before this share of the training steps (a student can sit at chance for a while "
-        "before it learns: on e-SNLI, 100 of 200 steps; 0 stops as soon as patience runs out)"
+        1.0, "never stop before this share of the training steps: 1 (default) trains every step and only keeps "
+        "the best weights, because a student can sit at chance for half its run before it learns (e-SNLI: "
+        "stopped at 50% it kept 34.5%, trained on it reached 60%); 0 stops as soon as patience runs out"
     )
     max_examples: int | None = field(200, "validation examples per evaluation (all when unset)")
 
