@@ -99,20 +99,28 @@ def cache(tmp_path, monkeypatch) -> Path:
     return root
 
 
+def write_planets(folder: Path) -> Path:
+    """A 24-row two-choice file task ("Which planet is bigger, number i or number i + 1?") in
+    ``folder/mine.jsonl``: the data of the tiny end-to-end runs."""
+    import json
+
+    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
+             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
+    data = folder / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
 @pytest.fixture(scope="session")
 def student_run(tmp_path_factory, tiny_model_dirs) -> Path:
     """A tiny run folder (24 rows of a file task, tiny llama student, 2 steps) whose standard,
     random-words and teacher-label students kept their weights, with the report; for predict and
     export tests."""
-    import json
 
     from saliency_distill.cli.main import main
 
     root = tmp_path_factory.mktemp("student_run")
-    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
-             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
-    data = root / "mine.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_planets(root)
     args = [f"run_dir={root / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
             "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}",
             f"student.model.name={tiny_model_dirs['llama']}", "teacher.finetune=false",

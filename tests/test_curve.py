@@ -6,6 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import write_planets
 
 from saliency_distill.cli.main import main
 from saliency_distill.data import Example
@@ -65,10 +66,7 @@ def test_curve_svg_is_one_line_and_band_per_mode():
 
 @pytest.fixture
 def curve_args(tmp_path, tiny_model_dirs):
-    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
-             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
-    data = tmp_path / "mine.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_planets(tmp_path)
     return [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
             "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}", "teacher.finetune=false",
             "progress=false", "rationale.k=3", f"student.model.name={tiny_model_dirs['llama']}",

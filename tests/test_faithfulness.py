@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import write_planets
 from torch.testing import assert_close
 
 from saliency_distill.analysis import AnalysisConfig, edit_prompt, score_rows, summarise_faithfulness, teacher_scorer
@@ -181,10 +182,7 @@ def test_config_keys_and_a_changed_teacher_is_refused(tmp_path):
 
 @pytest.fixture
 def run_args(tmp_path, tiny_model_dirs):
-    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
-             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
-    data = tmp_path / "mine.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_planets(tmp_path)
     return [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
             "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}", "teacher.finetune=false",
             "progress=false", "rationale.k=3"]

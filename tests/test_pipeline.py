@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import write_planets
 
 from saliency_distill.cli.main import main
 
@@ -13,10 +14,7 @@ TEMPLATE_WORDS = {"Question", "Answer", "Choices"}
 
 @pytest.fixture
 def run_args(tmp_path, tiny_model_dirs):
-    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
-             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
-    data = tmp_path / "mine.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_planets(tmp_path)
     return [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
             "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}",
             "teacher.train.max_steps=3", "teacher.train.progress_bar=false", "progress=false", "rationale.k=3",

@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 import yaml
+from conftest import write_planets
 
 from saliency_distill.cli.main import main
 
@@ -213,10 +214,7 @@ def test_keeping_weights_later_trains_the_student_again(tmp_path, tiny_model_dir
 def test_run_ends_with_a_predict_command_that_works(tmp_path, tiny_model_dirs, capsys):
     import shlex
 
-    rows = [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
-             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"} for i in range(24)]
-    data = tmp_path / "mine.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_planets(tmp_path)
     args = [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
             "task.fields.label=answer", f"student.model.name={tiny_model_dirs['llama']}", "student.modes=[standard]",
             "student.train.max_steps=1", "student.train.progress_bar=false", "student.eval.max_new_tokens=4",

@@ -146,6 +146,18 @@ def _frame(n_modes: int, label_lines: int, title_chars: int) -> Frame:
     return Frame(width=width, height=440.0 + extra, bottom=56.0 + extra)
 
 
+def _opening(frame: Frame, title: str) -> list[str]:
+    """The start of a chart: the svg element, its title, a white background and the y axis."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{frame.width:.0f}" height="{frame.height:.0f}" '
+        f'viewBox="0 0 {frame.width:.0f} {frame.height:.0f}" font-family="{FONT}">',
+        f"<title>{escape(title)}</title>",
+        f'<rect class="background" width="{frame.width:.0f}" height="{frame.height:.0f}" fill="#fff"/>',
+        _text(frame.width / 2, 26, title, size=16, extra=' class="title" font-weight="bold"'),
+        *_y_axis(frame),
+    ]
+
+
 def accuracy_svg(rows: Sequence[Mapping[str, Any]], title: str, teacher_accuracy: float | None = None) -> str:
     """SVG text of a bar chart of ``accuracy_mean`` ± ``accuracy_std`` (fractions, drawn in %)
     per mode of :func:`~saliency_distill.reporting.table.aggregate` rows; ``teacher_accuracy``
@@ -154,14 +166,7 @@ def accuracy_svg(rows: Sequence[Mapping[str, Any]], title: str, teacher_accuracy
     labels = [wrap_label(str(row["mode"]), max_chars) for row in rows]
     frame = _frame(len(rows), max((len(lines) for lines in labels), default=1), len(title))
     band = frame.plot_width / max(1, len(rows))
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{frame.width:.0f}" height="{frame.height:.0f}" '
-        f'viewBox="0 0 {frame.width:.0f} {frame.height:.0f}" font-family="{FONT}">',
-        f"<title>{escape(title)}</title>",
-        f'<rect class="background" width="{frame.width:.0f}" height="{frame.height:.0f}" fill="#fff"/>',
-        _text(frame.width / 2, 26, title, size=16, extra=' class="title" font-weight="bold"'),
-    ]
-    parts += _y_axis(frame)
+    parts = _opening(frame, title)
     for i, (row, label) in enumerate(zip(rows, labels)):
         parts += _bar(i, row, frame, band, label)
     if teacher_accuracy is not None:
@@ -184,14 +189,7 @@ def curve_svg(points: Sequence[Mapping[str, Any]], title: str) -> str:
     def x(fraction: float) -> float:
         return frame.left + fraction * frame.plot_width
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{frame.width:.0f}" height="{frame.height:.0f}" '
-        f'viewBox="0 0 {frame.width:.0f} {frame.height:.0f}" font-family="{FONT}">',
-        f"<title>{escape(title)}</title>",
-        f'<rect class="background" width="{frame.width:.0f}" height="{frame.height:.0f}" fill="#fff"/>',
-        _text(frame.width / 2, 26, title, size=16, extra=' class="title" font-weight="bold"'),
-        *_y_axis(frame),
-    ]
+    parts = _opening(frame, title)
     for tick in range(0, 101, 25):
         parts.append(_text(x(tick / 100), frame.plot_bottom + 18, f"{tick}%", size=11))
     parts.append(_text((frame.left + right) / 2, frame.plot_bottom + 44, "share of the train split"))
