@@ -4,10 +4,13 @@ uninterrupted run.
     python benchmarks/faults.py --trials 10
 
 Tiny random Qwen2 / Llama models and the in-process tokenizer of the tests (no downloads), a
-24-row JSONL task. For each stage, one uninterrupted run gives the reference outputs; then each
+24-row JSONL task (teacher and attribution batches of one example, so that rows are written one at
+a time). For each stage, one uninterrupted run gives the reference outputs; then each
 trial copies the folder the stage starts from, runs the stage's command in a subprocess, kills it
-with SIGKILL after a random time drawn from [0, the reference run's wall time], runs the command
-again to completion, and compares:
+with SIGKILL after a random time drawn from [when the reference run began the stage's work (its
+first row, checkpoint or, for evaluation, its trained model), when it ended that work (its
+trained model for the training stages; else the run's end)],
+runs the command again to completion, and compares:
 
 - rows lost / duplicated in the stage's row files (teacher answers, the rationale store,
   predictions), by example id;
@@ -63,13 +66,27 @@ def _cli(args: list[str], timeout: float | None = None) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _run(args: list[str]) -> float:
+def _run(args: list[str], run: Path | None = None, markers: tuple[str, ...] = ()) -> list[float]:
+    """Run a command to completion; the seconds at which each of ``markers`` (globs under ``run``)
+    first matched, then the wall time."""
     start = time.perf_counter()
     proc = _cli(args)
+    seen: list[float | None] = [None] * len(markers)
+    while markers and proc.poll() is None:
+        for i, marker in enumerate(markers):
+            if seen[i] is None and _began(run, marker):
+                seen[i] = time.perf_counter() - start
+        time.sleep(0.01)
     _, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[:1])} failed: {err[-2000:]}")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return [wall if t is None else t for t in seen] + [wall]
+
+
+def _began(run: Path, marker: str) -> bool:
+    """Whether the stage has begun its work: a file matching ``marker`` with some content."""
+    return any(p.is_dir() or p.stat().st_size > 0 for p in run.glob(marker))
 
 
 def _strip(value: Any) -> Any:
@@ -138,22 +155,29 @@ def main() -> None:
         common = ["task.name=file", f"task.path={data}", "task.fields.choices=options", "task.fields.label=answer",
                   f"teacher.model.name={models['qwen2']}", f"student.model.name={models['llama']}", "progress=false",
                   "teacher.train.progress_bar=false", "student.train.progress_bar=false", "rationale.k=3",
-                  "attribution.target=gold", "teacher.train.save_steps=2", "student.train.save_steps=2"]
+                  "attribution.target=gold", "teacher.train.save_steps=2", "student.train.save_steps=2",
+                  # one example per batch: rows are written one at a time, so kills can land between them
+                  "teacher.batch_size=1", "attribution.batch_size=1"]
         stages = {
-            # name: (command, extra args, folder it starts from, files compared)
-            "teacher fine-tuning": ("teach", ["teacher.finetune=true", "teacher.train.max_steps=30"], "prepared",
+            # name: (command, extra args, the files whose appearance begins and ends the stage's work,
+            # files compared)
+            # (the student runs 31 steps: a checkpoint every 2 steps leaves its last step mid-epoch)
+            "teacher fine-tuning": ("teach", ["teacher.finetune=true", "teacher.train.max_steps=30"],
+                                    ("**/checkpoint-*", "teacher/finetune/train_metrics.json"),
                                     ["teacher/answers_train.jsonl", "teacher/answers_test.jsonl",
-                                     "teacher/metrics.json"]),
-            "teacher answers": ("teach", ["teacher.finetune=false"], "prepared",
+                                                        "teacher/metrics.json"]),
+            "teacher answers": ("teach", ["teacher.finetune=false"], ("teacher/answers_*.jsonl",),
                                 ["teacher/answers_train.jsonl", "teacher/answers_test.jsonl",
                                  "teacher/metrics.json"]),
-            "attribute": ("attribute", ["teacher.finetune=false"], "prepared", ["rationales/train.jsonl"]),
+            "attribute": ("attribute", ["teacher.finetune=false"], ("rationales/*.jsonl",),
+                          ["rationales/train.jsonl"]),
             "student training": ("train", ["teacher.finetune=false", "student.modes=[standard]",
-                                           "student.train.max_steps=30"], "prepared",
+                                           "student.train.max_steps=31"],
+                                 ("**/checkpoint-*", "students/standard/seed0/train_metrics.json"),
                                  ["students/standard/seed0/result.json",
                                   "students/standard/seed0/predictions.jsonl"]),
             "evaluation": ("train", ["teacher.finetune=false", "student.modes=[standard]",
-                                     "student.train.max_steps=2"], "prepared",
+                                     "student.train.max_steps=2"], ("students/standard/seed0/train_metrics.json",),
                            ["students/standard/seed0/result.json", "students/standard/seed0/predictions.jsonl"]),
         }
         prepared = work / "prepared"
@@ -161,18 +185,17 @@ def main() -> None:
         results = []
         chosen = [st for st in stages if not args.stages or st in args.stages.split(",")]
         for stage in chosen:
-            command, extra, _start, files = stages[stage]
+            command, extra, markers, files = stages[stage]
             reference = work / f"ref-{stage.replace(' ', '-')}"
             shutil.copytree(prepared, reference)
-            wall = _run([command, f"run_dir={reference}", *common, *extra])
+            times = _run([command, f"run_dir={reference}", *common, *extra], reference, markers)
+            began, until, wall = times[0], times[1], times[-1]  # kills land in [began, until]
             want = _outputs(reference, files)
             n_rows = len(_ids(reference, files))
             for trial in range(args.trials):
                 run = work / f"trial-{stage.replace(' ', '-')}-{trial}"
                 shutil.copytree(prepared, run)
-                # evaluation: kill in the last third of the run, where the student is evaluated
-                low = 0.67 * wall if stage == "evaluation" else 0.0
-                delay = rng.uniform(low, wall)
+                delay = rng.uniform(began, until)
                 proc = _cli([command, f"run_dir={run}", *common, *extra])
                 try:
                     proc.wait(timeout=delay)
@@ -186,6 +209,7 @@ def main() -> None:
                 ids = _ids(run, files)
                 got = _outputs(run, files)
                 results.append({"stage": stage, "trial": trial, "kill_after_s": round(delay, 2), "killed": killed,
+                                "work_began_s": round(began, 2), "work_ended_s": round(until, 2), "wall_s": round(wall, 2),
                                 "rows_before_resume": partial, "rows": len(ids), "reference_rows": n_rows,
                                 "lost": max(0, n_rows - len(set(ids))), "duplicated": len(ids) - len(set(ids)),
                                 "equal": got == want, "differs": _differs(got, want)})
@@ -203,14 +227,38 @@ def main() -> None:
     print(text)
 
 
+# What these trials found, each fixed and then covered by a unit test.
+BUGS = [
+    "Bugs the trials found (all fixed, each with a test):", "",
+    "- `train_loss_mean` of a resumed run averaged only the steps run after the resume "
+    "(now from the log history).",
+    "- A checkpoint whose deletion was killed half-way could be resumed without its weights or optimizer "
+    "state (checkpoints are now renamed away in one step before deletion, and an incomplete one is skipped).",
+    "- A run killed right after the checkpoint of its last step came back one step longer (the Trainer skips "
+    "the trained batches, then steps once more before it checks `max_steps`): such a checkpoint is now "
+    "loaded, not trained from (`tests/test_training.py::test_a_run_killed_after_its_last_checkpoint_trains_no_extra_step`).",
+    "- A resumed run logged different losses (its first loss window began at the checkpoint, not at the "
+    "last log): the loss is now logged at every checkpoint "
+    "(`tests/test_training.py::test_a_resumed_run_logs_the_same_losses_as_an_uninterrupted_one`).",
+]
+
+
 def table(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Fault injection: SIGKILL at a random moment, then resume", "",
              f"Command: `{meta['command']}` ({meta['date']}, {meta['machine']}). Tiny random models, a 24-row "
-             "task; each trial kills the stage's command after a random time in [0, the uninterrupted run's wall "
-             "time] and runs it again. `equal`: the final row files and metrics equal the uninterrupted run's "
-             "(timings and paths left out). `with partial rows`: trials killed after some but not all of the "
-             "stage's rows were written (most of a tiny run is the process start, so many kills land before the "
-             "first row).", "",
+             "task, teacher and attribution batches of one example (rows are written one at a time). Each trial "
+             "kills the stage's command at a random moment between when the uninterrupted run began the stage's "
+             "work (its first row or checkpoint; for evaluation, its trained student) and when it ended it (the "
+             "trained model for the training stages, else the run's end), then runs it again. `equal`: the final "
+             "row files and metrics equal the uninterrupted run's (timings and paths left out). `with partial "
+             "rows`: trials killed after some but not all of the stage's rows were written (the training stages "
+             "write rows only after training: their kills land between checkpoints).", "",
+             *BUGS, "",
+             "| stage | uninterrupted run: work began / ended / wall (s) |", "|---|---|",
+             *[f"| {st} | {rs[0].get('work_began_s', '-')} / {rs[0].get('work_ended_s', '-')} / "
+               f"{rs[0].get('wall_s', '-')} |"
+               for st in dict.fromkeys(r["stage"] for r in results)
+               for rs in [[r for r in results if r["stage"] == st]]], "",
              "| stage | trials | killed mid-run | with partial rows | lost rows | duplicated rows | outputs equal |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for stage in dict.fromkeys(r["stage"] for r in results):

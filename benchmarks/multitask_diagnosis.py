@@ -194,7 +194,8 @@ def main() -> None:
         if all(old["meta"].get(k) == meta[k] for k in ("dataset", "train", "split")):
             results = old["rows"]
             meta["commands"] = old["meta"].get("commands", [old["meta"]["command"]])
-    meta["commands"] = [*meta.get("commands", []), meta["command"]]
+    commands = meta.get("commands", [])
+    meta["commands"] = commands if meta["command"] in commands else [*commands, meta["command"]]
 
     def write(result: dict[str, Any]) -> None:
         key = (result["row"], result["mode"], result["seed"])

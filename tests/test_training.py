@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -167,6 +168,45 @@ def test_an_interrupted_run_resumes_and_cleans_up(tiny_model_dirs, tmp_path):
     assert done["resumed_from"] == "checkpoint-2" and done["global_step"] == 6
     assert (tmp_path / "model" / "config.json").is_file()
     assert not (tmp_path / "checkpoints").exists()  # removed once the final model is saved
+
+
+def test_a_run_killed_after_its_last_checkpoint_trains_no_extra_step(tiny_model_dirs, tmp_path):
+    # 12 pairs in batches of 8: 2 steps per epoch, so step 3 is mid-epoch. Killed after the
+    # checkpoint of its last step and before the model was saved, the run must come back with the
+    # weights of that checkpoint and 3 steps (transformers alone would train a 4th).
+    from safetensors.torch import load_file
+
+    pairs = (PAIRS * 2)[:12]
+    cfg = TrainConfig(max_steps=3, **dict(QUICK, save_steps=3, keep_checkpoints=True))
+    first = train_supervised(load_model(str(tiny_model_dirs["llama"])), pairs, cfg, tmp_path / "a")
+    want = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    for name in ("model", "train_metrics.json"):  # as if killed right after checkpoint-3
+        path = tmp_path / "a" / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    again = train_supervised(load_model(str(tiny_model_dirs["llama"])), pairs, cfg, tmp_path / "a")
+    assert first["global_step"] == again["global_step"] == 3 and again["resumed_from"] == "checkpoint-3"
+    assert again["loss_last"] == first["loss_last"]
+    got = load_file(tmp_path / "a" / "model" / "model.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_resumed_run_logs_the_same_losses_as_an_uninterrupted_one(tiny_model_dirs, tmp_path):
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    # logs every 4 steps, checkpoints every 2: the resumed run's first window would start at step 2
+    cfg = TrainConfig(max_steps=8, **dict(QUICK, logging_steps=4, save_steps=2))
+    whole = train_supervised(load_model(str(tiny_model_dirs["llama"])), PAIRS, cfg, tmp_path / "whole")
+    with pytest.raises(KeyboardInterrupt):
+        train_supervised(load_model(str(tiny_model_dirs["llama"])), PAIRS, cfg, tmp_path / "cut", extra_callbacks=[Kill()])
+    resumed = train_supervised(load_model(str(tiny_model_dirs["llama"])), PAIRS, cfg, tmp_path / "cut")
+    assert resumed["resumed_from"] == "checkpoint-2"
+    for key in ("loss_first", "loss_last", "train_loss_mean"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
 
 
 def test_t5_trains(tiny_model_dirs, tmp_path):

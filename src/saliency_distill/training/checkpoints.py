@@ -66,6 +66,14 @@ def last_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def finished_state(checkpoint: Path) -> Any:
+    """The checkpoint's ``TrainerState`` when it was written at the run's last step, else None."""
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return state if state.max_steps and state.global_step >= state.max_steps else None
+
+
 def remove_checkpoints(folder: Path) -> None:
     """Delete a checkpoint folder so that a kill cannot leave half of it: it is renamed away
     first (one atomic step), then removed."""

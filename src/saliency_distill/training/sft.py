@@ -27,6 +27,7 @@ from .checkpoints import (
     METRICS,
     MODEL_DIR,
     RECORD,
+    finished_state,
     last_checkpoint,
     remove_checkpoints,
     resume_point,
@@ -120,6 +121,27 @@ def _metrics(lm: LoadedModel, trainer: Any, output: Any, n_pairs: int, resumed: 
     }
 
 
+def _train(trainer: Any, resume: Path | None) -> Any:
+    """``trainer.train``, resumed from ``resume``; a checkpoint written at the run's last step is
+    loaded, not trained from: the Trainer (transformers 5.23) would skip the batches already
+    trained and then run one more step before it looks at ``max_steps`` (found by
+    benchmarks/faults.py: a run killed right after its last checkpoint came back one step longer)."""
+    from transformers.trainer_utils import TrainOutput
+
+    state = finished_state(resume) if resume is not None else None
+    if state is not None:  # a longer run than the checkpoint's goes on training from it
+        *_, planned = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())
+        state = state if state.global_step >= planned else None
+    if state is None:
+        return trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    logger.info("%s was written at the last step (%d): loading it, nothing left to train", resume.name,
+                state.global_step)
+    trainer._load_from_checkpoint(str(resume))  # weights or LoRA adapters, as Trainer.train would
+    trainer.state = state
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return TrainOutput(state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})
+
+
 def train_supervised(
     lm: LoadedModel,
     pairs: Sequence[tuple[str, str]],
@@ -197,7 +219,7 @@ def train_supervised(
                                 average, extra_callbacks, temperature,
                                 teacher if logit_kd > 0 else None, logit_kd)
         start = time.perf_counter()
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+        output = _train(trainer, resume)
         wall = time.perf_counter() - start
     metrics = _metrics(lm, trainer, output, len(items), resume, wall)
     metrics.update(fingerprint=_fingerprint(lm, pairs, cfg, _BOOKKEEPING, extra), config=to_dict(cfg),
