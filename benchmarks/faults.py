@@ -166,8 +166,10 @@ def main() -> None:
                                     ("**/checkpoint-*", "teacher/finetune/train_metrics.json"),
                                     ["teacher/answers_train.jsonl", "teacher/answers_test.jsonl",
                                                         "teacher/metrics.json"]),
+            # (the rows in progress are in answers_<split>.partial.jsonl until the split is done)
             "teacher answers": ("teach", ["teacher.finetune=false"], ("teacher/answers_*.jsonl",),
                                 ["teacher/answers_train.jsonl", "teacher/answers_test.jsonl",
+                                 "teacher/answers_train.partial.jsonl", "teacher/answers_test.partial.jsonl",
                                  "teacher/metrics.json"]),
             "attribute": ("attribute", ["teacher.finetune=false"], ("rationales/*.jsonl",),
                           ["rationales/train.jsonl"]),

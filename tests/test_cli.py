@@ -138,6 +138,41 @@ def test_teach_prints_the_teacher_quality(tmp_path, data_file, tiny_model_dirs, 
     assert len(metrics["prompt"]["demonstrations"]) == 3
 
 
+def test_teach_killed_mid_split_resumes_without_redoing_or_duplicating(tmp_path, data_file, tiny_model_dirs,
+                                                                        monkeypatch):
+    from saliency_distill.teacher import answer
+
+    class Killed(BaseException):  # not an Exception: nothing on the way catches it, as with SIGKILL
+        pass
+
+    teacher = [f"teacher.model.name={tiny_model_dirs['qwen2']}", "teacher.finetune=false", "teacher.batch_size=1"]
+    whole, cut = _file_args(tmp_path / "whole", data_file) + teacher, _file_args(tmp_path / "cut", data_file) + teacher
+    assert main(["-q", "teach", *whole]) == 0
+    real, calls = answer.answer_examples, []
+
+    def answering(lm, prompter, chunk, cfg, die_after=None):
+        if die_after is not None and len(calls) == die_after:
+            raise Killed
+        calls.append([ex.id for ex in chunk])
+        return real(lm, prompter, chunk, cfg)
+
+    monkeypatch.setattr(answer, "answer_examples", lambda *a: answering(*a, die_after=2))
+    with pytest.raises(Killed):
+        main(["-q", "teach", *cut])
+    folder = tmp_path / "cut" / "run" / "teacher"
+    first = [i for chunk in calls for i in chunk]  # two chunks of 4 train examples (4 batches of 1)
+    assert len(first) == 8 and len((folder / "answers_train.partial.jsonl").read_text().splitlines()) == 1 + 8
+    assert not (folder / "answers_train.jsonl").exists() and not (folder / "metrics.json").exists()
+    calls.clear()
+    monkeypatch.setattr(answer, "answer_examples", answering)
+    assert main(["-q", "teach", *cut]) == 0
+    again = [i for chunk in calls for i in chunk]
+    want = {p.name: p.read_text() for p in (tmp_path / "whole" / "run" / "teacher").glob("answers_*.jsonl")}
+    total = sum(len(text.splitlines()) for text in want.values())  # train 14, validation 2, test 4
+    assert not set(again) & set(first) and len(again) == total - 8
+    assert {p.name: p.read_text() for p in folder.glob("answers_*.jsonl")} == want  # and no partial file left
+
+
 def test_python_dash_m_runs_the_cli():
     import subprocess
     import sys

@@ -87,7 +87,7 @@ def test_store_appends_resumes_and_refuses_other_config(tmp_path):
 def test_store_rejects_garbage(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text('{"kind": "header", "config_hash": "a"}\nnot json\n')
-    with pytest.raises(DataError, match=r"s\.jsonl:2: not a valid store row"):
+    with pytest.raises(DataError, match=r"s\.jsonl:2: not a valid rationale store row"):
         RationaleStore(path, {"config_hash": "a"})
     assert json.loads(path.read_text().splitlines()[0])["config_hash"] == "a"
 

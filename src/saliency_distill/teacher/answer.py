@@ -22,6 +22,7 @@ from ..errors import ConfigError, DataError
 from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model, release
 from ..models.tokens import context_length
+from ..rowstore import RowStore
 from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
 from ..training import TrainConfig
 from ..training.sft import identity
@@ -121,6 +122,30 @@ def answer_examples(
     return rows
 
 
+def answer_resumably(
+    lm: LoadedModel, prompter: TeacherPrompter, examples: list[Example], cfg: TeacherConfig, partial: Path,
+    digest: str, overwrite: bool = False,
+) -> tuple[list[dict[str, Any]], float, int]:
+    """:func:`answer_examples` chunk by chunk, each chunk appended to the row store ``partial`` as it
+    finishes, so that a killed run keeps what it answered. The chunks are cut from the whole
+    split: a resumed run batches every example as an uninterrupted one would (the same padding,
+    the same scores). Returns the rows in example order, the seconds spent and the examples
+    answered by this call."""
+    store = RowStore(partial, {"config_hash": digest}, overwrite=overwrite, kind="teacher answers in progress")
+    size = 4 * cfg.batch_size
+    seconds, answered = 0.0, 0
+    for start in range(0, len(examples), size):
+        chunk = examples[start:start + size]
+        if all(ex.id in store for ex in chunk):
+            continue
+        started = time.perf_counter()
+        store.append(answer_examples(lm, prompter, chunk, cfg))
+        seconds += time.perf_counter() - started
+        answered += len(chunk)
+    by_id = {row["id"]: row for row in store.rows()}
+    return [by_id[ex.id] for ex in examples], seconds, answered
+
+
 def accuracy(rows: list[dict[str, Any]], gold: dict[str, Example], key: str = "answer") -> float:
     if not rows:
         return float("nan")
@@ -161,10 +186,10 @@ def teach(
     for split in cfg.splits:
         examples = splits[split]
         logger.debug("teacher answering %d %s examples", len(examples), split)
-        started = time.perf_counter()
-        rows = answer_examples(lm, prompter, examples, cfg)
-        seconds = time.perf_counter() - started
+        partial = out_dir / f"answers_{split}.partial.jsonl"
+        rows, seconds, answered = answer_resumably(lm, prompter, examples, cfg, partial, digest, overwrite)
         write_jsonl(out_dir / f"answers_{split}.jsonl", rows)
+        partial.unlink()
         gold = {ex.id: ex for ex in examples}
         acc = {"accuracy": accuracy(rows, gold), "n": len(rows)}
         if rows and "answer_sum" in rows[0]:
@@ -172,7 +197,7 @@ def teach(
             acc["accuracy_mean"] = accuracy(rows, gold, "answer_mean")
         metrics["accuracy"][split] = acc
         quality = answer_quality(rows, examples)
-        quality["seconds_per_example"] = round(seconds / len(rows), 4) if rows else None
+        quality["seconds_per_example"] = round(seconds / answered, 4) if answered else None  # this process's
         metrics["quality"][split] = quality
         warning = collapse_warning(split, quality)
         if warning:
