@@ -162,7 +162,13 @@ def main() -> None:
                     help="further config overrides (a smoke test: --set teacher.model.name=smollm2-135m-instruct "
                     "teacher.shots=0 run_dir=runs/diagnosis-smoke)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--table-only", action="store_true", help="rewrite the table from the JSON results")
     args = ap.parse_args()
+    if args.table_only:
+        out = args.out or f"benchmarks/results/multitask_diagnosis_{args.dataset}_{'test' if args.test else 'validation'}"
+        payload = json.loads(Path(out + ".json").read_text())
+        write_results(out, payload, table(payload["rows"], payload["meta"], args.train))
+        return
     rows = args.rows.split(",")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
@@ -213,12 +219,14 @@ def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> st
              f"SmolLM2-135M-Instruct students on {train} train examples; teacher {meta['teacher']} "
              f"(train accuracy {100 * (acc or 0):.1f}%), input x gradient of the gold answer, k=5; "
              f"{meta['date']}, {meta['machine']}.", "",
-             "Commands:", "", *[f"- `{c}`" for c in meta.get("commands", [meta["command"]])], "",
+             "Commands run (each resumes and skips what is done):", "",
+             *[f"- `{c}`" for c in meta.get("commands", [meta["command"]])], "",
              "| row | mode | seeds | accuracy % (mean) | per seed | predicted (seed 1st) | explain-target F1 vs human "
              "| train s | best step / steps |",
              "|---|---|---:|---:|---|---|---:|---:|---|"]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in results:
+    order = {name: i for i, name in enumerate(ROWS)}
+    for r in sorted(results, key=lambda r: (order.get(r["row"], len(order)), r["seed"])):
         groups.setdefault((r["row"], r["mode"]), []).append(r)
     for (row, mode), rs in groups.items():
         accs = [100 * r["accuracy"] for r in rs]
@@ -228,6 +236,10 @@ def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> st
         lines.append(f"| {row} | {mode} | {len(rs)} | {statistics.mean(accs):.1f} | "
                      f"{', '.join(f'{a:.1f}' for a in accs)} | {dist} | {f1} "
                      f"| {statistics.mean(r['train_seconds'] for r in rs):.0f} | {best} |")
+    test = f" --test --seeds {','.join(map(str, meta['seeds']))}" if meta["split"] == "test" else ""
+    lines += ["", "One command per row:", "",
+              *[f"- {row}: `python benchmarks/multitask_diagnosis.py --dataset {meta['dataset']} --train {train}{test} "
+                f"--rows '{row}'`" for row in dict.fromkeys(row for row, _ in groups)]]
     return "\n".join(lines) + "\n"
 
 
