@@ -47,7 +47,7 @@ ROWS: dict[str, tuple[list[str], dict[str, Any], dict[str, Any]]] = {
     "best checkpoint": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
                         {"early_stopping": {"enabled": True}}, {}),
     # the two changes that helped on validation together: where the study starts (then tune)
-    "alpha 0.9, best checkpoint": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
+    "alpha 0.9 + best checkpoint": (["standard", "saliency", "random-words", "human-rationale", "llm-rationale"],
                                    {"alpha": 0.9, "early_stopping": {"enabled": True}}, {}),
     "k 3": (["saliency", "random-words"], {}, {"k": 3}),
     "k 10": (["saliency", "random-words"], {}, {"k": 10}),
