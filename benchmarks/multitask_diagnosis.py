@@ -222,8 +222,8 @@ def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> st
              f"SmolLM2-135M-Instruct students on {train} train examples; teacher {meta['teacher']} "
              f"(train accuracy {100 * (acc or 0):.1f}%), input x gradient of the gold answer, k=5; "
              f"{meta['date']}, {meta['machine']}.", "",
-             "Commands run (each resumes and skips what is done):", "",
-             *[f"- `{c}`" for c in meta.get("commands", [meta["command"]])], "",
+             "Every row resumes and skips what is done; the commands run are in the JSON file, one command per "
+             "row is below the table.", "",
              "| row | mode | seeds | accuracy % (mean) | per seed | predicted (seed 1st) | explain-target F1 vs human "
              "| train s | best step / steps |",
              "|---|---|---:|---:|---|---|---:|---:|---|"]
