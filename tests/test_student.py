@@ -227,6 +227,34 @@ def test_student_with_early_stopping_tests_the_best_weights(tiny_model_dirs, tmp
         train_and_evaluate(CFG, cfg, "standard", 1, {"train": splits["train"], "test": splits["test"]}, tmp_path)
 
 
+@pytest.mark.parametrize("mode", ["standard", "saliency", "random-words", "llm-rationale"])
+def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, tmp_path, monkeypatch, mode):
+    # The "accuracy" is a fingerprint of the weights (a tiny random model answers nothing right), so
+    # the test split's score equals the best validation score only if the best weights are tested.
+    from saliency_distill.student import stage
+    from saliency_distill.student.stage import EarlyStopConfig
+
+    real = stage.evaluate_student
+
+    def fingerprint(lm, *args):
+        rows, metrics = real(lm, *args)
+        norm = dict(lm.model.named_parameters())["model.norm.weight"]
+        return rows, {**metrics, "accuracy": float(norm.double().sum()) % 1.0}
+
+    monkeypatch.setattr(stage, "evaluate_student", fingerprint)
+    exs = _examples(10)
+    splits = {"train": exs[:6], "validation": exs[6:], "test": exs[6:]}
+    cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["llama"])), modes=[mode],
+                        train=TrainConfig(max_steps=8, batch_size=2, learning_rate=2e-2, progress_bar=False),
+                        early_stopping=EarlyStopConfig(enabled=True, evaluations=4, patience=4))
+    words = {ex.id: f"adds {i} resistors" for i, ex in enumerate(exs)} if mode in ("saliency", "random-words") else None
+    rec = train_and_evaluate(CFG, cfg, mode, 0, splits, tmp_path, rationales=words)
+    history, best = rec["validation"]["history"], rec["validation"]["best"]
+    assert [h["step"] for h in history] == [2, 4, 6, 8] and len({h["accuracy"] for h in history}) == 4
+    assert best == max(history, key=lambda h: h["accuracy"])
+    assert rec["accuracy"] == best["accuracy"]
+
+
 def test_partly_missing_dataset_rationales_warn_or_fail(caplog):
     exs = _examples(3)
     exs[1] = Example(id="e1", fields=exs[1].fields, label="increases", choices=exs[1].choices, llm_rationale=None)
