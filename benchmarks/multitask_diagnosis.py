@@ -216,6 +216,45 @@ def main() -> None:
     print(table(results, meta, args.train))
 
 
+def correctness(folder: Path, mode: str) -> dict[int, dict[str, bool]]:
+    """``{seed: {example id: correct}}`` of one mode of one row, from its predictions."""
+    from saliency_distill.run_dir import RunDir
+
+    out: dict[int, dict[str, bool]] = {}
+    for path in sorted((RunDir(folder).root / "students" / mode).glob("seed*/predictions.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        out[int(path.parent.name.removeprefix("seed"))] = {r["id"]: bool(r["correct"]) for r in rows}
+    return out
+
+
+def paired_lines(meta: dict[str, Any], rows: list[str]) -> list[str]:
+    """Paired 95% cluster-bootstrap intervals per row: saliency against random words (does the
+    teacher's choice of words carry information?) and against standard (the row's own, else the
+    recipe's: the same students' examples and recipe)."""
+    from saliency_distill.reporting.significance import paired_bootstrap
+
+    base = Path(meta.get("run_dir", f"runs/diagnosis/{meta['dataset']}-{meta['train']}")) / "rows" / meta["split"]
+    lines = ["| row | saliency - random words (points, 95% CI) | saliency - standard (points, 95% CI) |",
+             "|---|---|---|"]
+    for row in rows:
+        folder = base / row.replace(" ", "-")
+        sal = correctness(folder, "saliency")
+        if not sal:
+            continue
+        std = correctness(folder, "standard") or correctness(base / "recipe", "standard")
+        cells = []
+        for rival in (correctness(folder, "random-words"), std):
+            if not rival:
+                cells.append("-")
+                continue
+            d = paired_bootstrap(sal, rival)
+            cells.append(f"{d.difference:+.1f} [{d.lower:+.1f}, {d.upper:+.1f}]")
+        lines.append(f"| {row} | {cells[0]} | {cells[1]} |")
+    return ["Paired 95% intervals (cluster bootstrap over examples, seeds kept together; with one seed they leave "
+             "out the spread between training runs):", "", *lines] \
+        if len(lines) > 2 else []
+
+
 def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> str:
     acc = meta.get("teacher_train_accuracy")
     lines = [f"# Multi-task diagnosis: {meta['dataset']}, {meta['split']} split", "",
@@ -239,6 +278,7 @@ def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> st
         lines.append(f"| {row} | {mode} | {len(rs)} | {statistics.mean(accs):.1f} | "
                      f"{', '.join(f'{a:.1f}' for a in accs)} | {dist} | {f1} "
                      f"| {statistics.mean(r['train_seconds'] for r in rs):.0f} | {best} |")
+    lines += ["", *paired_lines(meta, list(dict.fromkeys(row for row, _ in groups)))]
     test = f" --test --seeds {','.join(map(str, meta['seeds']))}" if meta["split"] == "test" else ""
     lines += ["", "One command per row:", "",
               *[f"- {row}: `python benchmarks/multitask_diagnosis.py --dataset {meta['dataset']} --train {train}{test} "
