@@ -23,7 +23,7 @@ class RowStore:
     names the store in errors."""
 
     def __init__(self, path: str | Path, header: dict[str, Any], overwrite: bool = False,
-                 kind: str = "rationale store") -> None:
+                 kind: str = "row store") -> None:
         self.path = Path(path)
         self.kind = kind
         self.header = {"kind": "header", **header}
@@ -81,7 +81,6 @@ class RowStore:
                 f.write("".join(lines))
                 f.flush()
                 os.fsync(f.fileno())
-
 
     def rows(self) -> list[dict[str, Any]]:
         """The stored rows, in the order they were appended (without their ``config_hash``)."""

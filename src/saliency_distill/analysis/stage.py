@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from ..config import build, config_hash
 from ..errors import ConfigError, DataError
 from ..models import LoadedModel, ModelConfig, load_model, release
-from ..rationale import RationaleConfig, RationaleStore, read_store
+from ..rationale import RationaleConfig, read_store
+from ..rowstore import RowStore
 from ..run_dir import RunDir
 from .config import AnalysisConfig
 from .faithfulness import score_rows, summarise_faithfulness, teacher_scorer
@@ -47,7 +48,7 @@ def store_teacher(run_dir: str | Path, header: Mapping[str, Any]) -> ModelConfig
     return build(ModelConfig, {**header.get("teacher_model", {}), "name": metrics.get("model_path") or model.name})
 
 
-def _open(path: Path, header: dict[str, Any]) -> RationaleStore:
+def _open(path: Path, header: dict[str, Any]) -> RowStore:
     stale = False
     if path.exists():
         try:
@@ -56,7 +57,7 @@ def _open(path: Path, header: dict[str, Any]) -> RationaleStore:
             stale = True
     if stale:
         logger.info("replacing %s (made for another store or seed)", path)
-    return RationaleStore(path, header, overwrite=stale)
+    return RowStore(path, header, overwrite=stale, kind="faithfulness rows")
 
 
 def faithfulness_stage(

@@ -11,7 +11,12 @@ from ..errors import ConfigError, DataError
 from ..rowstore import RowStore
 from ..run_dir import refusal
 
-RationaleStore = RowStore  # the rationale store is a row store with its default kind
+
+class RationaleStore(RowStore):
+    """A row store named "rationale store" in its errors."""
+
+    def __init__(self, path: str | Path, header: dict[str, Any], overwrite: bool = False) -> None:
+        super().__init__(path, header, overwrite, kind="rationale store")
 
 
 def read_store(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
