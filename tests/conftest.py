@@ -44,6 +44,16 @@ def build_tokenizer():
     )
 
 
+@pytest.fixture(autouse=True)
+def _models_on_the_cpu(request, monkeypatch):
+    """In-process tests compare against references computed on the CPU, so `device: auto` means
+    the CPU here, also on a GPU machine; tests/test_gpu.py runs the stages on the GPU."""
+    if request.node.path.name != "test_gpu.py" and not request.node.get_closest_marker("real_device"):
+        from saliency_distill.models import loading
+
+        monkeypatch.setattr(loading, "resolve_device", lambda device: "cpu" if device == "auto" else device)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return build_tokenizer()

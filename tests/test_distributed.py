@@ -27,7 +27,7 @@ def test_two_process_run(tmp_path, tiny_model_dirs):
         "student.train.max_steps=2", "student.train.bf16=false", "student.train.progress_bar=false",
         "student.eval.max_new_tokens=2",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # 2 CPU processes, also on a GPU machine
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # Only the main process prints.

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from saliency_distill.errors import ModelError
+from saliency_distill.errors import ConfigError, ModelError
 from saliency_distill.models import ModelConfig, get_embedded, list_models, load_model, resolve
 from saliency_distill.models.gguf import ensure_converted, join_and_verify, package_dir, part_paths
 from saliency_distill.models.registry import EmbeddedModel, GGUFPart
@@ -48,6 +48,36 @@ def test_tiny_seq2seq_loss_matches_manual(tiny_model_dirs):
 def test_dtype_and_forced_kind(tiny_model_dirs):
     lm = load_model(ModelConfig(name=str(tiny_model_dirs["qwen2"]), dtype="bfloat16"))
     assert lm.model.dtype == torch.bfloat16
+
+
+def test_device_setting_places_the_weights_and_the_trainer_follows(tiny_model_dirs, tmp_path, monkeypatch):
+    from saliency_distill.models.loading import resolve_device
+    from saliency_distill.training import TrainConfig
+    from saliency_distill.training.trainer import build_trainer
+
+    lm = load_model(ModelConfig(name=str(tiny_model_dirs["qwen2"]), device="cpu"))
+    assert {p.device.type for p in lm.model.parameters()} == {"cpu"}
+    trainer = build_trainer(lm, lm.model, [], TrainConfig(), tmp_path / "ckpt")
+    assert trainer.args.use_cpu and trainer.args.device.type == "cpu"
+    assert resolve_device("cuda:0") == "cuda:0"  # an explicit device is taken as given
+
+
+@pytest.mark.real_device
+def test_auto_device_is_the_cpu_without_an_accelerator(monkeypatch):
+    from saliency_distill.models.loading import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    if getattr(torch, "accelerator", None) is not None:
+        monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device.__module__ == "saliency_distill.models.loading"
+    assert resolve_device("auto") == "cpu"
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "CPU", ""])
+def test_a_bad_device_names_the_key(device):
+    with pytest.raises(ConfigError, match="config key 'device'"):
+        ModelConfig(device=device)
 
 
 def test_folder_without_safetensors_is_refused(tiny_model_dirs, tmp_path):

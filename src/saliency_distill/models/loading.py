@@ -30,12 +30,17 @@ class ModelConfig:
     )
     revision: str | None = field(None, "hub revision (branch, tag or commit) for hub ids")
     trust_remote_code: bool = field(False, "run code shipped with a hub model (off unless asked)")
+    device: str = field(
+        "auto", "where the weights live: auto (this process's GPU or other accelerator, else cpu), cpu, cuda, cuda:1"
+    )
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ConfigError("model name must not be empty")
         if self.dtype not in DTYPES:
             raise ConfigError(f"config key 'dtype': {self.dtype!r} is not one of {list(DTYPES)}")
+        if self.device != "auto" and not _DEVICE.match(self.device):
+            raise ConfigError(f"config key 'device': {self.device!r} is not auto or a device such as cpu, cuda, cuda:1")
 
 
 @dataclass
@@ -54,6 +59,7 @@ class LoadedModel:
         return self.kind == "seq2seq"
 
 
+_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu|hpu)(:\d+)?$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -116,9 +122,29 @@ def load_model(cfg: ModelConfig | str) -> LoadedModel:
         raise ModelError(f"model '{cfg.name}' ({where}): {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.to(resolve_device(cfg.device))
     model.eval()
     logger.debug("loaded %s model %s from %s (%s)", kind, cfg.name, source, where)
     return LoadedModel(model, tokenizer, kind, cfg.name, source, where)
+
+
+def resolve_device(device: str) -> str:
+    """The torch device for a ``device`` setting. "auto" is this process's accelerator (under
+    `accelerate launch`, the one of its LOCAL_RANK) where one is available, else the CPU."""
+    import os
+
+    import torch
+
+    if device != "auto":
+        return device
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and accelerator.is_available():
+        kind = accelerator.current_accelerator().type
+    elif torch.cuda.is_available():
+        kind = "cuda"
+    else:
+        return "cpu"
+    return f"{kind}:{int(os.environ.get('LOCAL_RANK', 0))}"
 
 
 def release(lm: LoadedModel) -> None:

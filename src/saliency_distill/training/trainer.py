@@ -106,7 +106,7 @@ def _add_weights(batches: list[dict[str, Any]], alpha: float, average: str) -> N
         batch["target_weight"] = w
     # Soft labels: every example with scored options weighs 1 / (such examples in the step).
     scored = [torch.zeros(0, dtype=torch.bool) if "seq_teacher" not in b else
-              torch.zeros(int(b["seq_item"].max()) + 1, dtype=torch.bool).index_fill(
+              torch.zeros(int(b["seq_item"].max()) + 1, dtype=torch.bool, device=b["seq_item"].device).index_fill(
                   0, b["seq_item"][torch.isfinite(b["seq_teacher"])], True) for b in batches]
     total = sum(int(s.sum()) for s in scored)
     for batch, s in zip(batches, scored):
@@ -211,14 +211,7 @@ def callbacks(progress_bar: bool, save_minutes: float | None) -> list[Any]:
     return [*out, LogAtSaves()]
 
 
-def _has_accelerator() -> bool:
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None:
-        return bool(accelerator.is_available())
-    return torch.cuda.is_available()
-
-
-def _training_args(cfg: TrainConfig, checkpoints: Path) -> Any:
+def _training_args(cfg: TrainConfig, checkpoints: Path, use_cpu: bool) -> Any:
     from transformers import TrainingArguments
 
     try:
@@ -235,7 +228,7 @@ def _training_args(cfg: TrainConfig, checkpoints: Path) -> Any:
             seed=cfg.seed,
             data_seed=cfg.seed,
             bf16=cfg.bf16,
-            use_cpu=not _has_accelerator(),
+            use_cpu=use_cpu,
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             logging_steps=cfg.logging_steps,
             logging_first_step=True,
@@ -270,7 +263,8 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # masked out; any id will do
     trainer = DistillTrainer(
         model=model,
-        args=_training_args(cfg, checkpoints),
+        # where the model was loaded (its config's `device`) decides: a student kept on the CPU stays there
+        args=_training_args(cfg, checkpoints, use_cpu=next(model.parameters()).device.type == "cpu"),
         data_collator=partial(_collate, pad_token_id=pad, seq2seq=lm.is_seq2seq, cfg=cfg),
         train_dataset=items,
         processing_class=tok,
