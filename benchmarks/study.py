@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write_results  # noqa: E402
 
-MODES = "[standard,teacher-label,saliency,llm-rationale,soft-label]"
+MODES = "[standard,teacher-label,saliency,random-words,llm-rationale,soft-label]"
 OUT = "benchmarks/results/study"
 
 

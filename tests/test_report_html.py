@@ -71,7 +71,7 @@ def test_table_has_a_row_per_mode_and_the_paired_intervals(tmp_path):
 
 
 def test_without_a_baseline_there_are_no_interval_columns(tmp_path):
-    page = make_report(tmp_path / "report", modes=("saliency", "random-words"))
+    page = make_report(tmp_path / "report", modes=("saliency", "teacher-label"))
     assert "vs standard" not in page and all(len(r) == 5 for r in table_rows(page))
 
 

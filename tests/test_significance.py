@@ -169,3 +169,11 @@ def test_malformed_prediction_row_names_the_file(tmp_path):
     (folder / "predictions.jsonl").write_text('{"id": "q1", "correct": true}\n{"id": "q2"}\n')
     with pytest.raises(DataError, match="predictions.jsonl:2: a prediction row needs 'id' and 'correct'"):
         read_correctness(tmp_path, [{"mode": "standard", "seed": 0}])
+
+
+def test_random_words_is_the_control_every_rationale_mode_is_compared_with():
+    from saliency_distill.reporting.significance import comparisons
+
+    pairs = comparisons(["standard", "saliency", "random-words", "human-rationale"])
+    assert ("saliency", "random-words") in pairs and ("human-rationale", "random-words") in pairs
+    assert ("random-words", "standard") in pairs and ("standard", "random-words") not in pairs
