@@ -235,8 +235,10 @@ def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, 
     from saliency_distill.student.stage import EarlyStopConfig
 
     real = stage.evaluate_student
+    ranked = []  # choice scoring per evaluation: validation picks by greedy accuracy and skips it
 
     def fingerprint(lm, *args):
+        ranked.append(args[3].choice_scoring)
         rows, metrics = real(lm, *args)
         norm = dict(lm.model.named_parameters())["model.norm.weight"]
         return rows, {**metrics, "accuracy": float(norm.double().sum()) % 1.0}
@@ -253,6 +255,7 @@ def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, 
     assert [h["step"] for h in history] == [2, 4, 6, 8] and len({h["accuracy"] for h in history}) == 4
     assert best == max(history, key=lambda h: h["accuracy"])
     assert rec["accuracy"] == best["accuracy"]
+    assert ranked == [False] * 4 + [True] and "ranked_accuracy" in rec
 
 
 def test_partly_missing_dataset_rationales_warn_or_fail(caplog):

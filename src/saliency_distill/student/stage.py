@@ -134,7 +134,9 @@ def _stopper(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig, split
                           "(raise task.max_validation or task.validation_fraction)")
     stop = cfg.early_stopping
     examples = examples[: stop.max_examples] if stop.max_examples is not None else examples
-    eval_cfg = dataclasses.replace(cfg.eval, max_examples=None)
+    # the kept weights are chosen by greedy accuracy, so the choice ranking is skipped (measured on
+    # e-SNLI with SmolLM2, 96 examples: it is a third to a half of an evaluation's time)
+    eval_cfg = dataclasses.replace(cfg.eval, max_examples=None, choice_scoring=False)
 
     def accuracy() -> float:
         _, metrics = evaluate_student(lm, task, task_cfg, examples, eval_cfg, template)
