@@ -83,6 +83,17 @@ def test_hash_is_stable_and_sensitive():
     assert config_hash(a) != config_hash(c)
 
 
+def test_where_a_model_runs_is_not_part_of_any_hash():
+    # a run finished on the CPU is reused on a GPU, and runs hashed before `device` existed stay valid
+    a = build(ExperimentConfig, {"student": {"model": {"device": "cpu"}}, "teacher": {"model": {"device": "cuda:1"}}})
+    b = to_dict(build(ExperimentConfig, {}))
+    assert config_hash(a) == config_hash(b)
+    for section in ("student", "teacher"):
+        del b[section]["model"]["device"]
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(build(ExperimentConfig, {"student": {"model": {"dtype": "bfloat16"}}}))
+
+
 def test_every_key_has_help():
     rows = help_table(ExperimentConfig)
     keys = [k for k, _, _ in rows]

@@ -153,9 +153,23 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
+# Keys that say where a stage ran, not what it made: left out of every hash, so a run finished on
+# the CPU is reused on a GPU machine, and runs made before a model's `device` key existed stay valid.
+PLACEMENT_KEYS = frozenset({"device"})
+
+
+def _without_placement(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_placement(v) for k, v in value.items() if k not in PLACEMENT_KEYS}
+    if isinstance(value, list):
+        return [_without_placement(v) for v in value]
+    return value
+
+
 def config_hash(cfg: Any) -> str:
-    """Short stable hash of a config (or any JSON-able value): identifies what made an artifact."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True, ensure_ascii=False)
+    """Short stable hash of a config (or any JSON-able value): identifies what made an artifact.
+    Placement keys (:data:`PLACEMENT_KEYS`) are left out."""
+    blob = json.dumps(_without_placement(to_dict(cfg)), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
