@@ -71,7 +71,7 @@ def base_config(dataset: str, data: str, train: int, validation: int, test: int 
 
 
 def run_row(cfg: Any, row: str, seeds: list[int], on_test: bool, gold_rows: list[dict[str, Any]],
-            done: Any = None) -> list[dict[str, Any]]:
+            done: Any = None, only: list[str] | None = None) -> list[dict[str, Any]]:
     from saliency_distill.analysis import summarise
     from saliency_distill.config import build, to_dict
     from saliency_distill.data import get_task
@@ -80,6 +80,7 @@ def run_row(cfg: Any, row: str, seeds: list[int], on_test: bool, gold_rows: list
     from saliency_distill.student.stage import StudentConfig, train_and_evaluate
 
     modes, changes, rationale_change = ROWS[row]
+    modes = [m for m in modes if only is None or m in only]
     student = build(StudentConfig, {**to_dict(cfg.student), **changes, "seeds": seeds})
     rationale_cfg = replace(cfg.rationale, k=rationale_change.get("k", cfg.rationale.k))
     store_rows = teacher_target_rows(cfg, gold_rows) if rationale_change.get("target") == "teacher" else gold_rows
@@ -160,6 +161,7 @@ def main() -> None:
     ap.add_argument("--max-test", type=int, default=None)
     ap.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--modes", default=None, help="comma-separated: run only these modes of each row")
     ap.add_argument("--test", action="store_true", help="evaluate the rows on the test split (final numbers)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="further config overrides (a smoke test: --set teacher.model.name=smollm2-135m-instruct "
@@ -176,6 +178,8 @@ def main() -> None:
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         ap.error(f"unknown row {unknown[0]!r}; rows: {', '.join(ROWS)}")
+    if args.modes and (bad := sorted(set(args.modes.split(",")) - {m for r in rows for m in ROWS[r][0]})):
+        ap.error(f"mode {bad[0]!r} is in none of the rows {rows}")
 
     import logging
 
@@ -211,8 +215,9 @@ def main() -> None:
         results[:] = [r for r in results if (r["row"], r["mode"], r["seed"]) != key] + [result]
         write_results(out, {"meta": meta, "rows": results}, table(results, meta, args.train))
 
+    only = args.modes.split(",") if args.modes else None
     for row in rows:
-        run_row(cfg, row, seeds, args.test, gold_rows, done=write)
+        run_row(cfg, row, seeds, args.test, gold_rows, done=write, only=only)
     print(table(results, meta, args.train))
 
 
@@ -230,7 +235,7 @@ def correctness(folder: Path, mode: str) -> dict[int, dict[str, bool]]:
 def paired_lines(meta: dict[str, Any], rows: list[str]) -> list[str]:
     """Paired 95% cluster-bootstrap intervals per row: saliency against random words (does the
     teacher's choice of words carry information?) and against standard (the row's own, else the
-    recipe's: the same students' examples and recipe)."""
+    recipe's, else another row's: the same examples)."""
     from saliency_distill.reporting.significance import paired_bootstrap
 
     base = Path(meta.get("run_dir", f"runs/diagnosis/{meta['dataset']}-{meta['train']}")) / "rows" / meta["split"]
@@ -241,14 +246,21 @@ def paired_lines(meta: dict[str, Any], rows: list[str]) -> list[str]:
         sal = correctness(folder, "saliency")
         if not sal:
             continue
-        std = correctness(folder, "standard") or correctness(base / "recipe", "standard")
+        # the row's own standard students, else those of the recipe or of a row whose standard
+        # student is the recipe's kept at its best validation step (alpha and k don't touch it)
+        std, std_row = {}, row
+        for other in [row, "recipe", "best checkpoint", "alpha 0.9 + best checkpoint"]:
+            std, std_row = correctness(base / other.replace(" ", "-"), "standard"), other
+            if std:
+                break
         cells = []
-        for rival in (correctness(folder, "random-words"), std):
+        for rival, note in ((correctness(folder, "random-words"), ""),
+                            (std, "" if std_row == row else f" (standard of '{std_row}')")):
             if not rival:
                 cells.append("-")
                 continue
             d = paired_bootstrap(sal, rival)
-            cells.append(f"{d.difference:+.1f} [{d.lower:+.1f}, {d.upper:+.1f}]")
+            cells.append(f"{d.difference:+.1f} [{d.lower:+.1f}, {d.upper:+.1f}]{note}")
         lines.append(f"| {row} | {cells[0]} | {cells[1]} |")
     return ["Paired 95% intervals (cluster bootstrap over examples, seeds kept together; with one seed they leave "
              "out the spread between training runs):", "", *lines] \
