@@ -118,6 +118,11 @@ def test_removing_the_key_word_drops_the_score_more_than_random_words():
     assert comp["saliency"] > comp["random"] and suff["saliency"] < suff["random"]
     share = round(100 * (12 - sum(hits)) / 12, 2)
     assert comp["saliency_beats_random"] == suff["saliency_beats_random"] == {"n": 12, "percent": share}
+    gap = 3.8 * (12 - sum(hits)) / 12  # the paired difference: 3.8 nats where random words missed the key word
+    assert comp["difference"]["mean"] == pytest.approx(gap, abs=1e-4)
+    assert suff["difference"]["mean"] == pytest.approx(-gap, abs=1e-4)
+    assert 0 < comp["difference"]["lower"] < gap < comp["difference"]["upper"] <= 3.8
+    assert -3.8 <= suff["difference"]["lower"] < -gap < suff["difference"]["upper"] < 0
 
     # A rationale without the key word is no better than random words, and a row without one is skipped.
     wrong = score_rows([plate_row("w", ("keep", "plate", "table")), {**plate_row("e"), "rationale_words": []}],
@@ -225,3 +230,17 @@ def test_analyze_with_faithfulness_writes_the_figures_and_resumes(tmp_path, run_
     # Another seed replaces the file.
     assert main(["-q", "analyze", *on, "analysis.faithfulness_seed=5"]) == 0
     assert len((analysis / "train.faithfulness.jsonl").read_text().splitlines()) == 5
+
+
+def test_mean_interval_covers_the_mean_and_shrinks_with_more_rows():
+    import numpy as np
+
+    from saliency_distill.analysis.faithfulness import mean_interval
+
+    rng = np.random.default_rng(1)
+    small, large = mean_interval(list(rng.normal(0.5, 1.0, 40))), mean_interval(list(rng.normal(0.5, 1.0, 4000)))
+    for d in (small, large):
+        assert d["lower"] < d["mean"] < d["upper"]
+    assert large["upper"] - large["lower"] < 0.25 * (small["upper"] - small["lower"])
+    assert large["lower"] < 0.5 < large["upper"]  # the true mean
+    assert mean_interval([]) is None and mean_interval([1.0, 1.0]) == mean_interval([1.0, 1.0])

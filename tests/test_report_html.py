@@ -117,7 +117,8 @@ def test_teacher_and_analysis_sections_show_what_is_there(tmp_path):
         "answer_distribution": {"contradiction": 352, "entailment": 418, "neutral": 30},
         "gold_distribution": {"contradiction": 261, "entailment": 264, "neutral": 275}}}}
     faith = {"n": 200, "comprehensiveness": {"saliency": 1.482, "random": 0.611,
-                                             "saliency_beats_random": {"n": 200, "percent": 71.5}}}
+                                             "saliency_beats_random": {"n": 200, "percent": 71.5},
+                                             "difference": {"mean": 0.871, "lower": 0.5, "upper": 1.2}}}
     analysis = {"n_rows": 272, "gold_containment": {"multiple_choice": {"n": 300, "percent": 62.3}},
                 "mean_rationale_words": 5.0, "faithfulness": faith}
     page = make_report(tmp_path / "report", teacher=teacher, analysis=analysis)
@@ -125,7 +126,7 @@ def test_teacher_and_analysis_sections_show_what_is_there(tmp_path):
     assert "Accuracy 65.00% (95% Wilson interval 61.6&ndash;68.2%), n = 800." in page
     assert "<th>neutral</th>" in page and " 30 <span class=\"muted\">(3.8%)</span>" in page
     assert "62.30% (n = 300) of multiple-choice rows" in page and "5.0 words" in page
-    assert 'class="faithfulness"' in page and "<td>1.482</td><td>0.611</td><td>71.50% (n = 200)</td>" in page
+    assert 'class="faithfulness"' in page and "<td>1.482</td><td>0.611</td><td>+0.871 [+0.500, +1.200]</td><td>71.50% (n = 200)</td>" in page
     bare = make_report(tmp_path / "bare", analysis={"n_rows": 3})
     assert "No teacher metrics in this run." in bare and 'class="faithfulness"' not in bare
     assert "<th>rows analysed</th><td>3</td>" in bare

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..io import atomic_open
-from .overlap import teacher_was_correct
+from .overlap import format_difference, teacher_was_correct
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +182,11 @@ def _render_faithfulness(faith: Mapping[str, Any]) -> str:
         fig = faith.get(name) or {}
         pct = (fig.get("saliency_beats_random") or {}).get("percent")
         wins = "&ndash;" if pct is None else f"{pct:.2f}%"
+        gap = format_difference(fig.get("difference")) or "&ndash;"
         body.append(f"<tr><th>{name} ({meaning})</th><td>{_summary_cell(fig.get('saliency'))}</td>"
-                    f"<td>{_summary_cell(fig.get('random'))}</td><td>{wins}</td></tr>")
+                    f"<td>{_summary_cell(fig.get('random'))}</td><td>{gap}</td><td>{wins}</td></tr>")
     head = (f"<tr><th>faithfulness (n={_escape(faith.get('n'))})</th><th>saliency rationale</th>"
-            "<th>random words</th><th>rationale better</th></tr>")
+            "<th>random words</th><th>difference (95% CI)</th><th>rationale better</th></tr>")
     return f'<table class="summary faithfulness">{head}{"".join(body)}</table>'
 
 

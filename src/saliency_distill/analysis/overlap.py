@@ -176,3 +176,11 @@ def summarise(rows: list[dict[str, Any]], examples: dict[str, Example]) -> dict[
         },
         "mean_rationale_words": _mean(lengths),
     }
+
+
+def format_difference(d: Any) -> str:
+    """``+0.217 [+0.063, +0.398]``: a difference of :func:`mean_interval` and its interval; empty
+    when there is none (summaries written before it existed)."""
+    if not isinstance(d, dict) or not all(isinstance(d.get(k), (int, float)) for k in ("mean", "lower", "upper")):
+        return ""
+    return f"{d['mean']:+.3f} [{d['lower']:+.3f}, {d['upper']:+.3f}]"

@@ -45,8 +45,10 @@ def print_analysis(split: str, s: dict) -> None:
     faith = s.get("faithfulness") or {}
     for name, better in (("comprehensiveness", "higher"), ("sufficiency", "lower")) if faith.get("n") else ():
         f = faith[name]
+        d = f.get("difference")  # summaries written before it existed have none
+        gap = "" if not d else f" (difference {d['mean']:+.3f}, 95% CI [{d['lower']:+.3f}, {d['upper']:+.3f}])"
         print(f"  {name} (log p drop, {better} = more faithful): rationale {f['saliency']}, random words "
-              f"{f['random']}, rationale better in {pct(f['saliency_beats_random'])}")
+              f"{f['random']}{gap}, rationale better in {pct(f['saliency_beats_random'])}")
 
 
 

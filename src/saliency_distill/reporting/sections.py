@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..analysis.overlap import format_difference
+
 NONE = "&ndash;"
 ANALYSIS_FOLDER = "analysis"  # beside the report folder in a run folder
 
@@ -152,12 +154,13 @@ def faithfulness_table(faith: Mapping[str, Any]) -> str:
             continue
         cells = [NONE if (v := _number(fig.get(k))) is None else f"{v:.3f}" for k in ("saliency", "random")]
         body.append(f"<tr><th>{name} <span class='muted'>({meaning})</span></th><td>{cells[0]}</td>"
-                    f"<td>{cells[1]}</td><td>{share(fig.get('saliency_beats_random'))}</td></tr>")
+                    f"<td>{cells[1]}</td><td>{format_difference(fig.get('difference')) or NONE}</td>"
+                    f"<td>{share(fig.get('saliency_beats_random'))}</td></tr>")
     if not body:
         return ""
     n = f" (n = {esc(faith['n'])})" if faith.get("n") is not None else ""
     head = (f"<tr><th>faithfulness{n}</th><th>saliency rationale</th><th>random words</th>"
-            "<th>rationale better</th></tr>")
+            "<th>difference (95% CI)</th><th>rationale better</th></tr>")
     return f'<table class="faithfulness">{head}{"".join(body)}</table>'
 
 
