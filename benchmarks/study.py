@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--curve", default=None, help="train shares of the data-efficiency curve, e.g. 0.1,0.25,0.5,1")
     ap.add_argument("--faithfulness-examples", type=int, default=200)
-    ap.add_argument("--tune-train", type=int, default=200, help="train examples of each budget student in tune")
+    ap.add_argument("--tune-train", type=int, default=800, help="train examples of each budget student in tune")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="further config overrides")
     args = ap.parse_args()
 

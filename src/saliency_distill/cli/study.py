@@ -85,5 +85,7 @@ def add_study_commands(sub: Any, cfg_help: str, load: Callable[[argparse.Namespa
     p.add_argument("--alphas", default="0.5,0.7,0.9", help="multi-task weights to try on the survivors")
     p.add_argument("--survivors", type=int, default=2, help="most faithful candidates that get students")
     p.add_argument("--validation-examples", type=int, default=100, help="validation examples for faithfulness")
-    p.add_argument("--train-examples", type=int, default=200, help="train examples of each budget student")
+    p.add_argument("--train-examples", type=int, default=800,
+                   help="train examples of each budget student (all when the split is smaller). Too few cannot tell "
+                   "alphas apart: on e-SNLI SmolLM2 scored 40.7%% with 160 and 76-80%% with 800")
     p.set_defaults(func=lambda ns: cmd_tune(ns, load))
