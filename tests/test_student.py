@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 from saliency_distill.data import Example, TaskConfig, get_task
 from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.models import ModelConfig, load_model
-from saliency_distill.student.modes import build_pairs, templates
+from saliency_distill.student.modes import MODES, build_pairs, templates
 from saliency_distill.student.stage import StudentConfig, train_and_evaluate
 from saliency_distill.training import TrainConfig, train_supervised
 from saliency_distill.training.losses import EXPLAIN, PREDICT
@@ -227,7 +228,7 @@ def test_student_with_early_stopping_tests_the_best_weights(tiny_model_dirs, tmp
         train_and_evaluate(CFG, cfg, "standard", 1, {"train": splits["train"], "test": splits["test"]}, tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["standard", "saliency", "random-words", "llm-rationale"])
+@pytest.mark.parametrize("mode", list(MODES))
 def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, tmp_path, monkeypatch, mode):
     # The "accuracy" is a fingerprint of the weights (a tiny random model answers nothing right), so
     # the test split's score equals the best validation score only if the best weights are tested.
@@ -244,13 +245,14 @@ def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, 
         return rows, {**metrics, "accuracy": float(norm.double().sum()) % 1.0}
 
     monkeypatch.setattr(stage, "evaluate_student", fingerprint)
-    exs = _examples(10)
+    exs = [dataclasses.replace(ex, human_rationale=f"more resistors raise it {i}") for i, ex in enumerate(_examples(10))]
     splits = {"train": exs[:6], "validation": exs[6:], "test": exs[6:]}
+    answers = {ex.id: {"answer": "decreases", "logprobs": [-1.5, -0.2]} for ex in exs}  # teacher-label, soft-label
     cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["llama"])), modes=[mode],
                         train=TrainConfig(max_steps=8, batch_size=2, learning_rate=2e-2, progress_bar=False),
                         early_stopping=EarlyStopConfig(enabled=True, evaluations=4, patience=4))
     words = {ex.id: f"adds {i} resistors" for i, ex in enumerate(exs)} if mode in ("saliency", "random-words") else None
-    rec = train_and_evaluate(CFG, cfg, mode, 0, splits, tmp_path, rationales=words)
+    rec = train_and_evaluate(CFG, cfg, mode, 0, splits, tmp_path, teacher_answers=answers, rationales=words)
     history, best = rec["validation"]["history"], rec["validation"]["best"]
     assert [h["step"] for h in history] == [2, 4, 6, 8] and len({h["accuracy"] for h in history}) == 4
     assert best == max(history, key=lambda h: h["accuracy"])
