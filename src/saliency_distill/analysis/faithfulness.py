@@ -209,4 +209,3 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95, resamples: 
     lower, upper = np.percentile(means, [tail, 100 - tail])
     return {"mean": round(float(x.mean()), 4), "lower": round(float(lower), 4), "upper": round(float(upper), 4),
             "confidence": confidence}
-

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..analysis.overlap import format_difference
+
 
 def print_teacher(metrics: dict) -> None:
     """The teacher's accuracy per split, with its answer distribution: a collapsed teacher shows at once."""
@@ -45,8 +47,8 @@ def print_analysis(split: str, s: dict) -> None:
     faith = s.get("faithfulness") or {}
     for name, better in (("comprehensiveness", "higher"), ("sufficiency", "lower")) if faith.get("n") else ():
         f = faith[name]
-        d = f.get("difference")  # summaries written before it existed have none
-        gap = "" if not d else f" (difference {d['mean']:+.3f}, 95% CI [{d['lower']:+.3f}, {d['upper']:+.3f}])"
+        gap = format_difference(f.get("difference"))  # empty for summaries written before it existed
+        gap = f" (difference, 95% CI: {gap})" if gap else ""
         print(f"  {name} (log p drop, {better} = more faithful): rationale {f['saliency']}, random words "
               f"{f['random']}{gap}, rationale better in {pct(f['saliency_beats_random'])}")
 
