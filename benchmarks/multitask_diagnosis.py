@@ -233,19 +233,16 @@ def correctness(folder: Path, mode: str) -> dict[int, dict[str, bool]]:
 
 
 def paired_lines(meta: dict[str, Any], rows: list[str]) -> list[str]:
-    """Paired 95% cluster-bootstrap intervals per row: saliency against random words (does the
-    teacher's choice of words carry information?) and against standard (the row's own, else the
-    recipe's, else another row's: the same examples)."""
+    """Paired 95% cluster-bootstrap intervals per row and mode: against random words (does the
+    explain target carry more than any k content words?) and against standard (the row's own,
+    else the recipe's, else another row's: the same examples)."""
     from saliency_distill.reporting.significance import paired_bootstrap
 
     base = Path(meta.get("run_dir", f"runs/diagnosis/{meta['dataset']}-{meta['train']}")) / "rows" / meta["split"]
-    lines = ["| row | saliency - random words (points, 95% CI) | saliency - standard (points, 95% CI) |",
-             "|---|---|---|"]
+    lines = ["| row | mode | minus random words (points, 95% CI) | minus standard (points, 95% CI) |",
+             "|---|---|---|---|"]
     for row in rows:
         folder = base / row.replace(" ", "-")
-        sal = correctness(folder, "saliency")
-        if not sal:
-            continue
         # the row's own standard students, else those of the recipe or of a row whose standard
         # student is the recipe's kept at its best validation step (alpha and k don't touch it)
         std, std_row = {}, row
@@ -253,15 +250,20 @@ def paired_lines(meta: dict[str, Any], rows: list[str]) -> list[str]:
             std, std_row = correctness(base / other.replace(" ", "-"), "standard"), other
             if std:
                 break
-        cells = []
-        for rival, note in ((correctness(folder, "random-words"), ""),
-                            (std, "" if std_row == row else f" (standard of '{std_row}')")):
-            if not rival:
-                cells.append("-")
+        rnd = correctness(folder, "random-words")
+        for mode in ROWS[row][0]:
+            mine = correctness(folder, mode)
+            if mode == "standard" or not mine:
                 continue
-            d = paired_bootstrap(sal, rival)
-            cells.append(f"{d.difference:+.1f} [{d.lower:+.1f}, {d.upper:+.1f}]{note}")
-        lines.append(f"| {row} | {cells[0]} | {cells[1]} |")
+            cells = []
+            for rival, note in ((rnd if mode != "random-words" else {}, ""),
+                                (std, "" if std_row == row else f" (standard of '{std_row}')")):
+                if not rival:
+                    cells.append("-")
+                    continue
+                d = paired_bootstrap(mine, rival)
+                cells.append(f"{d.difference:+.1f} [{d.lower:+.1f}, {d.upper:+.1f}]{note}")
+            lines.append(f"| {row} | {mode} | {cells[0]} | {cells[1]} |")
     return ["Paired 95% intervals (cluster bootstrap over examples, seeds kept together; with one seed they leave "
              "out the spread between training runs):", "", *lines] \
         if len(lines) > 2 else []
