@@ -103,6 +103,39 @@ def test_train_and_evaluate_writes_result_and_reuses_it(tiny_model_dirs, tmp_pat
     assert json.loads((folder / "result.json").read_text())["config_hash"] == again["config_hash"]
 
 
+def test_adding_a_seed_or_a_mode_keeps_the_finished_runs(tiny_model_dirs, tmp_path):
+    splits = {"train": _examples(6), "test": _examples(4)}
+    model, train = ModelConfig(name=str(tiny_model_dirs["qwen2"])), TrainConfig(max_steps=1, progress_bar=False)
+    first = train_and_evaluate(CFG, StudentConfig(model=model, modes=["standard"], seeds=[0], train=train),
+                               "standard", 0, splits, tmp_path)
+    more = StudentConfig(model=model, modes=["standard", "saliency"], seeds=[0, 1, 2], train=train)
+    folder = tmp_path / "students" / "standard" / "seed0"
+    stamp = (folder / "result.json").stat().st_mtime_ns
+    assert train_and_evaluate(CFG, more, "standard", 0, splits, tmp_path) == first  # reused, not retrained
+    assert (folder / "result.json").stat().st_mtime_ns == stamp
+    # A run made when the lists were part of the hash is reused under the same lists...
+    old = StudentConfig(model=model, modes=["standard"], seeds=[0, 1], train=train)
+    record = json.loads((folder / "result.json").read_text())
+    legacy = _legacy_hash(old, "standard", 0)
+    (folder / "result.json").write_text(json.dumps({**record, "config_hash": legacy}))
+    assert train_and_evaluate(CFG, old, "standard", 0, splits, tmp_path)["config_hash"] == legacy
+    # ...and a real change is still refused.
+    with pytest.raises(ConfigError, match="student run standard seed 0 made under another config"):
+        train_and_evaluate(CFG, dataclasses.replace(old, alpha=0.7), "standard", 0, splits, tmp_path)
+
+
+def _legacy_hash(cfg, mode, seed):
+    """How a student run was hashed before the lists of modes and seeds left its identity."""
+    from saliency_distill.config import config_hash, to_dict
+    from saliency_distill.training.sft import identity as train_identity
+
+    student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
+    student["early_stopping"].pop("min_fraction")
+    student.pop("logit_kd")
+    student.pop("temperature")
+    return config_hash({"task": to_dict(CFG), "student": student, "mode": mode, "seed": seed, "identity": {}})
+
+
 def test_prompt_longer_than_the_students_context_is_an_error(tiny_model_dirs, tmp_path):
     # The tiny models have a 256-token context.
     long = Example(id="long-7", fields={"question": "the quick brown fox " * 80}, label="increases",

@@ -78,10 +78,12 @@ def refusal(path: str | Path, what: str, found: Any, wanted: Any, remedy: str = 
 
 
 def reuse_or_refuse(record: str | Path, wanted: str, what: str, overwrite: bool = False,
-                    remove: str | Path | None = None, key: str = "config_hash") -> dict[str, Any] | None:
-    """The JSON record at ``record`` when its ``key`` is ``wanted`` (the stage is done: reuse it);
-    None when there is none, or when ``overwrite`` removed it (and ``remove``, a file or folder of
-    the old output); a :func:`refusal` otherwise."""
+                    remove: str | Path | None = None, key: str = "config_hash",
+                    also: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The JSON record at ``record`` when its ``key`` is ``wanted`` or one of ``also`` (the same
+    output as an earlier version hashed it): the stage is done, reuse it. None when there is none,
+    or when ``overwrite`` removed it (and ``remove``, a file or folder of the old output); a
+    :func:`refusal` otherwise."""
     path = Path(record)
     if not path.is_file():
         return None
@@ -89,7 +91,7 @@ def reuse_or_refuse(record: str | Path, wanted: str, what: str, overwrite: bool 
         found = json.loads(path.read_text(encoding="utf-8")).get(key)
     except (OSError, ValueError, AttributeError):
         found = None
-    if found == wanted:
+    if found == wanted or (found is not None and found in also):
         return json.loads(path.read_text(encoding="utf-8"))
     if not overwrite:
         raise refusal(path, what, found, wanted)

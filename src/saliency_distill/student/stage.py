@@ -199,10 +199,17 @@ def train_and_evaluate(
         student.pop("logit_kd")
         if not MODES[mode].soft:
             student.pop("temperature")
-    digest = config_hash({"task": to_dict(task_cfg), "student": student, "mode": mode, "seed": seed,
-                          "identity": dict(identity or {})})
+    def hashed(student: dict[str, Any]) -> str:
+        return config_hash({"task": to_dict(task_cfg), "student": student, "mode": mode, "seed": seed,
+                            "identity": dict(identity or {})})
+
+    # The lists of modes and seeds say which runs to make, not how this one is made: adding a seed
+    # or a mode keeps the finished runs. Runs hashed with the lists (made before this change) are still reused.
+    legacy = hashed(student)
+    digest = hashed({k: v for k, v in student.items() if k not in ("modes", "seeds")})
     metrics_path = folder / "result.json"
-    done = reuse_or_refuse(metrics_path, digest, f"student run {mode} seed {seed}", overwrite, remove=folder)
+    done = reuse_or_refuse(metrics_path, digest, f"student run {mode} seed {seed}", overwrite, remove=folder,
+                           also=(legacy,))
     # A finished run whose weights were not kept is trained again when they are now wanted.
     retrain = done is not None and cfg.keep_models and not (folder / MODEL_DIR / RECORD_FILE).is_file()
     barrier()  # every process has read the folder before the main one may remove it
