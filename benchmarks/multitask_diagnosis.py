@@ -293,10 +293,15 @@ def table(results: list[dict[str, Any]], meta: dict[str, Any], train: int) -> st
                      f"{', '.join(f'{a:.1f}' for a in accs)} | {dist} | {f1} "
                      f"| {statistics.mean(r['train_seconds'] for r in rs):.0f} | {best} |")
     lines += ["", *paired_lines(meta, list(dict.fromkeys(row for row, _ in groups)))]
-    test = f" --test --seeds {','.join(map(str, meta['seeds']))}" if meta["split"] == "test" else ""
-    lines += ["", "One command per row:", "",
-              *[f"- {row}: `python benchmarks/multitask_diagnosis.py --dataset {meta['dataset']} --train {train}{test} "
-                f"--rows '{row}'`" for row in dict.fromkeys(row for row, _ in groups)]]
+
+    def command(row: str) -> str:  # the seeds this row was measured with
+        seeds = sorted({r["seed"] for r in results if r["row"] == row})
+        test = " --test" if meta["split"] == "test" else ""
+        extra = f" --seeds {','.join(map(str, seeds))}" if seeds != [0] or test else ""
+        return f"python benchmarks/multitask_diagnosis.py --dataset {meta['dataset']} --train {train}{test}{extra} " \
+               f"--rows '{row}'"
+
+    lines += ["", "One command per row:", "", *[f"- {row}: `{command(row)}`" for row in dict.fromkeys(r for r, _ in groups)]]
     return "\n".join(lines) + "\n"
 
 
