@@ -170,6 +170,31 @@ def test_an_interrupted_run_resumes_and_cleans_up(tiny_model_dirs, tmp_path):
     assert not (tmp_path / "checkpoints").exists()  # removed once the final model is saved
 
 
+def test_a_resumed_run_reports_the_wall_time_of_every_sitting(tiny_model_dirs, tmp_path):
+    import time
+
+    from transformers import TrainerCallback
+
+    class SlowThenKill(TrainerCallback):  # the first sitting: 2 slow steps, checkpoint-2, killed after step 3
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step <= 2:
+                time.sleep(0.6)
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    cfg = TrainConfig(max_steps=4, **dict(QUICK, save_steps=2))
+    with pytest.raises(KeyboardInterrupt):
+        train_supervised(load_model(str(tiny_model_dirs["llama"])), PAIRS, cfg, tmp_path, extra_callbacks=[SlowThenKill()])
+    before = json.loads((tmp_path / "checkpoints" / "checkpoint-2" / "wall_seconds.json").read_text())["wall_seconds"]
+    assert before >= 1.2  # the two slow steps are in it
+    start = time.perf_counter()
+    done = train_supervised(load_model(str(tiny_model_dirs["llama"])), PAIRS, cfg, tmp_path)
+    second = time.perf_counter() - start
+    assert done["resumed_from"] == "checkpoint-2"
+    # the first sitting's time up to its checkpoint plus at most the second sitting's
+    assert before < done["wall_seconds"] <= before + second
+
+
 def test_a_run_killed_after_its_last_checkpoint_trains_no_extra_step(tiny_model_dirs, tmp_path):
     # 12 pairs in batches of 8: 2 steps per epoch, so step 3 is mid-epoch. Killed after the
     # checkpoint of its last step and before the model was saved, the run must come back with the

@@ -25,6 +25,7 @@ MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 RECORD = "training.json"  # written inside the model folder: what made it
 METRICS = "train_metrics.json"
+ELAPSED = "wall_seconds.json"  # written into each checkpoint: the training time up to it, every sitting
 
 
 def resume_point(folder: Path, fingerprint: str) -> Path | None:
@@ -64,6 +65,17 @@ def last_checkpoint(folder: Path) -> Path | None:
             pass
         logger.warning("skipping incomplete checkpoint %s", path)
     return None
+
+
+def elapsed_at(checkpoint: Path | None) -> float:
+    """Training seconds up to ``checkpoint``, earlier sittings included (0 without one, or for a
+    checkpoint whose time was not written: a kill between the two writes)."""
+    if checkpoint is None:
+        return 0.0
+    try:
+        return float(json.loads((checkpoint / ELAPSED).read_text(encoding="utf-8"))["wall_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
 
 
 def finished_state(checkpoint: Path) -> Any:

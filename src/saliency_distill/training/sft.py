@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from .checkpoints import (
     METRICS,
     MODEL_DIR,
     RECORD,
+    elapsed_at,
     finished_state,
     last_checkpoint,
     remove_checkpoints,
@@ -211,16 +211,17 @@ def train_supervised(
     from transformers import set_seed
 
     from .lora import fine_tuning
-    from .trainer import build_trainer
+    from .trainer import ElapsedAtSaves, build_trainer
 
     set_seed(cfg.seed)  # before LoRA initialises its adapters
     with fine_tuning(lm, cfg) as model:
         trainer = build_trainer(lm, model, items, cfg, checkpoints, alpha if tasks is not None else 1.0,
                                 average, extra_callbacks, temperature,
                                 teacher if logit_kd > 0 else None, logit_kd)
-        start = time.perf_counter()
+        clock = ElapsedAtSaves(elapsed_at(resume))  # the wall time of every sitting, summed
+        trainer.add_callback(clock)
         output = _train(trainer, resume)
-        wall = time.perf_counter() - start
+        wall = clock.elapsed()
     metrics = _metrics(lm, trainer, output, len(items), resume, wall)
     metrics.update(fingerprint=_fingerprint(lm, pairs, cfg, _BOOKKEEPING, extra), config=to_dict(cfg),
                    sequences=len(pairs))

@@ -191,6 +191,28 @@ class TimedCheckpoints(TrainerCallback):
         self.last = now
 
 
+class ElapsedAtSaves(TrainerCallback):
+    """Write the training time so far, ``before`` (earlier sittings) included, into every
+    checkpoint: a resumed run then reports the whole run's wall time, not its last sitting's."""
+
+    def __init__(self, before: float = 0.0) -> None:
+        self.before = before
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        from ..io import write_json
+        from .checkpoints import ELAPSED
+
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            write_json(folder / ELAPSED, {"wall_seconds": round(self.elapsed(), 3)})
+
+
 class LogAtSaves(TrainerCallback):
     """Log the loss at every checkpoint, so that a resumed run logs the same windows as an
     uninterrupted one (the Trainer restarts its loss window at the resumed step: with logs every 10
