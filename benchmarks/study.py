@@ -7,7 +7,7 @@
 
 For a dataset: its config (configs/<dataset>.yaml: the teacher chosen in the teacher-quality
 table), `--train` train examples, the whole test split, SmolLM2-135M-Instruct students;
-1. `tune` on the validation split (attribution method, target, k by faithfulness; alpha by budget
+1. `tune` on the validation split (attribution method, target, k by faithfulness; alpha per rationale mode by budget
    students): never the test split;
 2. `run` with the chosen settings: every mode x seed, the report with the paired intervals;
 3. optionally the data-efficiency curve (the teacher and rationales of step 2 reused).
@@ -75,7 +75,8 @@ def main() -> None:
     chosen = tuned["chosen"]
     if chosen is not None:
         cfg = replace(cfg, attribution=replace(cfg.attribution, method=chosen["method"], target=chosen["target"]),
-                      rationale=replace(cfg.rationale, k=chosen["k"]), student=replace(cfg.student, alpha=chosen["alpha"]))
+                      rationale=replace(cfg.rationale, k=chosen["k"]),
+                      student=replace(cfg.student, alpha_by_mode={**cfg.student.alpha_by_mode, **tuned["alpha_by_mode"]}))
     cfg = with_teacher_splits(cfg, TuneSpace())  # the teacher answers tune asked for are reused
     save_resolved(cfg)
 
@@ -103,7 +104,7 @@ def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], res
                                                                                   ).is_file() else {}
     entry = {"dataset": args.dataset, "command": machine()["command"], "train": len(results["prepare"]["train"]),
              "test": len(results["prepare"]["test"]), "seeds": args.seeds, "chosen": tuned["chosen"],
-             "tune_timing": tuned["timing"], "timings": timings,
+             "alpha_by_mode": tuned.get("alpha_by_mode"), "tune_timing": tuned["timing"], "timings": timings,
              "teacher": {"model": teacher.get("model"), "accuracy": teacher.get("accuracy")},
              "table": aggregate(results["students"]),
              "significance": json.loads((report / "significance.json").read_text()),
@@ -125,7 +126,8 @@ def markdown(done: dict[str, Any]) -> str:
         lines += [f"## {name}", "", f"Command: `{d['command']}`", "",
                   f"Train {d['train']}, test {d['test']}, seeds {d['seeds']}; teacher {d['teacher']['model']}; "
                   f"chosen: method {chosen.get('method')}, target {chosen.get('target')}, k {chosen.get('k')}, "
-                  f"alpha {chosen.get('alpha')}; wall time per stage (s): {d['timings']}.", "",
+                  "alpha " + (", ".join(f"{m} {a:g}" for m, a in (d.get("alpha_by_mode") or {}).items())
+                              or str(chosen.get("alpha"))) + f"; wall time per stage (s): {d['timings']}.", "",
                   "| mode | seeds | accuracy % |", "|---|---:|---:|"]
         for row in d["table"]:
             mean, std = row["accuracy_mean"], row["accuracy_std"]

@@ -124,7 +124,11 @@ def test_tune_chooses_on_validation_and_writes_a_runnable_config(tmp_path, curve
     from saliency_distill.config import load_config
     from saliency_distill.experiment import ExperimentConfig
 
+    data = tmp_path / "mine.jsonl"  # with an LLM-written rationale per row, mapped from "why"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    data.write_text("".join(json.dumps({**r, "why": f"{r['answer']} has the larger number"}) + "\n" for r in rows))
     args = [a for a in curve_args if not a.startswith("student.modes")]
+    args += ["student.modes=[standard,saliency,random-words,llm-rationale]", "task.fields.llm_rationale=why"]
     assert main(["-q", "tune", *args, "--methods", "input_x_gradient,attention", "--targets", "teacher,gold",
                  "--ks", "1,2", "--alphas", "0.5,0.9", "--survivors", "2", "--validation-examples", "2",
                  "--train-examples", "8"]) == 0
@@ -136,19 +140,30 @@ def test_tune_chooses_on_validation_and_writes_a_runnable_config(tmp_path, curve
     assert all(f["n"] == 2 and f["margin"] is not None for f in tune["faithfulness"])
     ranked = sorted(tune["faithfulness"], key=lambda f: -f["margin"])[:2]
     students = tune["students"]
-    assert students[0]["name"] == "standard" and len(students) == 1 + 2 * 2
-    assert [(s["method"], s["target"], s["k"]) for s in students[1::2]] == [(f["method"], f["target"], f["k"])
-                                                                           for f in ranked]
-    best = max(students[1:], key=lambda s: s["accuracy"])
+    # standard, 2 survivors x 2 alphas, then llm-rationale (a mode of the run with dataset rationales) x 2 alphas
+    assert students[0]["name"] == "standard" and len(students) == 1 + 2 * 2 + 2
+    assert [(s["method"], s["target"], s["k"]) for s in students[1:5:2]] == [(f["method"], f["target"], f["k"])
+                                                                            for f in ranked]
+    best = max(students[1:5], key=lambda s: s["accuracy"])
     assert tune["chosen"] == best and tune["train_examples"] == 8
+    llm = students[5:]
+    assert [(s["name"], s["mode"], s["alpha"]) for s in llm] == [
+        ("llm-rationale-a0.5", "llm-rationale", 0.5), ("llm-rationale-a0.9", "llm-rationale", 0.9)]
+    llm_alpha = max(llm, key=lambda s: s["accuracy"])["alpha"]
+    assert tune["alpha_by_mode"] == {"saliency": best["alpha"], "random-words": best["alpha"],
+                                     "llm-rationale": llm_alpha}
     # every budget student was scored on validation examples only: the test split is never read
     validation = {json.loads(line)["id"] for line in (tmp_path / "run" / "data" / "validation.jsonl").read_text()
                   .splitlines()}
     for pred in (tmp_path / "run" / "tune" / "students").rglob("predictions.jsonl"):
         assert {json.loads(line)["id"] for line in pred.read_text().splitlines()} == validation
     tuned = load_config(ExperimentConfig, str(report / "tuned.yaml"), [])
-    assert (tuned.attribution.method, tuned.attribution.target, tuned.rationale.k, tuned.student.alpha) == (
-        best["method"], best["target"], best["k"], best["alpha"])
+    assert (tuned.attribution.method, tuned.attribution.target, tuned.rationale.k) == (
+        best["method"], best["target"], best["k"])
+    assert tuned.student.alpha_by_mode == tune["alpha_by_mode"]
+    assert tuned.student.for_mode("saliency").alpha == best["alpha"]
+    assert tuned.student.for_mode("llm-rationale").alpha == llm_alpha
+    assert tuned.student.for_mode("standard").alpha == tuned.student.alpha  # the other modes keep student.alpha
     assert "validation" in tuned.teacher.splits
     assert "Chosen: attribution.method=" in out and "tuned.yaml" in out
     # a second call reuses every attribution, faithfulness figure and student
@@ -177,4 +192,8 @@ def test_the_report_says_whether_the_settings_were_tuned():
     assert "4 candidates by faithfulness, 5 budget students; 30 s" in settings_line(config, tune)
     other = {**config, "student": {"alpha": 0.5}}
     assert "as set in the config (not tuned" in settings_line(other, tune)
+    # tune writes alpha_by_mode: saliency's alpha is the one it chose, the others are listed
+    by_mode = {**config, "student": {"alpha": 0.5, "alpha_by_mode": {"saliency": 0.9, "llm-rationale": 0.7}}}
+    line = settings_line(by_mode, tune)
+    assert "chosen on the validation split" in line and "alpha=0.9 (other modes: llm-rationale 0.7; the rest 0.5)" in line
     assert "as set in the config (not tuned" in settings_line(config, None)

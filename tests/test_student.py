@@ -124,6 +124,27 @@ def test_adding_a_seed_or_a_mode_keeps_the_finished_runs(tiny_model_dirs, tmp_pa
         train_and_evaluate(CFG, dataclasses.replace(old, alpha=0.7), "standard", 0, splits, tmp_path)
 
 
+def test_alpha_by_mode_gives_one_mode_its_alpha(tiny_model_dirs, tmp_path):
+    model, train = ModelConfig(name=str(tiny_model_dirs["qwen2"])), TrainConfig(max_steps=2, progress_bar=False)
+    with pytest.raises(ConfigError, match="'student.alpha_by_mode': unknown training mode 'salency'"):
+        StudentConfig(model=model, alpha_by_mode={"salency": 0.9})
+    with pytest.raises(ConfigError, match=r"'student.alpha_by_mode.saliency': 1.5 is not in \(0, 1\]"):
+        StudentConfig(model=model, alpha_by_mode={"saliency": 1.5})
+    splits = {"train": _examples(6), "test": _examples(4)}
+    plain = train_and_evaluate(CFG, StudentConfig(model=model, modes=["llm-rationale"], alpha=0.9, train=train),
+                               "llm-rationale", 0, splits, tmp_path / "a")
+    by_mode = StudentConfig(model=model, modes=["llm-rationale"], alpha=0.5, alpha_by_mode={"llm-rationale": 0.9},
+                            train=train)
+    assert by_mode.for_mode("llm-rationale").alpha == 0.9 and by_mode.for_mode("saliency").alpha == 0.5
+    # the same run however its alpha was given: reused in the same folder, the same losses in a new one
+    assert train_and_evaluate(CFG, by_mode, "llm-rationale", 0, splits, tmp_path / "a") == plain
+    fresh = train_and_evaluate(CFG, by_mode, "llm-rationale", 0, splits, tmp_path / "b")
+    assert (fresh["loss_first"], fresh["loss_last"]) == (plain["loss_first"], plain["loss_last"])
+    other = train_and_evaluate(CFG, dataclasses.replace(by_mode, alpha_by_mode={}), "llm-rationale", 0, splits,
+                               tmp_path / "c")
+    assert other["loss_first"] != plain["loss_first"]  # alpha 0.5 weighs the two losses otherwise
+
+
 def _legacy_hash(cfg, mode, seed):
     """How a student run was hashed before the lists of modes and seeds left its identity."""
     from saliency_distill.config import config_hash, to_dict

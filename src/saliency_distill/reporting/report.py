@@ -126,9 +126,14 @@ def settings_line(config: Mapping[str, Any], tune: Mapping[str, Any] | None) -> 
     """Where the attribution method, target, k and alpha came from: ``tune`` (``tune.json``) when
     it chose exactly these, else the config (said plainly, so an untuned run is not read as tuned)."""
     attribution, rationale = config.get("attribution") or {}, config.get("rationale") or {}
-    alpha = (config.get("student") or {}).get("alpha")
+    student = config.get("student") or {}
+    by_mode = student.get("alpha_by_mode") or {}
+    alpha = by_mode.get("saliency", student.get("alpha"))
     used = (attribution.get("method"), attribution.get("target"), rationale.get("k"), alpha)
     text = f"attribution {used[0]}, target {used[1]}, k={used[2]}, alpha={used[3]}"
+    others = {m: a for m, a in by_mode.items() if m != "saliency"}
+    if others:
+        text += f" (other modes: {', '.join(f'{m} {a:g}' for m, a in others.items())}; the rest {student.get('alpha')})"
     chosen = (tune or {}).get("chosen")
     if chosen and (chosen["method"], chosen["target"], chosen["k"], chosen["alpha"]) == used:
         timing = tune.get("timing") or {}  # type: ignore[union-attr]

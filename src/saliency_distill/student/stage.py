@@ -69,6 +69,10 @@ class StudentConfig:
     modes: list[str] = field(list(DEFAULT_MODES), "training modes to compare: " + ", ".join(MODES))
     seeds: list[int] = field([0], "seeds; every mode is trained once per seed")
     alpha: float = field(0.5, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss")
+    alpha_by_mode: dict[str, float] = field(
+        {}, "alpha of some modes, overriding student.alpha for them, e.g. {saliency: 0.9, llm-rationale: 0.5} "
+        "(tune chooses it per rationale mode)"
+    )
     format: str = field(
         "auto", "where the task tag goes: suffix ('x\\npredict:'), prefix ('predict: x', as in Distilling "
         "Step-by-Step) or auto (suffix for causal students, prefix for encoder-decoder ones)"
@@ -118,9 +122,21 @@ class StudentConfig:
             raise ConfigError(f"config key 'student.logit_kd': {self.logit_kd} must be >= 0")
         if not 0.0 < self.alpha <= 1.0:
             raise ConfigError(f"config key 'student.alpha': {self.alpha} is not in (0, 1]")
+        for mode, alpha in self.alpha_by_mode.items():
+            if mode not in MODES:
+                raise ConfigError(f"config key 'student.alpha_by_mode': unknown training mode {mode!r} "
+                                  f"(choose from: {', '.join(MODES)})")
+            if not 0.0 < alpha <= 1.0:
+                raise ConfigError(f"config key 'student.alpha_by_mode.{mode}': {alpha} is not in (0, 1]")
         if self.train.seed != 0:  # each (mode, seed) run sets it from student.seeds
             raise ConfigError("config key 'student.train.seed': the student's seeds are student.seeds "
                               f"(got {self.train.seed}); leave student.train.seed unset")
+
+    def for_mode(self, mode: str) -> StudentConfig:
+        """The config one run of ``mode`` trains with: its alpha from ``alpha_by_mode`` when set there."""
+        if not self.alpha_by_mode:
+            return self
+        return dataclasses.replace(self, alpha=self.alpha_by_mode.get(mode, self.alpha), alpha_by_mode={})
 
 
 def _stopper(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig, splits: Mapping[str, list[Example]],
@@ -189,9 +205,11 @@ def train_and_evaluate(
     with the weights; it is not part of the hash.
     """
     task = get_task(task_cfg.name)
+    cfg = cfg.for_mode(mode)  # this mode's alpha; a run is the same whichever way its alpha was given
     folder = run_dir_of(run_dir, mode, seed)
     train_cfg = dataclasses.replace(cfg.train, seed=seed)
     student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
+    student.pop("alpha_by_mode")
     # Keys that change nothing here stay out (and runs made before they existed stay valid).
     if not cfg.early_stopping.enabled or not cfg.early_stopping.min_fraction:  # 0: how runs made before it stopped
         student["early_stopping"].pop("min_fraction")

@@ -12,6 +12,10 @@ Two rounds, the cheap one first:
    ``train_examples`` train examples, one student per alpha, evaluated on the validation split;
    plus standard fine-tuning on the same subset as the reference. The best validation accuracy
    wins (ties: the earlier candidate, i.e. the more faithful one, then the smaller alpha).
+   Random words, saliency's control, take saliency's alpha. Every other mode of the run with a
+   dataset-written explain target (llm-rationale, human-rationale) gets one student per alpha
+   too and its own best alpha, so that no baseline is compared at an alpha tuned for saliency.
+   The choices go to ``student.alpha_by_mode``; other modes keep ``student.alpha``.
 
 The teacher is loaded once for both rounds' attributions. Attributions live in
 ``<run_dir>/tune/<method>-<target>/`` (whose ``data`` and ``teacher`` link to the run's own, so
@@ -40,6 +44,7 @@ from ..experiment import ExperimentConfig, open_stage_stores, prepare_stage, tea
 from ..io import atomic_open, write_json
 from ..models import ModelConfig, load_model, release
 from ..rationale import RationaleConfig, attribute_split, read_store, reselect
+from ..student.modes import MODES
 from ..student.stage import StudentConfig, train_and_evaluate
 from ..teacher.answer import make_prompter, read_answers
 from .curve import nested_subsets
@@ -128,8 +133,33 @@ def run_tune(cfg: ExperimentConfig, space: TuneSpace,
     tried = [s for s in students if s["mode"] == "saliency"]
     best = max(tried, key=lambda s: s["accuracy"]) if tried else None  # max keeps the first of equals
     out = {"space": to_dict(space), "validation_examples": len(scored_on), "train_examples": len(train),
-           "faithfulness": faithful, "students": students, "chosen": best, "timing": timing}
+           "faithfulness": faithful, "students": students, "chosen": best,
+           "alpha_by_mode": _alphas(students, best), "timing": timing}
     _write(cfg, out, best)
+    return out
+
+
+def _alpha_modes(cfg: ExperimentConfig, train: list[Any]) -> list[str]:
+    """The run's modes with a dataset-written explain target (LLM, human) that some train example
+    has: each gets its own alpha, so that saliency is not compared with a baseline left untuned."""
+    out = []
+    for mode in cfg.student.modes:
+        explain = MODES[mode].explain
+        if explain in ("llm", "human") and any(getattr(ex, f"{explain}_rationale") for ex in train):
+            out.append(mode)
+    return out
+
+
+def _alphas(students: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, float]:
+    """The chosen alpha per mode: saliency's (random words, its control, gets the same) and the
+    best of every other tuned mode (the first of equals)."""
+    out: dict[str, float] = {}
+    if best is not None:
+        out = {"saliency": best["alpha"], "random-words": best["alpha"]}
+    for s in students:
+        if s["mode"] not in ("standard", "saliency"):
+            same = [t for t in students if t["mode"] == s["mode"]]
+            out.setdefault(s["mode"], max(same, key=lambda t: t["accuracy"])["alpha"])
     return out
 
 
@@ -200,16 +230,20 @@ def _faithfulness(cfg: ExperimentConfig, method: str, target: str, k: float, spa
 def _student_round(cfg: ExperimentConfig, space: TuneSpace, survivors: list[dict[str, Any]],
                    store_rows: dict[tuple[str, str], list[dict[str, Any]]], train: list[Any], validation: list[Any],
                    on_step: Callable[[str, dict[str, Any]], None] | None) -> list[dict[str, Any]]:
-    """Budget students on validation: standard, then every survivor x alpha."""
+    """Budget students on validation: standard, every survivor x alpha, then every alpha of each
+    mode with a dataset-written rationale (:func:`_alpha_modes`)."""
     splits = {"train": train, "validation": validation, "test": validation}  # test is never read here
     folder = Path(cfg.run_dir) / "tune" / "students"
     budget = {"train_ids": [ex.id for ex in train], "tune": True}
     runs: list[tuple[str, dict[str, Any] | None, float]] = [("standard", None, cfg.student.alpha)]
     runs += [("saliency", s, a) for s in survivors for a in space.alphas]
+    runs += [(mode, None, a) for mode in _alpha_modes(cfg, train) for a in space.alphas]
     out = []
     for mode, cand, alpha in runs:
-        student = build(StudentConfig, {**to_dict(cfg.student), "alpha": alpha, "seeds": [space.seed]})
-        name = "standard" if cand is None else f"{cand['method']}-{cand['target']}-k{cand['k']:g}-a{alpha:g}"
+        student = build(StudentConfig, {**to_dict(cfg.student), "alpha": alpha, "alpha_by_mode": {},
+                                        "seeds": [space.seed]})
+        name = (mode if mode == "standard" else f"{mode}-a{alpha:g}") if cand is None else \
+            f"{cand['method']}-{cand['target']}-k{cand['k']:g}-a{alpha:g}"
         rationales = None if cand is None else reselect(store_rows[(cand["method"], cand["target"])],
                                                         RationaleConfig(**{**to_dict(cfg.rationale), "k": cand["k"]}))
         ident = {**budget, **({} if cand is None else {k: cand[k] for k in ("method", "target", "k")})}
@@ -232,7 +266,8 @@ def _write(cfg: ExperimentConfig, out: dict[str, Any], best: dict[str, Any] | No
     if best is not None:
         tuned = replace(cfg, attribution=replace(cfg.attribution, method=best["method"], target=best["target"]),
                         rationale=replace(cfg.rationale, k=best["k"]),
-                        student=replace(cfg.student, alpha=best["alpha"]))
+                        student=replace(cfg.student, alpha_by_mode={**cfg.student.alpha_by_mode,
+                                                                     **out["alpha_by_mode"]}))
         with atomic_open(report / "tuned.yaml") as f:
             f.write("# chosen on the validation split by `saliency-distill tune` (report/tune.md)\n")
             yaml.safe_dump(to_dict(tuned), f, sort_keys=False, allow_unicode=True)
@@ -258,7 +293,8 @@ def tune_table(out: dict[str, Any]) -> str:
     best = out["chosen"]
     lines += ["", "Chosen: " + ("none (no candidate had rationale words)" if best is None else
                                 f"attribution.method={best['method']} attribution.target={best['target']} "
-                                f"rationale.k={best['k']:g} student.alpha={best['alpha']:g} "
-                                f"({100 * best['accuracy']:.1f}% on validation)"),
+                                f"rationale.k={best['k']:g} "
+                                f"({100 * best['accuracy']:.1f}% on validation); student.alpha_by_mode="
+                                + ", ".join(f"{m} {a:g}" for m, a in (out.get("alpha_by_mode") or {}).items())),
               f"Time: {out['timing']}", ""]
     return "\n".join(lines)
