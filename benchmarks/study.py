@@ -75,8 +75,9 @@ def main() -> None:
     chosen = tuned["chosen"]
     if chosen is not None:
         cfg = replace(cfg, attribution=replace(cfg.attribution, method=chosen["method"], target=chosen["target"]),
-                      rationale=replace(cfg.rationale, k=chosen["k"]),
-                      student=replace(cfg.student, alpha_by_mode={**cfg.student.alpha_by_mode, **tuned["alpha_by_mode"]}))
+                      rationale=replace(cfg.rationale, k=chosen["k"]))
+    cfg = replace(cfg, student=replace(cfg.student, alpha_by_mode={**cfg.student.alpha_by_mode,
+                                                                   **tuned["alpha_by_mode"]}))
     cfg = with_teacher_splits(cfg, TuneSpace())  # the teacher answers tune asked for are reused
     save_resolved(cfg)
 
