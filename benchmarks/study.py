@@ -110,11 +110,102 @@ def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], res
              "table": aggregate(results["students"]),
              "significance": json.loads((report / "significance.json").read_text()),
              "overlap": analysis.get("gold_containment"), "faithfulness": analysis.get("faithfulness"),
-             "curve": curve["points"] if curve else None}
+             "curve": curve["points"] if curve else None,
+             "curve_train_examples": curve["train_examples"] if curve else None}
+    entry["files"] = copy_report_files(args.dataset, report)
     path = Path(OUT + ".json")
     done = json.loads(path.read_text())["datasets"] if path.is_file() else {}
     done[args.dataset] = entry
     write_results(OUT, {"meta": machine(), "datasets": done}, markdown(done))
+
+
+def copy_report_files(dataset: str, report: Path) -> dict[str, str]:
+    """The run's accuracy plot, curve plot and tune table beside study.md (runs/ is not committed):
+    ``{what: file name}`` of those that exist; each written to a temporary name, then renamed."""
+    import os
+    import shutil
+
+    out = {}
+    for what, name in (("accuracy", "accuracy.svg"), ("curve", "curve.svg"), ("tune", "tune.md")):
+        if (report / name).is_file():
+            target = Path(f"{OUT}_{dataset}_{name}")
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.copyfile(report / name, tmp)
+            os.replace(tmp, target)
+            out[what] = target.name
+    return out
+
+
+def _sig(d: dict[str, Any], mode: str, baseline: str) -> dict[str, Any] | None:
+    return next((s for s in d["significance"] if s["mode"] == mode and s["baseline"] == baseline
+                 and s.get("difference") is not None), None)
+
+
+def targets(done: dict[str, Any]) -> list[str]:
+    """The issue's targets, checked over the datasets done so far, with what each one means here."""
+    beats = [n for n, d in done.items() if (s := _sig(d, "saliency", "standard")) and s["lower"] > 0]
+    # matches: the interval includes 0; beats: it lies above 0
+    matches = [n for n, d in done.items() if (s := _sig(d, "saliency", "llm-rationale")) and s["upper"] >= 0]
+    curve_hits, curve_lines = [], []
+    for n, d in done.items():
+        cell = {(p["fraction"], p["mode"]): p for p in d.get("curve") or []}
+        half, full = cell.get((0.5, "saliency")), cell.get((1.0, "standard"))
+        if half and full:
+            # matches: saliency's mean at 50% reaches standard's at 100%, or its interval contains it
+            hit = half["mean"] >= full["mean"] or (half["upper"] is not None and half["upper"] >= full["mean"])
+            curve_hits += [n] if hit else []
+            band = "" if half["lower"] is None else f" [{half['lower']:.1f}, {half['upper']:.1f}]"
+            curve_lines.append(f"{n}: saliency at 50% {half['mean']:.1f}{band} against standard at 100% "
+                               f"{full['mean']:.1f}")
+    n = len(done)
+    return ["## Targets", "",
+            f"- Saliency beats standard fine-tuning (paired 95% interval above 0) on >= 3 of 4 datasets: "
+            f"{len(beats)} of {n} done ({', '.join(beats) or 'none'}).",
+            f"- Saliency matches or beats the PaLM-rationale student (interval of saliency - llm-rationale not "
+            f"below 0) on >= 2: {len(matches)} of {n} ({', '.join(matches) or 'none'}).",
+            f"- On the curve, saliency at 50% of the data matches standard at 100% (mean at least as high, or "
+            f"its interval reaching it) on >= 1: {len(curve_hits)} of {len(curve_lines)} with a curve"
+            + (f" ({'; '.join(curve_lines)})." if curve_lines else "."), ""]
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if not isinstance(value, (int, float)) else f"{value:.1f}%"
+
+
+def dataset_lines(name: str, d: dict[str, Any]) -> list[str]:
+    """Teacher, answer overlap, faithfulness, plots and curve of one dataset."""
+    from saliency_distill.analysis.overlap import format_difference
+    from saliency_distill.study.curve import curve_table
+
+    acc = (d["teacher"].get("accuracy") or {})
+    teacher = ", ".join(f"{split} {_percent(100 * a['accuracy'])}" for split, a in acc.items()
+                        if isinstance(a, dict) and a.get("accuracy") is not None) or "n/a"
+    lines = [f"Teacher {d['teacher']['model']}, accuracy: {teacher}."]
+    overlap = d.get("overlap") or {}
+    mc = overlap.get("multiple_choice") or {}
+    if mc.get("n"):  # none where the label is not among the input's words (NLI)
+        lines.append(f"Rationale words containing the gold answer: {_percent(mc.get('percent'))} of "
+                     f"{mc.get('n', 0)} multiple-choice train examples (the paper: 68%).")
+    faith = d.get("faithfulness") or {}
+    for key, better in (("comprehensiveness", "higher"), ("sufficiency", "lower")):
+        f = faith.get(key)
+        if f:
+            lines.append(f"{key.capitalize()} ({better} is better): {f['saliency']} nats against {f['random']} for "
+                         f"random words, difference {format_difference(f.get('difference'))} "
+                         f"({faith.get('n')} train examples).")
+    files = d.get("files") or {}
+    if "accuracy" in files:
+        lines.append(f"Plot: [{files['accuracy']}]({files['accuracy']}).")
+    if "tune" in files:
+        lines.append(f"Tuning (every candidate, budget student and its cost): [{files['tune']}]({files['tune']}).")
+    lines.append("")
+    if d.get("curve"):
+        table = curve_table(d["curve"], d.get("curve_train_examples") or {}, name).splitlines()
+        lines += ["### Data-efficiency curve", "", *table[2:]]  # without its own title
+        if "curve" in files:
+            lines += ["", f"![{name} curve]({files['curve']})"]
+        lines.append("")
+    return lines
 
 
 def markdown(done: dict[str, Any]) -> str:
@@ -138,6 +229,8 @@ def markdown(done: dict[str, Any]) -> str:
             "no interval" if s.get("difference") is None else
             f"{s['difference']:+.2f} points [{s['lower']:.2f}, {s['upper']:.2f}]"
             + (" (excludes 0)" if s["excludes_zero"] else " (includes 0)")) for s in d["significance"]] + [""]
+        lines += dataset_lines(name, d)
+    lines[4:4] = targets(done)  # after the introduction
     return "\n".join(lines) + "\n"
 
 
