@@ -180,24 +180,24 @@ def dataset_lines(name: str, d: dict[str, Any]) -> list[str]:
     acc = (d["teacher"].get("accuracy") or {})
     teacher = ", ".join(f"{split} {_percent(100 * a['accuracy'])}" for split, a in acc.items()
                         if isinstance(a, dict) and a.get("accuracy") is not None) or "n/a"
-    lines = [f"Teacher {d['teacher']['model']}, accuracy: {teacher}."]
+    lines = [f"- Teacher accuracy: {teacher}."]
     overlap = d.get("overlap") or {}
     mc = overlap.get("multiple_choice") or {}
     if mc.get("n"):  # none where the label is not among the input's words (NLI)
-        lines.append(f"Rationale words containing the gold answer: {_percent(mc.get('percent'))} of "
+        lines.append(f"- Rationale words containing the gold answer: {_percent(mc.get('percent'))} of "
                      f"{mc.get('n', 0)} multiple-choice train examples (the paper: 68%).")
     faith = d.get("faithfulness") or {}
     for key, better in (("comprehensiveness", "higher"), ("sufficiency", "lower")):
         f = faith.get(key)
         if f:
-            lines.append(f"{key.capitalize()} ({better} is better): {f['saliency']} nats against {f['random']} for "
+            lines.append(f"- {key.capitalize()} ({better} is better): {f['saliency']} nats against {f['random']} for "
                          f"random words, difference {format_difference(f.get('difference'))} "
                          f"({faith.get('n')} train examples).")
     files = d.get("files") or {}
     if "accuracy" in files:
-        lines.append(f"Plot: [{files['accuracy']}]({files['accuracy']}).")
+        lines.append(f"- Plot: [{files['accuracy']}]({files['accuracy']}).")
     if "tune" in files:
-        lines.append(f"Tuning (every candidate, budget student and its cost): [{files['tune']}]({files['tune']}).")
+        lines.append(f"- Tuning (every candidate, budget student and its cost): [{files['tune']}]({files['tune']}).")
     lines.append("")
     if d.get("curve"):
         table = curve_table(d["curve"], d.get("curve_train_examples") or {}, name).splitlines()
