@@ -151,6 +151,7 @@ def _legacy_hash(cfg, mode, seed):
     from saliency_distill.training.sft import identity as train_identity
 
     student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
+    student.pop("alpha_by_mode")  # added after that: never part of a run's hash
     student["early_stopping"].pop("min_fraction")
     student.pop("logit_kd")
     student.pop("temperature")
