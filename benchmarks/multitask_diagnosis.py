@@ -110,20 +110,30 @@ def run_row(cfg: Any, row: str, seeds: list[int], on_test: bool, gold_rows: list
             out.append({"row": row, "mode": mode, "seed": seed, "split": split, "accuracy": rec["accuracy"],
                         "n": rec["n"], "train_seconds": rec["train_seconds"], "best_step": best.get("step"),
                         "steps": rec["train_steps"], "human_f1": quality,
-                        "predicted": predicted(folder, mode, seed)})
+                        "predicted": predicted(folder, mode, seed, evaluated["test"])})
             print(f"{row} | {mode} seed {seed}: {split} accuracy {rec['accuracy']:.3f}", flush=True)
             if done is not None:
                 done(out[-1])  # the table so far is written after every run
     return out
 
 
-def predicted(folder: Path, mode: str, seed: int) -> dict[str, int]:
-    """How often the student predicted each answer (a collapse onto one label shows here)."""
+def predicted(folder: Path, mode: str, seed: int, examples: list[Any] | None = None) -> dict[str, int]:
+    """How often the student predicted each answer (a collapse onto one label shows here). Where
+    the options differ between examples (CQA), the option's position instead: (A), (B), ... or
+    "no option" for an answer that is none of them."""
     from saliency_distill.run_dir import RunDir
 
     path = RunDir(folder).student(mode, seed) / "predictions.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return dict(sorted(Counter(str(r["prediction"]) for r in rows).items()))
+    choices = {ex.id: list(ex.choices) for ex in examples or [] if ex.choices}
+    if len({tuple(sorted(c)) for c in choices.values()}) <= 1:
+        return dict(sorted(Counter(str(r["prediction"]) for r in rows).items()))
+
+    def position(r: dict[str, Any]) -> str:
+        options = choices.get(r["id"], [])
+        return f"({chr(65 + options.index(r['prediction']))})" if r["prediction"] in options else "no option"
+
+    return dict(sorted(Counter(position(r) for r in rows).items()))
 
 
 def teacher_target_rows(cfg: Any, gold_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
