@@ -128,7 +128,8 @@ def test_tune_chooses_on_validation_and_writes_a_runnable_config(tmp_path, curve
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     data.write_text("".join(json.dumps({**r, "why": f"{r['answer']} has the larger number"}) + "\n" for r in rows))
     args = [a for a in curve_args if not a.startswith("student.modes")]
-    args += ["student.modes=[standard,saliency,random-words,llm-rationale]", "task.fields.llm_rationale=why"]
+    args += ["student.modes=[standard,saliency,random-words,llm-rationale,soft-label]",
+             "task.fields.llm_rationale=why"]
     assert main(["-q", "tune", *args, "--methods", "input_x_gradient,attention", "--targets", "teacher,gold",
                  "--ks", "1,2", "--alphas", "0.5,0.9", "--survivors", "2", "--validation-examples", "2",
                  "--train-examples", "8"]) == 0
@@ -140,18 +141,20 @@ def test_tune_chooses_on_validation_and_writes_a_runnable_config(tmp_path, curve
     assert all(f["n"] == 2 and f["margin"] is not None for f in tune["faithfulness"])
     ranked = sorted(tune["faithfulness"], key=lambda f: -f["margin"])[:2]
     students = tune["students"]
-    # standard, 2 survivors x 2 alphas, then llm-rationale (a mode of the run with dataset rationales) x 2 alphas
-    assert students[0]["name"] == "standard" and len(students) == 1 + 2 * 2 + 2
+    # standard, 2 survivors x 2 alphas, then llm-rationale (dataset rationales) and soft-label x 2 alphas each
+    assert students[0]["name"] == "standard" and len(students) == 1 + 2 * 2 + 2 + 2
     assert [(s["method"], s["target"], s["k"]) for s in students[1:5:2]] == [(f["method"], f["target"], f["k"])
                                                                             for f in ranked]
     best = max(students[1:5], key=lambda s: s["accuracy"])
     assert tune["chosen"] == best and tune["train_examples"] == 8
-    llm = students[5:]
-    assert [(s["name"], s["mode"], s["alpha"]) for s in llm] == [
-        ("llm-rationale-a0.5", "llm-rationale", 0.5), ("llm-rationale-a0.9", "llm-rationale", 0.9)]
+    llm, soft = students[5:7], students[7:]
+    assert [(s["name"], s["mode"], s["alpha"]) for s in llm + soft] == [
+        ("llm-rationale-a0.5", "llm-rationale", 0.5), ("llm-rationale-a0.9", "llm-rationale", 0.9),
+        ("soft-label-a0.5", "soft-label", 0.5), ("soft-label-a0.9", "soft-label", 0.9)]
     llm_alpha = max(llm, key=lambda s: s["accuracy"])["alpha"]
     assert tune["alpha_by_mode"] == {"saliency": best["alpha"], "random-words": best["alpha"],
-                                     "llm-rationale": llm_alpha}
+                                     "llm-rationale": llm_alpha,
+                                     "soft-label": max(soft, key=lambda s: s["accuracy"])["alpha"]}
     # every budget student was scored on validation examples only: the test split is never read
     validation = {json.loads(line)["id"] for line in (tmp_path / "run" / "data" / "validation.jsonl").read_text()
                   .splitlines()}

@@ -12,9 +12,9 @@ Two rounds, the cheap one first:
    ``train_examples`` train examples, one student per alpha, evaluated on the validation split;
    plus standard fine-tuning on the same subset as the reference. The best validation accuracy
    wins (ties: the earlier candidate, i.e. the more faithful one, then the smaller alpha).
-   Random words, saliency's control, take saliency's alpha. Every other mode of the run with a
-   dataset-written explain target (llm-rationale, human-rationale) gets one student per alpha
-   too and its own best alpha, so that no baseline is compared at an alpha tuned for saliency.
+   Random words, saliency's control, take saliency's alpha. Every other mode of the run that
+   alpha weighs (llm-rationale, human-rationale, soft-label) gets one student per alpha too and
+   its own best alpha, so that no baseline is compared at an alpha tuned for saliency.
    The choices go to ``student.alpha_by_mode``; other modes keep ``student.alpha``.
 
 The teacher is loaded once for both rounds' attributions. Attributions live in
@@ -128,7 +128,8 @@ def run_tune(cfg: ExperimentConfig, space: TuneSpace,
     ranked = sorted((f for f in faithful if f["margin"] is not None), key=lambda f: -f["margin"])
     survivors = ranked[: space.survivors]
     started = time.perf_counter()
-    students = _student_round(cfg, space, survivors, store_rows, train, validation, on_step)
+    students = _student_round(cfg, space, survivors, store_rows, train, validation, on_step,
+                              metrics.get("config_hash"))
     timing["students_s"] = round(time.perf_counter() - started, 1)
     tried = [s for s in students if s["mode"] == "saliency"]
     best = max(tried, key=lambda s: s["accuracy"]) if tried else None  # max keeps the first of equals
@@ -140,12 +141,15 @@ def run_tune(cfg: ExperimentConfig, space: TuneSpace,
 
 
 def _alpha_modes(cfg: ExperimentConfig, train: list[Any]) -> list[str]:
-    """The run's modes with a dataset-written explain target (LLM, human) that some train example
-    has: each gets its own alpha, so that saliency is not compared with a baseline left untuned."""
+    """The run's other modes that alpha weighs: a dataset-written explain target (LLM, human) that
+    some train example has, or soft labels (label loss against the match to the teacher's option
+    scores). Each gets its own alpha, so that saliency is not compared with a baseline left untuned."""
     out = []
     for mode in cfg.student.modes:
         explain = MODES[mode].explain
         if explain in ("llm", "human") and any(getattr(ex, f"{explain}_rationale") for ex in train):
+            out.append(mode)
+        elif MODES[mode].soft:
             out.append(mode)
     return out
 
@@ -229,15 +233,18 @@ def _faithfulness(cfg: ExperimentConfig, method: str, target: str, k: float, spa
 
 def _student_round(cfg: ExperimentConfig, space: TuneSpace, survivors: list[dict[str, Any]],
                    store_rows: dict[tuple[str, str], list[dict[str, Any]]], train: list[Any], validation: list[Any],
-                   on_step: Callable[[str, dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+                   on_step: Callable[[str, dict[str, Any]], None] | None,
+                   teacher_hash: str | None = None) -> list[dict[str, Any]]:
     """Budget students on validation: standard, every survivor x alpha, then every alpha of each
-    mode with a dataset-written rationale (:func:`_alpha_modes`)."""
+    other mode that alpha weighs (:func:`_alpha_modes`)."""
     splits = {"train": train, "validation": validation, "test": validation}  # test is never read here
     folder = Path(cfg.run_dir) / "tune" / "students"
     budget = {"train_ids": [ex.id for ex in train], "tune": True}
     runs: list[tuple[str, dict[str, Any] | None, float]] = [("standard", None, cfg.student.alpha)]
     runs += [("saliency", s, a) for s in survivors for a in space.alphas]
     runs += [(mode, None, a) for mode in _alpha_modes(cfg, train) for a in space.alphas]
+    # the teacher's option scores, for soft labels (the teacher stage answered train)
+    answers = read_answers(cfg.run_dir, "train") if any(MODES[m].soft for m, _, _ in runs) else None
     out = []
     for mode, cand, alpha in runs:
         student = build(StudentConfig, {**to_dict(cfg.student), "alpha": alpha, "alpha_by_mode": {},
@@ -247,8 +254,10 @@ def _student_round(cfg: ExperimentConfig, space: TuneSpace, survivors: list[dict
         rationales = None if cand is None else reselect(store_rows[(cand["method"], cand["target"])],
                                                         RationaleConfig(**{**to_dict(cfg.rationale), "k": cand["k"]}))
         ident = {**budget, **({} if cand is None else {k: cand[k] for k in ("method", "target", "k")})}
+        if MODES[mode].needs_teacher:
+            ident["teacher"] = teacher_hash
         rec = train_and_evaluate(cfg.task, student, mode, space.seed, splits, folder / name, rationales=rationales,
-                                 identity=ident)
+                                 identity=ident, teacher_answers=answers if MODES[mode].soft else None)
         entry = {"name": name, "mode": mode, "alpha": alpha, "accuracy": rec["accuracy"], "n": rec["n"],
                  "train_seconds": rec["train_seconds"], **({} if cand is None else
                                                            {k: cand[k] for k in ("method", "target", "k")})}
