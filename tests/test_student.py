@@ -95,9 +95,9 @@ def test_train_and_evaluate_writes_result_and_reuses_it(tiny_model_dirs, tmp_pat
     assert not (folder / "model").exists() and not (folder / "checkpoints").exists()
     assert train_and_evaluate(CFG, cfg, "standard", 0, splits, tmp_path) == rec  # reused, not retrained
     with pytest.raises(ConfigError, match="student run standard seed 0 made under another config"):
-        train_and_evaluate(CFG, StudentConfig(model=cfg.model, modes=["standard"], alpha=0.7,
+        train_and_evaluate(CFG, StudentConfig(model=cfg.model, modes=["standard"], loss_average="sequence",
                                               train=cfg.train), "standard", 0, splits, tmp_path)
-    other = StudentConfig(model=cfg.model, modes=["standard"], alpha=0.7, train=cfg.train)
+    other = StudentConfig(model=cfg.model, modes=["standard"], loss_average="sequence", train=cfg.train)
     again = train_and_evaluate(CFG, other, "standard", 0, splits, tmp_path, overwrite=True)
     assert again["config_hash"] != rec["config_hash"]
     assert json.loads((folder / "result.json").read_text())["config_hash"] == again["config_hash"]
@@ -113,6 +113,8 @@ def test_adding_a_seed_or_a_mode_keeps_the_finished_runs(tiny_model_dirs, tmp_pa
     stamp = (folder / "result.json").stat().st_mtime_ns
     assert train_and_evaluate(CFG, more, "standard", 0, splits, tmp_path) == first  # reused, not retrained
     assert (folder / "result.json").stat().st_mtime_ns == stamp
+    # alpha does not touch a mode with one loss: the standard run is the same at any alpha
+    assert train_and_evaluate(CFG, dataclasses.replace(more, alpha=0.9), "standard", 0, splits, tmp_path) == first
     # A run made when the lists were part of the hash is reused under the same lists...
     old = StudentConfig(model=model, modes=["standard"], seeds=[0, 1], train=train)
     record = json.loads((folder / "result.json").read_text())
@@ -121,7 +123,7 @@ def test_adding_a_seed_or_a_mode_keeps_the_finished_runs(tiny_model_dirs, tmp_pa
     assert train_and_evaluate(CFG, old, "standard", 0, splits, tmp_path)["config_hash"] == legacy
     # ...and a real change is still refused.
     with pytest.raises(ConfigError, match="student run standard seed 0 made under another config"):
-        train_and_evaluate(CFG, dataclasses.replace(old, alpha=0.7), "standard", 0, splits, tmp_path)
+        train_and_evaluate(CFG, dataclasses.replace(old, loss_average="sequence"), "standard", 0, splits, tmp_path)
 
 
 def test_alpha_by_mode_gives_one_mode_its_alpha(tiny_model_dirs, tmp_path):

@@ -224,7 +224,9 @@ def train_and_evaluate(
     # The lists of modes and seeds say which runs to make, not how this one is made: adding a seed
     # or a mode keeps the finished runs. Runs hashed with the lists (made before this change) are still reused.
     legacy = hashed(student)
-    digest = hashed({k: v for k, v in student.items() if k not in ("modes", "seeds")})
+    # alpha weighs a second loss: a mode with one (standard, teacher-label) is the same run at any alpha
+    unused = () if MODES[mode].explain or MODES[mode].soft else ("alpha",)
+    digest = hashed({k: v for k, v in student.items() if k not in ("modes", "seeds", *unused)})
     metrics_path = folder / "result.json"
     done = reuse_or_refuse(metrics_path, digest, f"student run {mode} seed {seed}", overwrite, remove=folder,
                            also=(legacy,))
