@@ -116,11 +116,14 @@ def test_adding_a_seed_or_a_mode_keeps_the_finished_runs(tiny_model_dirs, tmp_pa
     # alpha does not touch a mode with one loss: the standard run is the same at any alpha
     assert train_and_evaluate(CFG, dataclasses.replace(more, alpha=0.9), "standard", 0, splits, tmp_path) == first
     # A run made when the lists were part of the hash is reused under the same lists...
-    old = StudentConfig(model=model, modes=["standard"], seeds=[0, 1], train=train)
+    old = StudentConfig(model=model, modes=["standard"], seeds=[0, 1], alpha=0.5, train=train)
     record = json.loads((folder / "result.json").read_text())
     legacy = _legacy_hash(old, "standard", 0)
     (folder / "result.json").write_text(json.dumps({**record, "config_hash": legacy}))
     assert train_and_evaluate(CFG, old, "standard", 0, splits, tmp_path)["config_hash"] == legacy
+    # ...and a single-loss run made at alpha 0.5 (the default then) under a config now at 0.9
+    (folder / "result.json").write_text(json.dumps({**record, "config_hash": _legacy_hash(old, "standard", 0)}))
+    assert train_and_evaluate(CFG, dataclasses.replace(old, alpha=0.9), "standard", 0, splits, tmp_path)
     # ...and a real change is still refused.
     with pytest.raises(ConfigError, match="student run standard seed 0 made under another config"):
         train_and_evaluate(CFG, dataclasses.replace(old, loss_average="sequence"), "standard", 0, splits, tmp_path)

@@ -68,7 +68,9 @@ class StudentConfig:
     model: ModelConfig = field(ModelConfig(name="smollm2-135m-instruct"), "the student model")
     modes: list[str] = field(list(DEFAULT_MODES), "training modes to compare: " + ", ".join(MODES))
     seeds: list[int] = field([0], "seeds; every mode is trained once per seed")
-    alpha: float = field(0.5, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss")
+    alpha: float = field(
+        0.9, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss (0.9: measured, see docs/pipeline.md)"
+    )
     alpha_by_mode: dict[str, float] = field(
         {}, "alpha of some modes, overriding student.alpha for them, e.g. {saliency: 0.9, llm-rationale: 0.5} "
         "(tune chooses it per rationale mode)"
@@ -222,14 +224,16 @@ def train_and_evaluate(
                             "identity": dict(identity or {})})
 
     # The lists of modes and seeds say which runs to make, not how this one is made: adding a seed
-    # or a mode keeps the finished runs. Runs hashed with the lists (made before this change) are still reused.
-    legacy = hashed(student)
-    # alpha weighs a second loss: a mode with one (standard, teacher-label) is the same run at any alpha
+    # or a mode keeps the finished runs. alpha weighs a second loss: a mode with one (standard,
+    # teacher-label) is the same run at any alpha.
     unused = () if MODES[mode].explain or MODES[mode].soft else ("alpha",)
     digest = hashed({k: v for k, v in student.items() if k not in ("modes", "seeds", *unused)})
+    # Runs hashed with those keys (before 2026-11-27) are still reused: with this config's lists,
+    # and for a single-loss mode also at alpha 0.5, the default then.
+    legacy = [hashed(student)] + ([hashed({**student, "alpha": 0.5})] if unused else [])
     metrics_path = folder / "result.json"
     done = reuse_or_refuse(metrics_path, digest, f"student run {mode} seed {seed}", overwrite, remove=folder,
-                           also=(legacy,))
+                           also=tuple(legacy))
     # A finished run whose weights were not kept is trained again when they are now wanted.
     retrain = done is not None and cfg.keep_models and not (folder / MODEL_DIR / RECORD_FILE).is_file()
     barrier()  # every process has read the folder before the main one may remove it
