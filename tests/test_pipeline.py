@@ -173,6 +173,25 @@ def test_each_identity_key_is_refused_then_overwritten(tmp_path, run_args, capsy
     assert main(["-q", command, *run_args, change]) == 0  # now it is this config's output: reused
 
 
+def test_run_overwrite_replaces_only_what_another_config_made(tmp_path, run_args, capsys):
+    args = [*run_args, "teacher.finetune=false", "attribution.target=gold"]
+    assert main(["-q", "run", *args]) == 0
+    students = tmp_path / "run" / "students"
+    stamps = {m: (students / m / "seed0" / "result.json").stat().st_mtime_ns
+              for m in ("standard", "teacher-label", "saliency")}
+    store = (tmp_path / "run" / "rationales" / "train.jsonl").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["-q", "run", *args, "student.alpha=0.7"]) == 2  # the saliency run was made at another alpha
+    err = capsys.readouterr().err
+    assert "student run saliency seed 0 made under another config" in err and err.count("\n") == 1
+    assert main(["-q", "run", *args, "student.alpha=0.7", "--overwrite"]) == 0
+    after = {m: (students / m / "seed0" / "result.json").stat().st_mtime_ns for m in stamps}
+    # alpha weighs saliency's two losses only: the single-loss runs and the store are reused
+    assert after["standard"] == stamps["standard"] and after["teacher-label"] == stamps["teacher-label"]
+    assert after["saliency"] != stamps["saliency"]
+    assert (tmp_path / "run" / "rationales" / "train.jsonl").stat().st_mtime_ns == store
+
+
 def test_attribute_after_the_teacher_changed_says_which_stage_to_overwrite(tmp_path, run_args, capsys):
     assert main(["-q", "attribute", *run_args]) == 0  # fine-tuned teacher (the file task's default)
     capsys.readouterr()

@@ -80,6 +80,8 @@ def test_store_appends_resumes_and_refuses_other_config(tmp_path):
     assert rows[1]["rationale"] == "y"  # never duplicated, never overwritten
     with pytest.raises(ConfigError, match="rationale store made under another config"):
         RationaleStore(path, {"config_hash": "bbb"})
+    RationaleStore(path, {"config_hash": "aaa"}, overwrite=True)  # this config's rows are kept
+    assert [r["id"] for r in read_store(path)[1]] == ["1", "2", "3"]
     RationaleStore(path, {"config_hash": "bbb"}, overwrite=True)
     assert read_store(path)[1] == []
 

@@ -267,24 +267,26 @@ def needed_stages(cfg: ExperimentConfig) -> list[str]:
     return [stage for stage in STAGES if stage not in skip]
 
 
-def run(cfg: ExperimentConfig, on_stage: Callable[[str, Any, float], None] | None = None) -> dict[str, Any]:
+def run(cfg: ExperimentConfig, on_stage: Callable[[str, Any, float], None] | None = None,
+        overwrite: bool = False) -> dict[str, Any]:
     """The whole pipeline, the only orchestration (the CLI's ``run`` and the benchmarks use it):
     prepare -> teach -> attribute -> analyze -> students (train and evaluate every mode and seed)
     -> report, skipping the stages no mode needs. ``on_stage(stage, result, seconds)`` is called
-    after each stage. Returns every stage's result by name."""
+    after each stage. ``overwrite``: each stage replaces the outputs made under another config
+    instead of refusing them (and reuses the others). Returns every stage's result by name."""
     results: dict[str, Any] = {}
     for stage in needed_stages(cfg):
         start = time.perf_counter()
         if stage == "prepare":
-            result: Any = prepare_stage(cfg)
+            result: Any = prepare_stage(cfg, overwrite=overwrite)
         elif stage == "teach":
-            result = teach_stage(cfg)
+            result = teach_stage(cfg, overwrite=overwrite)
         elif stage == "attribute":
-            result = attribute_stage(cfg)
+            result = attribute_stage(cfg, overwrite=overwrite)
         elif stage == "analyze":
             result = analyze_stage(cfg)
         elif stage == "students":
-            result = student_stage(cfg)
+            result = student_stage(cfg, overwrite=overwrite)
         else:
             result = report_stage(cfg, results["students"])
         results[stage] = result

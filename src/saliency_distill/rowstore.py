@@ -30,8 +30,8 @@ class RowStore:
         if "config_hash" not in header:
             raise ValueError("the store header needs a config_hash")
         self._done: set[str] = set()
-        if self.path.exists() and overwrite:
-            self.path.unlink()
+        if self.path.exists() and overwrite and self._made_by() != self.header["config_hash"]:
+            self.path.unlink()  # another config's rows; this config's are kept and resumed
         if self.path.exists():
             self._reopen()
         else:
@@ -40,6 +40,14 @@ class RowStore:
                 f.write(json.dumps(self.header, ensure_ascii=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+
+    def _made_by(self) -> str | None:
+        """The config hash in the file's header; None when it cannot be read."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                return json.loads(f.readline()).get("config_hash")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def _reopen(self) -> None:
         with open(self.path, "rb") as f:

@@ -135,7 +135,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
             for split, summary in result.items():
                 print_analysis(split, summary)
 
-    results = run(cfg, on_stage=show)
+    results = run(cfg, on_stage=show, overwrite=ns.overwrite)
     _print_results(cfg, results["students"], results["report"])
     return 0
 
@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", cmd_train, "train and evaluate the student in every mode and seed; write the report",
          "student runs made"),
         ("preview", cmd_preview, "zero-shot answers of teacher and student on a few test questions", None),
-        ("run", cmd_run, "the whole experiment: prepare, teach, attribute, analyze, train, report", None),
+        ("run", cmd_run, "the whole experiment: prepare, teach, attribute, analyze, train, report",
+         "every stage's outputs (data, teacher outputs, stores, student runs) made"),
     ]
     for name, func, text, replaces in stages:
         p = sub.add_parser(name, help=text)

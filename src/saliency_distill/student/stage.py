@@ -69,7 +69,8 @@ class StudentConfig:
     modes: list[str] = field(list(DEFAULT_MODES), "training modes to compare: " + ", ".join(MODES))
     seeds: list[int] = field([0], "seeds; every mode is trained once per seed")
     alpha: float = field(
-        0.9, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss (0.9: measured, see docs/pipeline.md)"
+        0.9, "multi-task weight: alpha * label loss + (1 - alpha) * rationale loss (0.9: measured, see "
+        "docs/pipeline.md)"
     )
     alpha_by_mode: dict[str, float] = field(
         {}, "alpha of some modes, overriding student.alpha for them, e.g. {saliency: 0.9, llm-rationale: 0.5} "
