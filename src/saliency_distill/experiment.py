@@ -270,10 +270,9 @@ def needed_stages(cfg: ExperimentConfig) -> list[str]:
 def run(cfg: ExperimentConfig, on_stage: Callable[[str, Any, float], None] | None = None,
         overwrite: bool = False) -> dict[str, Any]:
     """The whole pipeline, the only orchestration (the CLI's ``run`` and the benchmarks use it):
-    prepare -> teach -> attribute -> analyze -> students (train and evaluate every mode and seed)
-    -> report, skipping the stages no mode needs. ``on_stage(stage, result, seconds)`` is called
-    after each stage. ``overwrite``: each stage replaces the outputs made under another config
-    instead of refusing them (and reuses the others). Returns every stage's result by name."""
+    prepare -> teach -> attribute -> analyze -> students (every mode and seed) -> report, skipping
+    the stages no mode needs; ``on_stage(stage, result, seconds)`` after each. ``overwrite``: each
+    stage replaces the outputs another config made instead of refusing them. Returns every stage's result by name."""
     results: dict[str, Any] = {}
     for stage in needed_stages(cfg):
         start = time.perf_counter()
