@@ -32,7 +32,9 @@ def test_student_record_is_kept_with_the_weights(student_run):
     assert record["predict_template"] == "{input}\npredict:"
     assert record["prompt_template"] == record["task"]["template"] + "\npredict:"
     assert record["task"]["input_fields"]["choices"] == "options" and record["task"]["input_fields"]["label"] == "answer"
-    assert record["alpha"] == 0.5 and record["random_words_k"] == 3 and record["teacher"] is None
+    run_config = yaml.safe_load((student_run / "config.yaml").read_text())
+    assert record["alpha"] == run_config["student"]["alpha"] == 0.9  # the default the run was made with
+    assert record["random_words_k"] == 3 and record["teacher"] is None
     result = json.loads((student_run / "students" / "random-words" / "seed0" / "result.json").read_text())
     assert record["config_hash"] == result["config_hash"] and record["trained"]["steps"] == 2
     assert len(record["run_config_hash"]) == 16
