@@ -157,13 +157,9 @@ def _alpha_modes(cfg: ExperimentConfig, train: list[Any]) -> list[str]:
 def _alphas(students: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, float]:
     """The chosen alpha per mode: saliency's (random words, its control, gets the same) and the
     best of every other tuned mode (the first of equals)."""
-    out: dict[str, float] = {}
-    if best is not None:
-        out = {"saliency": best["alpha"], "random-words": best["alpha"]}
-    for s in students:
-        if s["mode"] not in ("standard", "saliency"):
-            same = [t for t in students if t["mode"] == s["mode"]]
-            out.setdefault(s["mode"], max(same, key=lambda t: t["accuracy"])["alpha"])
+    out = {"saliency": best["alpha"], "random-words": best["alpha"]} if best is not None else {}
+    for mode in dict.fromkeys(s["mode"] for s in students if s["mode"] not in ("standard", "saliency")):
+        out[mode] = max((s for s in students if s["mode"] == mode), key=lambda s: s["accuracy"])["alpha"]
     return out
 
 
