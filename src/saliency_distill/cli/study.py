@@ -82,7 +82,7 @@ def add_study_commands(sub: Any, cfg_help: str, load: Callable[[argparse.Namespa
     p.add_argument("--methods", default="input_x_gradient,saliency,attention", help="attribution methods to try")
     p.add_argument("--targets", default="teacher,gold", help="attribution targets to try")
     p.add_argument("--ks", default="3,5,10", help="rationale sizes to try")
-    p.add_argument("--alphas", default="0.5,0.7,0.9", help="multi-task weights to try on the survivors")
+    p.add_argument("--alphas", default="0.5,0.7,0.9,0.95", help="multi-task weights to try on the survivors")
     p.add_argument("--survivors", type=int, default=2, help="most faithful candidates that get students")
     p.add_argument("--validation-examples", type=int, default=100, help="validation examples for faithfulness")
     p.add_argument("--train-examples", type=int, default=800,
