@@ -80,22 +80,26 @@ def main() -> None:
                                                                    **tuned["alpha_by_mode"]}))
     cfg = with_teacher_splits(cfg, TuneSpace())  # the teacher answers tune asked for are reused
     save_resolved(cfg)
+    write_summary(args, cfg, tuned, None, None, timings)  # committed as it comes: tune, students, curve
 
     def stage_time(stage: str, result: Any, seconds: float) -> None:
         timings[stage] = round(seconds, 1)
         print(f"{args.dataset}: {stage} done in {seconds:.0f} s", flush=True)
 
     results = run(cfg, on_stage=stage_time)
-    curve = None
+    write_summary(args, cfg, tuned, results, None, timings)
     if args.curve:
         started = time.perf_counter()
         curve = run_curve(cfg, [float(f) for f in args.curve.split(",")])
         timings["curve"] = round(time.perf_counter() - started, 1)
-    write_summary(args, cfg, tuned, results, curve, timings)
+        write_summary(args, cfg, tuned, results, curve, timings)
 
 
-def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], results: dict[str, Any],
+def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], results: dict[str, Any] | None,
                   curve: dict[str, Any] | None, timings: dict[str, float]) -> None:
+    """Rewrite study.json / study.md with this dataset's entry as far as it has come: after tune
+    (``results`` None: no students yet), after the students, after the curve."""
+    from saliency_distill.experiment import prepare_stage
     from saliency_distill.reporting import aggregate
 
     run_dir = Path(cfg.run_dir)
@@ -103,12 +107,14 @@ def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], res
     teacher = json.loads((run_dir / "teacher" / "metrics.json").read_text())
     analysis = json.loads((run_dir / "analysis" / "train.json").read_text()) if (run_dir / "analysis" / "train.json"
                                                                                   ).is_file() else {}
-    entry = {"dataset": args.dataset, "command": machine()["command"], "train": len(results["prepare"]["train"]),
-             "test": len(results["prepare"]["test"]), "seeds": args.seeds, "chosen": tuned["chosen"],
+    splits = results["prepare"] if results else prepare_stage(cfg)  # prepared already: read from its files
+    entry = {"dataset": args.dataset, "command": machine()["command"], "train": len(splits["train"]),
+             "test": len(splits["test"]), "seeds": args.seeds, "chosen": tuned["chosen"],
              "alpha_by_mode": tuned.get("alpha_by_mode"), "tune_timing": tuned["timing"], "timings": timings,
              "teacher": {"model": teacher.get("model"), "accuracy": teacher.get("accuracy")},
-             "table": aggregate(results["students"]),
-             "significance": json.loads((report / "significance.json").read_text()),
+             "stage": "students running" if not results else "curve running" if args.curve and not curve else "done",
+             "table": aggregate(results["students"]) if results else [],
+             "significance": json.loads((report / "significance.json").read_text()) if results else [],
              "overlap": analysis.get("gold_containment"), "faithfulness": analysis.get("faithfulness"),
              "curve": curve["points"] if curve else None,
              "curve_train_examples": curve["train_examples"] if curve else None}
@@ -157,7 +163,7 @@ def targets(done: dict[str, Any]) -> list[str]:
             band = "" if half["lower"] is None else f" [{half['lower']:.1f}, {half['upper']:.1f}]"
             curve_lines.append(f"{n}: saliency at 50% {half['mean']:.1f}{band} against standard at 100% "
                                f"{full['mean']:.1f}")
-    n = len(done)
+    n = sum(1 for d in done.values() if d["table"])  # datasets whose students are done
     return ["## Targets", "",
             f"- Saliency beats standard fine-tuning (paired 95% interval above 0) on >= 3 of 4 datasets: "
             f"{len(beats)} of {n} done ({', '.join(beats) or 'none'}).",
@@ -221,6 +227,8 @@ def markdown(done: dict[str, Any]) -> str:
                   "alpha " + (", ".join(f"{m} {a:g}" for m, a in (d.get("alpha_by_mode") or {}).items())
                               or str(chosen.get("alpha"))) + f"; wall time per stage (s): {d['timings']}.", "",
                   "| mode | seeds | accuracy % |", "|---|---:|---:|"]
+        if not d["table"]:
+            lines.append("| (the students are training: this table fills in when every mode x seed is done) | | |")
         for row in d["table"]:
             mean, std = row["accuracy_mean"], row["accuracy_std"]
             acc = "n/a" if mean is None else f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
@@ -230,6 +238,8 @@ def markdown(done: dict[str, Any]) -> str:
             f"{s['difference']:+.2f} points [{s['lower']:.2f}, {s['upper']:.2f}]"
             + (" (excludes 0)" if s["excludes_zero"] else " (includes 0)")) for s in d["significance"]] + [""]
         lines += dataset_lines(name, d)
+        if d.get("stage") == "curve running":
+            lines += ["The data-efficiency curve is running: it is added here when every share is done.", ""]
     lines[4:4] = targets(done)  # after the introduction
     return "\n".join(lines) + "\n"
 
