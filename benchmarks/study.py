@@ -11,8 +11,9 @@ table), `--train` train examples, the whole test split, SmolLM2-135M-Instruct st
    students): never the test split;
 2. `run` with the chosen settings: every mode x seed, the report with the paired intervals;
 3. optionally the data-efficiency curve (the teacher and rationales of step 2 reused).
-Every step resumes from its files (``runs/study/<dataset>``); after each dataset the summary in
-``benchmarks/results/study.md`` / ``study.json`` is rewritten with every dataset done so far.
+Every step resumes from its files (``runs/study/<dataset>``); after tune, after the students and after
+the curve the summary in ``benchmarks/results/study.md`` / ``study.json`` is rewritten with every
+dataset as far as it has come.
 """
 
 from __future__ import annotations
