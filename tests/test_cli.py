@@ -138,8 +138,9 @@ def test_teach_prints_the_teacher_quality(tmp_path, data_file, tiny_model_dirs, 
     assert len(metrics["prompt"]["demonstrations"]) == 3
 
 
+@pytest.mark.parametrize("die_after", [2, 5])  # in the first split (train: 4 chunks), in the second
 def test_teach_killed_mid_split_resumes_without_redoing_or_duplicating(tmp_path, data_file, tiny_model_dirs,
-                                                                        monkeypatch):
+                                                                        monkeypatch, die_after):
     from saliency_distill.teacher import answer
 
     class Killed(BaseException):  # not an Exception: nothing on the way catches it, as with SIGKILL
@@ -156,20 +157,24 @@ def test_teach_killed_mid_split_resumes_without_redoing_or_duplicating(tmp_path,
         calls.append([ex.id for ex in chunk])
         return real(lm, prompter, chunk, cfg)
 
-    monkeypatch.setattr(answer, "answer_examples", lambda *a: answering(*a, die_after=2))
+    monkeypatch.setattr(answer, "answer_examples", lambda *a: answering(*a, die_after=die_after))
     with pytest.raises(Killed):
         main(["-q", "teach", *cut])
     folder = tmp_path / "cut" / "run" / "teacher"
-    first = [i for chunk in calls for i in chunk]  # two chunks of 4 train examples (4 batches of 1)
-    assert len(first) == 8 and len((folder / "answers_train.partial.jsonl").read_text().splitlines()) == 1 + 8
-    assert not (folder / "answers_train.jsonl").exists() and not (folder / "metrics.json").exists()
+    first = [i for chunk in calls for i in chunk]  # chunks of 4 examples (4 batches of 1)
+    if die_after == 2:  # two chunks of train
+        assert len(first) == 8 and len((folder / "answers_train.partial.jsonl").read_text().splitlines()) == 1 + 8
+        assert not (folder / "answers_train.jsonl").exists()
+    else:  # train (14) done, then one chunk of the next split: train is not answered again below
+        assert len(first) == 14 + len(calls[-1]) and (folder / "answers_train.jsonl").exists()
+    assert not (folder / "metrics.json").exists()
     calls.clear()
     monkeypatch.setattr(answer, "answer_examples", answering)
     assert main(["-q", "teach", *cut]) == 0
     again = [i for chunk in calls for i in chunk]
     want = {p.name: p.read_text() for p in (tmp_path / "whole" / "run" / "teacher").glob("answers_*.jsonl")}
     total = sum(len(text.splitlines()) for text in want.values())  # train 14, validation 2, test 4
-    assert not set(again) & set(first) and len(again) == total - 8
+    assert not set(again) & set(first) and len(again) == total - len(first)
     assert {p.name: p.read_text() for p in folder.glob("answers_*.jsonl")} == want  # and no partial file left
 
 

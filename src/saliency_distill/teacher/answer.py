@@ -183,13 +183,14 @@ def teach(
         # Fine-tuning above ran data-parallel; answering writes shared files: the main process does it.
         barrier()
         return json.loads(metrics_path.read_text())
+    partials = []
     for split in cfg.splits:
         examples = splits[split]
         logger.debug("teacher answering %d %s examples", len(examples), split)
         partial = out_dir / f"answers_{split}.partial.jsonl"
         rows, seconds, answered = answer_resumably(lm, prompter, examples, cfg, partial, digest, overwrite)
         write_jsonl(out_dir / f"answers_{split}.jsonl", rows)
-        partial.unlink()
+        partials.append(partial)  # kept until the stage is complete: a later split's kill keeps this one's rows
         gold = {ex.id: ex for ex in examples}
         acc = {"accuracy": accuracy(rows, gold), "n": len(rows)}
         if rows and "answer_sum" in rows[0]:
@@ -205,6 +206,8 @@ def teach(
             metrics["warnings"].append(warning)
     metrics["model_path"] = lm.path
     write_json(metrics_path, metrics)  # last: marks the stage complete
+    for partial in partials:
+        partial.unlink()
     release(lm)
     barrier()
     return metrics
