@@ -147,6 +147,10 @@ def test_tune_chooses_on_validation_and_writes_a_runnable_config(tmp_path, curve
                                                                             for f in ranked]
     best = max(students[1:5], key=lambda s: s["accuracy"])
     assert tune["chosen"] == best and tune["train_examples"] == 8
+    # only the survivors' (method, target) attribute train examples: the other two stop at validation
+    attributed = {p.parent.parent.name for p in (tmp_path / "run" / "tune").glob("*/rationales/train.jsonl")}
+    assert attributed == {f"{f['method']}-{f['target']}" for f in ranked}
+    assert len(list((tmp_path / "run" / "tune").glob("*/rationales/validation.jsonl"))) == 4
     llm, soft = students[5:7], students[7:]
     assert [(s["name"], s["mode"], s["alpha"]) for s in llm + soft] == [
         ("llm-rationale-a0.5", "llm-rationale", 0.5), ("llm-rationale-a0.9", "llm-rationale", 0.9),
@@ -200,3 +204,38 @@ def test_the_report_says_whether_the_settings_were_tuned():
     line = settings_line(by_mode, tune)
     assert "chosen on the validation split" in line and "alpha=0.9 (other modes: llm-rationale 0.7; the rest 0.5)" in line
     assert "as set in the config (not tuned" in settings_line(config, None)
+
+
+def test_run_after_tune_reuses_its_attributions(tmp_path, curve_args, monkeypatch):
+    import saliency_distill.rationale as rationale
+    from saliency_distill.rationale import RationaleConfig, read_store, reselect
+
+    tune = ["--methods", "input_x_gradient", "--targets", "gold", "--ks", "1,2", "--alphas", "0.9",
+            "--survivors", "1", "--validation-examples", "2", "--train-examples", "8"]
+    assert main(["-q", "tune", *curve_args, *tune]) == 0
+    run = tmp_path / "run"
+    chosen = json.loads((run / "report" / "tune.json").read_text())["chosen"]
+    attributed = []
+    real = rationale.attribute_split
+
+    def counting(*args, **kw):
+        out = real(*args, **kw)
+        attributed.append(out["new"])
+        return out
+
+    monkeypatch.setattr(rationale, "attribute_split", counting)
+    assert main(["-q", "attribute", str(run / "report" / "tuned.yaml")]) == 0
+    assert attributed == [17 - 8]  # tune's 8 budget examples were copied, not attributed again
+    _, tuned_rows = read_store(run / "tune" / "input_x_gradient-gold" / "rationales" / "train.jsonl")
+    _, rows = read_store(run / "rationales" / "train.jsonl")
+    by_id = {r["id"]: r for r in rows}
+    assert len(by_id) == len(rows) == 17
+    again = reselect(tuned_rows, RationaleConfig(k=chosen["k"]))  # the words re-chosen at the chosen k
+    for r in tuned_rows:
+        assert by_id[r["id"]]["words"] == r["words"] and by_id[r["id"]]["rationale"] == again[r["id"]]
+        assert by_id[r["id"]]["teacher_correct"] is not None  # the same fields as the stage's own rows
+    # another attribution setting (here its scope) reads none of tune's rows
+    attributed.clear()
+    assert main(["-q", "attribute", str(run / "report" / "tuned.yaml"), f"run_dir={tmp_path / 'other'}",
+                 "attribution.scope=prompt"]) == 0
+    assert attributed == [17]

@@ -55,10 +55,8 @@ class ExperimentConfig:
         check_name(self.teacher.model.name, "teacher.model.name")
         check_name(self.student.model.name, "student.model.name")
         if self.task.max_train is not None and self.teacher.shots >= self.task.max_train:
-            raise ConfigError(
-                f"config key 'teacher.shots': {self.teacher.shots} demonstrations need more than "
-                f"task.max_train={self.task.max_train} train examples"
-            )
+            raise ConfigError(f"config key 'teacher.shots': {self.teacher.shots} demonstrations need more than "
+                              f"task.max_train={self.task.max_train} train examples")
 
 
 def save_resolved(cfg: ExperimentConfig, replace: bool = True) -> Path:
@@ -108,7 +106,7 @@ def open_stage_stores(cfg: ExperimentConfig, metrics: dict[str, Any] | None,
 
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
-    from .rationale import attribute_split, merge_stores, shard_path, store_path
+    from .rationale import adopt_tune_rows, attribute_split, merge_stores, shard_path, store_path
     from .teacher.answer import make_prompter, read_answers
 
     splits = prepare_stage(cfg)
@@ -119,6 +117,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
         except ConfigError as e:  # the teacher changed: that stage's --overwrite, not this one's
             raise ConfigError(f"{e} (the teacher stage: run `saliency-distill teach` with --overwrite first)") from None
     stores = open_stage_stores(cfg, metrics, overwrite)
+    adopt_tune_rows(stores, cfg.run_dir, splits, cfg.task, cfg.attribution, cfg.rationale)  # no attribution twice
     if not is_distributed() and all(ex.id in stores[split] for split in stores for ex in splits[split]):
         # Every rationale is in the store: no teacher to load.
         announce_reuse(logger, "rationale stores", ", ".join(str(st.path) for st in stores.values()))

@@ -1,7 +1,7 @@
 """Rationales: word scores from token scores, top-k selection, and the append-only store."""
 
 from .extract import RationaleConfig, random_rationales, reselect, select
-from .stage import attribute_split, open_store, shard_path, store_path
+from .stage import adopt_tune_rows, attribute_split, open_store, shard_path, store_path
 from .store import RationaleStore, merge_stores, read_store
 from .words import Word, content_words, word_scores
 
@@ -9,6 +9,7 @@ __all__ = [
     "RationaleConfig",
     "RationaleStore",
     "Word",
+    "adopt_tune_rows",
     "attribute_split",
     "content_words",
     "merge_stores",

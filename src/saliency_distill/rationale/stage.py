@@ -17,8 +17,8 @@ from ..models import LoadedModel
 from ..run_dir import RunDir
 from ..teacher.prompt import TeacherPrompter
 from .extract import RationaleConfig, select
-from .store import RationaleStore
-from .words import word_scores
+from .store import RationaleStore, read_store
+from .words import Word, word_scores
 
 logger = logging.getLogger(__name__)
 
@@ -41,16 +41,51 @@ def open_store(
     overwrite: bool = False,
 ) -> RationaleStore:
     """The store at ``path`` for this configuration (checked before any model is loaded)."""
-    # The batch size changes the speed, not the scores: it is not part of the identity.
-    attribution = {k: v for k, v in to_dict(attr_cfg).items() if k not in ("batch_size", "splits")}
     full_header = {
         **header,
-        "config_hash": config_hash({**header, "attribution": attribution, "rationale": to_dict(rat_cfg),
-                                    "task": to_dict(task_cfg)}),
+        "config_hash": _identity(header, task_cfg, attr_cfg, rat_cfg),
         "attribution": to_dict(attr_cfg),
         "rationale": to_dict(rat_cfg),
     }
     return RationaleStore(path, full_header, overwrite=overwrite)
+
+
+def _identity(header: dict[str, Any], task_cfg: TaskConfig, attr_cfg: AttributionConfig,
+              rat_cfg: RationaleConfig) -> str:
+    # The batch size changes the speed, not the scores: it is not part of the identity.
+    attribution = {k: v for k, v in to_dict(attr_cfg).items() if k not in ("batch_size", "splits")}
+    return config_hash({**header, "attribution": attribution, "rationale": to_dict(rat_cfg), "task": to_dict(task_cfg)})
+
+
+def adopt_tune_rows(stores: dict[str, RationaleStore], run_dir: str | Path, examples: dict[str, list[Example]],
+                    task_cfg: TaskConfig, attr_cfg: AttributionConfig, rat_cfg: RationaleConfig) -> int:
+    """Copy into ``stores`` the rows that ``tune`` attributed for this run's (method, target) under
+    ``<run_dir>/tune/<method>-<target>/``, their words re-selected under ``rat_cfg`` (tune may have
+    used another k): no attribution runs twice. Only a store made with the same teacher,
+    attribution and task is read, only ``examples`` of each split are copied; returns how many."""
+    copied = 0
+    for split, store in stores.items():
+        source = store_path(Path(run_dir) / "tune" / f"{attr_cfg.method}-{attr_cfg.target}", split)
+        if not source.is_file():
+            continue
+        src_header, rows = read_store(source)
+        src_rat = RationaleConfig(**src_header.get("rationale", {}))
+        base = {k: v for k, v in store.header.items() if k not in ("kind", "config_hash", "attribution", "rationale")}
+        if src_header.get("config_hash") != _identity({**base, "k": src_rat.k}, task_cfg, attr_cfg, src_rat):
+            continue  # another teacher, prompt, method or task: its scores are not this run's
+        wanted = {ex.id for ex in examples.get(split, [])}
+        new = [_reselected(r, rat_cfg) for r in rows if r["id"] in wanted and r["id"] not in store]
+        store.append(new)
+        copied += len(new)
+    if copied:
+        logger.info("reused %d rationale rows attributed by tune", copied)
+    return copied
+
+
+def _reselected(row: dict[str, Any], rat_cfg: RationaleConfig) -> dict[str, Any]:
+    chosen = select([Word(t, s, e, sc) for t, sc, s, e in row["words"]], rat_cfg)
+    out = {k: v for k, v in row.items() if k != "config_hash"}
+    return {**out, "rationale_words": [w.text for w in chosen], "rationale": " ".join(w.text for w in chosen)}
 
 
 def attribute_split(

@@ -17,9 +17,12 @@ Two rounds, the cheap one first:
    its own best alpha, so that no baseline is compared at an alpha tuned for saliency.
    The choices go to ``student.alpha_by_mode``; other modes keep ``student.alpha``.
 
-The teacher is loaded once for both rounds' attributions. Attributions live in
+The teacher is loaded once for both rounds' attributions; only the survivors' train examples are
+attributed (at 800 train against 100 validation examples, that is most of the cost). Attributions live in
 ``<run_dir>/tune/<method>-<target>/`` (whose ``data`` and ``teacher`` link to the run's own, so
-the teacher answers once), students in ``<run_dir>/tune/students/``; everything resumes. The
+the teacher answers once), under the attribute stage's identity: the run's attribute stage copies
+the chosen candidate's rows instead of attributing them again (``adopt_tune_rows``). Students live
+in ``<run_dir>/tune/students/``; everything resumes. The
 results go to ``<run_dir>/report/tune.md`` and ``tune.json``, and ``tuned.yaml`` is the config
 with the chosen settings, ready for ``saliency-distill run``.
 """
@@ -44,12 +47,14 @@ from ..experiment import ExperimentConfig, open_stage_stores, prepare_stage, tea
 from ..io import atomic_open, write_json
 from ..models import ModelConfig, load_model, release
 from ..rationale import RationaleConfig, attribute_split, read_store, reselect
+from ..run_dir import RunDir
 from ..student.modes import MODES
 from ..student.stage import StudentConfig, train_and_evaluate
 from ..teacher.answer import make_prompter, read_answers
 from .curve import nested_subsets
 
 logger = logging.getLogger(__name__)
+Rows = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -123,10 +128,9 @@ def run_tune(cfg: ExperimentConfig, space: TuneSpace,
     metrics = teach_stage(cfg)
     timing: dict[str, float] = {}
     started = time.perf_counter()
-    faithful, store_rows = _faithfulness_round(cfg, space, metrics, scored_on, train, splits["train"], on_step)
+    faithful, survivors, store_rows = _faithfulness_round(cfg, space, metrics, scored_on, train, splits["train"],
+                                                          on_step)
     timing["faithfulness_and_attribution_s"] = round(time.perf_counter() - started, 1)
-    ranked = sorted((f for f in faithful if f["margin"] is not None), key=lambda f: -f["margin"])
-    survivors = ranked[: space.survivors]
     started = time.perf_counter()
     students = _student_round(cfg, space, survivors, store_rows, train, validation, on_step,
                               metrics.get("config_hash"))
@@ -165,10 +169,12 @@ def _alphas(students: list[dict[str, Any]], best: dict[str, Any] | None) -> dict
 
 def _faithfulness_round(cfg: ExperimentConfig, space: TuneSpace, metrics: dict[str, Any], scored_on: list[Any],
                         train: list[Any], full_train: list[Any], on_step: Callable[[str, dict[str, Any]], None] | None,
-                        ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], list[dict[str, Any]]]]:
-    """Faithfulness of every (method, target, k) on validation; also attributes the budget's train
-    examples for every (method, target) while the teacher is loaded (it is loaded only if needed;
-    k-shot demonstrations come from ``full_train``, as in the attribute stage)."""
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[tuple[str, str], Rows]]:
+    """Faithfulness of every (method, target, k) on validation, the survivors (the best margins),
+    and the budget's train rationales of each survivor's (method, target), attributed while the
+    teacher is still loaded. Only survivors attribute train: that is most of the round's cost
+    (800 examples against 100). The teacher is loaded only if something is missing; k-shot
+    demonstrations come from ``full_train``, as in the attribute stage."""
     path = metrics.get("model_path") if cfg.teacher.finetune else None
     state: dict[str, Any] = {}
 
@@ -179,32 +185,36 @@ def _faithfulness_round(cfg: ExperimentConfig, space: TuneSpace, metrics: dict[s
                          scorer=teacher_scorer(lm, cfg.teacher.batch_size))
         return state
 
+    def rows_of(method: str, target: str, split: str, examples: list[Any]) -> list[dict[str, Any]]:
+        # the attribute stage's store identity and row fields, so that `run` reuses these rows
+        sub = _sub_run(cfg, method, target, split)
+        store = open_stage_stores(sub, metrics if target == "teacher" or cfg.teacher.finetune else None)[split]
+        if any(ex.id not in store for ex in examples):
+            have = RunDir(cfg.run_dir).answers(split).is_file()
+            answers = read_answers(cfg.run_dir, split) if target == "teacher" or have else None
+            attribute_split(teacher()["lm"], teacher()["prompter"], examples, answers, sub.attribution,
+                            sub.rationale, store, progress=cfg.progress)
+        wanted = {ex.id for ex in examples}
+        return [r for r in read_store(store.path)[1] if r["id"] in wanted]
+
     out: list[dict[str, Any]] = []
-    train_rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     try:
         for method in space.methods:
             for target in space.targets:
-                rows = {}
-                for split, examples in (("validation", scored_on), ("train", train)):
-                    sub = _sub_run(cfg, method, target, split)
-                    store = open_stage_stores(sub, metrics)[split]
-                    if any(ex.id not in store for ex in examples):
-                        answers = read_answers(cfg.run_dir, split) if target == "teacher" else None
-                        attribute_split(teacher()["lm"], teacher()["prompter"], examples, answers, sub.attribution,
-                                        sub.rationale, store, progress=cfg.progress)
-                    wanted = {ex.id for ex in examples}
-                    rows[split] = [r for r in read_store(store.path)[1] if r["id"] in wanted]
-                train_rows[(method, target)] = rows["train"]
+                rows = rows_of(method, target, "validation", scored_on)
                 for k in space.ks:
-                    entry = _faithfulness(cfg, method, target, k, space, rows["validation"],
-                                          lambda: teacher()["scorer"])
+                    entry = _faithfulness(cfg, method, target, k, space, rows, lambda: teacher()["scorer"])
                     out.append(entry)
                     if on_step is not None:
                         on_step("faithfulness", entry)
+        ranked = sorted((f for f in out if f["margin"] is not None), key=lambda f: -f["margin"])
+        survivors = ranked[: space.survivors]
+        train_rows = {(s["method"], s["target"]): rows_of(s["method"], s["target"], "train", train)
+                      for s in survivors}
     finally:
         if state:
             release(state["lm"])
-    return out, train_rows
+    return out, survivors, train_rows
 
 
 def _faithfulness(cfg: ExperimentConfig, method: str, target: str, k: float, space: TuneSpace,
