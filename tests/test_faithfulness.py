@@ -12,7 +12,7 @@ from conftest import write_planets
 from torch.testing import assert_close
 
 from saliency_distill.analysis import AnalysisConfig, edit_prompt, score_rows, summarise_faithfulness, teacher_scorer
-from saliency_distill.analysis.faithfulness import random_indices, rationale_indices, variants
+from saliency_distill.analysis.faithfulness import memoized, random_indices, rationale_indices, variants
 from saliency_distill.analysis.stage import store_teacher
 from saliency_distill.cli.main import main
 from saliency_distill.config import build, help_table
@@ -130,6 +130,30 @@ def test_removing_the_key_word_drops_the_score_more_than_random_words():
     assert wrong[0]["comprehensiveness"] == 0.0 and wrong[0]["sufficiency"] == pytest.approx(3.8)
     assert wrong[1] == {"id": "e", "skipped": "no rationale words"}
     assert summarise_faithfulness(wrong)["comprehensiveness"]["saliency_beats_random"]["percent"] == 0.0
+
+
+def test_a_memoized_scorer_scores_the_prompts_two_methods_share_once():
+    seen: list[str] = []
+
+    def counting(prompts, targets):
+        seen.extend(prompts)
+        return key_word_scorer(prompts, targets)
+
+    scorer = memoized(counting)
+    rows = [plate_row(f"q{i}") for i in range(6)]
+    other = [plate_row(f"q{i}", ("keep", "plate", "table")) for i in range(6)]  # another method's words
+    first = score_rows(rows, scorer, seed=3, cfg=RationaleConfig(k=3))
+    assert len(seen) == len(set(seen))  # every distinct prompt once
+    cold = len(seen)
+    second = score_rows(other, scorer, seed=3, cfg=RationaleConfig(k=3))
+    # the whole prompt and the random variants are the first method's: at most the two rationale variants
+    # (one prompt each here: every row has the same prompt) are new, against 5 or more scored alone
+    alone = len(seen) - cold
+    score_rows(other, counting, seed=3, cfg=RationaleConfig(k=3))
+    assert alone <= 2 < len(seen) - cold - alone
+    assert second == score_rows(other, key_word_scorer, seed=3, cfg=RationaleConfig(k=3))  # the same figures
+    assert first == score_rows(rows, key_word_scorer, seed=3, cfg=RationaleConfig(k=3))
+    assert memoized(counting)(["a", "b", "a"], ["x", "x", "x"]) == key_word_scorer(["a", "b", "a"], ["x"] * 3)
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,22 @@ def teacher_scorer(lm: LoadedModel, batch_size: int = 8) -> Scorer:
     return score
 
 
+def memoized(scorer: Scorer) -> Scorer:
+    """``scorer`` that scores each distinct (prompt, target) once over all its calls. Candidates
+    that rank the same words differently share most prompts: the whole prompt, and the random-word
+    variants (drawn from the content words only), which are the same for every method at a k."""
+    cache: dict[tuple[str, str], float] = {}
+
+    def score(prompts: Sequence[str], targets: Sequence[str]) -> list[float]:
+        pairs = list(zip(prompts, targets))
+        todo = [pair for pair in dict.fromkeys(pairs) if pair not in cache]
+        if todo:
+            cache.update(zip(todo, scorer([p for p, _ in todo], [t for _, t in todo])))
+        return [cache[pair] for pair in pairs]
+
+    return score
+
+
 def rationale_indices(row: dict[str, Any], cfg: RationaleConfig) -> list[int]:
     """Indices into ``row["words"]`` of the row's rationale words.
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from ..analysis import score_rows, summarise_faithfulness, teacher_scorer
+from ..analysis import memoized, score_rows, summarise_faithfulness, teacher_scorer
 from ..attribution.registry import ATTRIBUTION_METHODS
 from ..config import build, config_hash, to_dict
 from ..errors import ConfigError
@@ -182,7 +182,7 @@ def _faithfulness_round(cfg: ExperimentConfig, space: TuneSpace, metrics: dict[s
         if not state:
             lm = load_model(ModelConfig(**{**to_dict(cfg.teacher.model), **({"name": path} if path else {})}))
             state.update(lm=lm, prompter=make_prompter(cfg.task, cfg.teacher, full_train, lm.tokenizer),
-                         scorer=teacher_scorer(lm, cfg.teacher.batch_size))
+                         scorer=memoized(teacher_scorer(lm, cfg.teacher.batch_size)))  # shared prompts once
         return state
 
     def rows_of(method: str, target: str, split: str, examples: list[Any]) -> list[dict[str, Any]]:
