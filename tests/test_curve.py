@@ -74,18 +74,24 @@ def curve_args(tmp_path, tiny_model_dirs):
             "student.eval.max_new_tokens=3"]
 
 
-def test_curve_command_reuses_one_teacher_run(tmp_path, curve_args, capsys, monkeypatch):
+@pytest.fixture
+def attributed(monkeypatch):
+    """How many examples each call of the attribute stage attributed (tune binds its own import)."""
     import saliency_distill.rationale as rationale
 
-    attributed = []
+    counts: list[int] = []
     real = rationale.attribute_split
 
     def counting(*args, **kw):
         out = real(*args, **kw)
-        attributed.append(out["new"])
+        counts.append(out["new"])
         return out
 
     monkeypatch.setattr(rationale, "attribute_split", counting)
+    return counts
+
+
+def test_curve_command_reuses_one_teacher_run(tmp_path, curve_args, capsys, attributed):
     assert main(["-q", "curve", *curve_args, "--fractions", "0.5,1", "--resamples", "200"]) == 0
     out = capsys.readouterr().out
     assert sum(attributed) == 17  # every train example attributed once, for both fractions
@@ -206,8 +212,7 @@ def test_the_report_says_whether_the_settings_were_tuned():
     assert "as set in the config (not tuned" in settings_line(config, None)
 
 
-def test_run_after_tune_reuses_its_attributions(tmp_path, curve_args, monkeypatch):
-    import saliency_distill.rationale as rationale
+def test_run_after_tune_reuses_its_attributions(tmp_path, curve_args, attributed):
     from saliency_distill.rationale import RationaleConfig, read_store, reselect
 
     tune = ["--methods", "input_x_gradient", "--targets", "gold", "--ks", "1,2", "--alphas", "0.9",
@@ -215,15 +220,6 @@ def test_run_after_tune_reuses_its_attributions(tmp_path, curve_args, monkeypatc
     assert main(["-q", "tune", *curve_args, *tune]) == 0
     run = tmp_path / "run"
     chosen = json.loads((run / "report" / "tune.json").read_text())["chosen"]
-    attributed = []
-    real = rationale.attribute_split
-
-    def counting(*args, **kw):
-        out = real(*args, **kw)
-        attributed.append(out["new"])
-        return out
-
-    monkeypatch.setattr(rationale, "attribute_split", counting)
     assert main(["-q", "attribute", str(run / "report" / "tuned.yaml")]) == 0
     assert attributed == [17 - 8]  # tune's 8 budget examples were copied, not attributed again
     _, tuned_rows = read_store(run / "tune" / "input_x_gradient-gold" / "rationales" / "train.jsonl")
