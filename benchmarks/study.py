@@ -42,7 +42,8 @@ def study_config(args: argparse.Namespace) -> Any:
                  f"task.max_train={args.train}", f"task.max_validation={args.validation}", "task.max_test=null",
                  f"student.modes={modes}", f"student.seeds=[{args.seeds}]", "student.train.epochs=2",
                  "student.train.batch_size=8", "student.train.learning_rate=1.0e-4", "student.train.bf16=true",
-                 "student.eval.max_new_tokens=16", "student.early_stopping.enabled=true",
+                 "student.eval.max_new_tokens=16", "student.eval.choice_scoring=false",  # the study reads greedy
+                 "student.early_stopping.enabled=true",
                  "student.early_stopping.evaluations=4",  # 8 took ~3 min a student, most of a 10%-curve one
                  "attribution.splits=[train]",
                  "analysis.faithfulness=true",
