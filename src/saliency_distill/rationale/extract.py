@@ -73,5 +73,12 @@ def random_rationales(
 def reselect(rows: Sequence[dict[str, Any]], cfg: RationaleConfig) -> dict[str, str]:
     """Rationales chosen again from rationale-store rows' word scores under ``cfg`` (another k or
     ranking): id -> the words joined by spaces. No attribution is re-run."""
-    return {r["id"]: " ".join(w.text for w in select([Word(t, s, e, sc) for t, sc, s, e in r["words"]], cfg))
-            for r in rows}
+    return {r["id"]: reselect_row(r, cfg)["rationale"] for r in rows}
+
+
+def reselect_row(row: dict[str, Any], cfg: RationaleConfig) -> dict[str, Any]:
+    """A rationale-store row with its ``rationale_words`` and ``rationale`` chosen again under
+    ``cfg`` from its word scores (without the row's ``config_hash``)."""
+    chosen = select([Word(t, s, e, sc) for t, sc, s, e in row["words"]], cfg)
+    out = {k: v for k, v in row.items() if k != "config_hash"}
+    return {**out, "rationale_words": [w.text for w in chosen], "rationale": " ".join(w.text for w in chosen)}

@@ -16,9 +16,9 @@ from ..errors import DataError
 from ..models import LoadedModel
 from ..run_dir import RunDir
 from ..teacher.prompt import TeacherPrompter
-from .extract import RationaleConfig, select
+from .extract import RationaleConfig, reselect_row, select
 from .store import RationaleStore, read_store
-from .words import Word, word_scores
+from .words import word_scores
 
 logger = logging.getLogger(__name__)
 
@@ -74,18 +74,12 @@ def adopt_tune_rows(stores: dict[str, RationaleStore], run_dir: str | Path, exam
         if src_header.get("config_hash") != _identity({**base, "k": src_rat.k}, task_cfg, attr_cfg, src_rat):
             continue  # another teacher, prompt, method or task: its scores are not this run's
         wanted = {ex.id for ex in examples.get(split, [])}
-        new = [_reselected(r, rat_cfg) for r in rows if r["id"] in wanted and r["id"] not in store]
+        new = [reselect_row(r, rat_cfg) for r in rows if r["id"] in wanted and r["id"] not in store]
         store.append(new)
         copied += len(new)
     if copied:
         logger.info("reused %d rationale rows attributed by tune", copied)
     return copied
-
-
-def _reselected(row: dict[str, Any], rat_cfg: RationaleConfig) -> dict[str, Any]:
-    chosen = select([Word(t, s, e, sc) for t, sc, s, e in row["words"]], rat_cfg)
-    out = {k: v for k, v in row.items() if k != "config_hash"}
-    return {**out, "rationale_words": [w.text for w in chosen], "rationale": " ".join(w.text for w in chosen)}
 
 
 def attribute_split(

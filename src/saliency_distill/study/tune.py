@@ -46,7 +46,7 @@ from ..errors import ConfigError
 from ..experiment import ExperimentConfig, open_stage_stores, prepare_stage, teach_stage
 from ..io import atomic_open, write_json
 from ..models import ModelConfig, load_model, release
-from ..rationale import RationaleConfig, attribute_split, read_store, reselect
+from ..rationale import RationaleConfig, attribute_split, read_store, reselect, reselect_row
 from ..run_dir import RunDir
 from ..student.modes import MODES
 from ..student.stage import StudentConfig, train_and_evaluate
@@ -219,18 +219,22 @@ def _faithfulness_round(cfg: ExperimentConfig, space: TuneSpace, metrics: dict[s
 
 def _faithfulness(cfg: ExperimentConfig, method: str, target: str, k: float, space: TuneSpace,
                   rows: list[dict[str, Any]], scorer: Callable[[], Any]) -> dict[str, Any]:
-    """One candidate's figures, read back when already computed for the same rows."""
+    """One candidate's figures, its words chosen again at ``k`` from the stored scores (the store
+    holds them at ``rationale.k``); read back when already computed for the same rows."""
+    rat_cfg = RationaleConfig(**{**to_dict(cfg.rationale), "k": k})
+    rows = [reselect_row(r, rat_cfg) for r in rows]
     ident = {"rows": config_hash([[r["id"], r["words"]] for r in rows]), "method": method, "target": target,
-             "k": k, "seed": space.seed}
+             "k": k, "seed": space.seed, "rationale": to_dict(rat_cfg)}
     path = Path(cfg.run_dir) / "tune" / f"{method}-{target}" / f"faithfulness_k{k:g}.json"
     if path.is_file():
         saved = json.loads(path.read_text())
         if saved.get("config_hash") == config_hash(ident):
             return saved["entry"]
     started = time.perf_counter()
-    scored = score_rows(rows, scorer(), space.seed, RationaleConfig(k=k))
+    scored = score_rows(rows, scorer(), space.seed, rat_cfg)
     summary = summarise_faithfulness(scored)
     entry = {"method": method, "target": target, "k": k, "margin": _margin(scored), "n": summary["n"],
+             "mean_words": round(sum(len(r["rationale_words"]) for r in rows) / max(1, len(rows)), 2),
              "comprehensiveness": summary["comprehensiveness"], "sufficiency": summary["sufficiency"],
              "seconds": round(time.perf_counter() - started, 1)}
     write_json(path, {"config_hash": config_hash(ident), "entry": entry})
