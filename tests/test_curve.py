@@ -147,6 +147,7 @@ def test_tune_chooses_on_validation_and_writes_a_runnable_config(tmp_path, curve
     assert all(f["n"] == 2 and f["margin"] is not None for f in tune["faithfulness"])
     # each k scores its own words, re-chosen from the stored scores (the store holds rationale.k=3)
     assert [f["mean_words"] for f in tune["faithfulness"]] == [1.0, 2.0] * 4
+    assert "| input_x_gradient | teacher | 2 (2 words) |" in (report / "tune.md").read_text()
     ranked = sorted(tune["faithfulness"], key=lambda f: -f["margin"])[:2]
     students = tune["students"]
     # standard, 2 survivors x 2 alphas, then llm-rationale (dataset rationales) and soft-label x 2 alphas each

@@ -303,7 +303,8 @@ def tune_table(out: dict[str, Any]) -> str:
     for f in out["faithfulness"]:
         c, s = f["comprehensiveness"], f["sufficiency"]
         margin = "n/a" if f["margin"] is None else f"{f['margin']:.3f}"
-        lines.append(f"| {f['method']} | {f['target']} | {f['k']:g} | {c['saliency']} ({c['random']}) | "
+        words = f" ({f['mean_words']:g} words)" if f.get("mean_words") is not None else ""
+        lines.append(f"| {f['method']} | {f['target']} | {f['k']:g}{words} | {c['saliency']} ({c['random']}) | "
                      f"{s['saliency']} ({s['random']}) | {margin} | {c['saliency_beats_random']['percent']}% / "
                      f"{s['saliency_beats_random']['percent']}% | {f['seconds']} |")
     lines += ["", "| student | alpha | validation accuracy % | train s |", "|---|---:|---:|---:|"]
