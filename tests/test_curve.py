@@ -238,3 +238,38 @@ def test_run_after_tune_reuses_its_attributions(tmp_path, curve_args, attributed
     assert main(["-q", "attribute", str(run / "report" / "tuned.yaml"), f"run_dir={tmp_path / 'other'}",
                  "attribution.scope=prompt"]) == 0
     assert attributed == [17]
+
+
+def test_tune_copies_gold_rows_where_the_teacher_was_right(tmp_path, curve_args, monkeypatch):
+    import saliency_distill.study.tune as tune_module
+    from saliency_distill.rationale import read_store
+    from saliency_distill.teacher.answer import read_answers
+
+    data = tmp_path / "mine.jsonl"  # every other row lists the answer first, where the tiny teacher answers
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    data.write_text("".join(json.dumps({**r, "options": r["options"][::-1] if i % 2 else r["options"]}) + "\n"
+                            for i, r in enumerate(rows)))
+    calls: list[tuple[str, int]] = []
+    real = tune_module.attribute_split
+
+    def counting(lm, prompter, examples, answers, attr_cfg, *args, **kw):
+        out = real(lm, prompter, examples, answers, attr_cfg, *args, **kw)
+        calls.append((attr_cfg.target, out["new"]))
+        return out
+
+    monkeypatch.setattr(tune_module, "attribute_split", counting)
+    assert main(["-q", "tune", *curve_args, "--methods", "input_x_gradient", "--targets", "teacher,gold", "--ks", "1",
+                 "--alphas", "0.9", "--survivors", "1", "--validation-examples", "4", "--train-examples", "8"]) == 0
+    run = tmp_path / "run"
+    answers = read_answers(run, "validation")
+    folder = run / "tune"
+    _, teacher_rows = read_store(folder / "input_x_gradient-teacher" / "rationales" / "validation.jsonl")
+    _, gold_rows = read_store(folder / "input_x_gradient-gold" / "rationales" / "validation.jsonl")
+    right = {r["id"] for r in teacher_rows if answers[r["id"]]["correct"]}
+    n = len(teacher_rows)
+    assert 0 < len(right) < n == len(gold_rows)
+    assert calls[:2] == [("teacher", n), ("gold", n - len(right))]  # the agreeing rows were copied, not attributed
+    strip = lambda r: {k: v for k, v in r.items() if k != "config_hash"}  # noqa: E731
+    by_id = {r["id"]: strip(r) for r in gold_rows}
+    assert all(by_id[r["id"]] == strip(r) for r in teacher_rows if r["id"] in right)
+    assert all(by_id[r["id"]]["target"] != r["target"] for r in teacher_rows if r["id"] not in right)

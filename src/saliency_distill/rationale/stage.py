@@ -82,6 +82,27 @@ def adopt_tune_rows(stores: dict[str, RationaleStore], run_dir: str | Path, exam
     return copied
 
 
+def copy_agreeing_rows(store: RationaleStore, twin: Path, gold_targets: dict[str, str]) -> int:
+    """Copy into a gold-target ``store`` the rows of its teacher-target ``twin`` (same method,
+    teacher, prompt and rationale rules) whose attributed target is the gold one, ``gold_targets``
+    giving it per example id: the same prompt and target, so the same scores. Returns how many."""
+    if not twin.is_file():
+        return 0
+    header, rows = read_store(twin)
+
+    def setting(h: dict[str, Any]) -> dict[str, Any]:  # everything but the target and the teacher's answers
+        attribution = {k: v for k, v in h.get("attribution", {}).items() if k not in ("target", "splits", "batch_size")}
+        return {**{k: v for k, v in h.items() if k not in ("kind", "config_hash", "teacher_hash", "target")},
+                "attribution": attribution}
+
+    if setting(header) != setting(store.header):
+        return 0
+    new = [{k: v for k, v in r.items() if k != "config_hash"} for r in rows
+           if r["id"] in gold_targets and r["id"] not in store and r["target"] == gold_targets[r["id"]]]
+    store.append(new)
+    return len(new)
+
+
 def attribute_split(
     lm: LoadedModel,
     prompter: TeacherPrompter,

@@ -46,7 +46,8 @@ from ..errors import ConfigError
 from ..experiment import ExperimentConfig, open_stage_stores, prepare_stage, teach_stage
 from ..io import atomic_open, write_json
 from ..models import ModelConfig, load_model, release
-from ..rationale import RationaleConfig, attribute_split, read_store, reselect, reselect_row
+from ..rationale import RationaleConfig, attribute_split, read_store, reselect, reselect_row, store_path
+from ..rationale.stage import copy_agreeing_rows
 from ..run_dir import RunDir
 from ..student.modes import MODES
 from ..student.stage import StudentConfig, train_and_evaluate
@@ -192,6 +193,9 @@ def _faithfulness_round(cfg: ExperimentConfig, space: TuneSpace, metrics: dict[s
         if any(ex.id not in store for ex in examples):
             have = RunDir(cfg.run_dir).answers(split).is_file()
             answers = read_answers(cfg.run_dir, split) if target == "teacher" or have else None
+            if target == "gold":  # where the teacher was right its answer is the gold target: same attribution
+                twin = store_path(Path(cfg.run_dir) / "tune" / f"{method}-teacher", split)
+                copy_agreeing_rows(store, twin, {ex.id: teacher()["prompter"].target(ex, ex.label) for ex in examples})
             attribute_split(teacher()["lm"], teacher()["prompter"], examples, answers, sub.attribution,
                             sub.rationale, store, progress=cfg.progress)
         wanted = {ex.id for ex in examples}
