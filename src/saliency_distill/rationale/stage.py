@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,7 @@ def adopt_tune_rows(stores: dict[str, RationaleStore], run_dir: str | Path, exam
             continue
         src_header, rows = read_store(source)
         src_rat = RationaleConfig(**src_header.get("rationale", {}))
-        base = {k: v for k, v in store.header.items() if k not in ("kind", "config_hash", "attribution", "rationale")}
-        if src_header.get("config_hash") != _identity({**base, "k": src_rat.k}, task_cfg, attr_cfg, src_rat):
+        if not _made_as(src_header, store, task_cfg, attr_cfg, src_rat, k=src_rat.k):
             continue  # another teacher, prompt, method or task: its scores are not this run's
         wanted = {ex.id for ex in examples.get(split, [])}
         new = [reselect_row(r, rat_cfg) for r in rows if r["id"] in wanted and r["id"] not in store]
@@ -82,25 +82,30 @@ def adopt_tune_rows(stores: dict[str, RationaleStore], run_dir: str | Path, exam
     return copied
 
 
-def copy_agreeing_rows(store: RationaleStore, twin: Path, gold_targets: dict[str, str]) -> int:
-    """Copy into a gold-target ``store`` the rows of its teacher-target ``twin`` (same method,
-    teacher, prompt and rationale rules) whose attributed target is the gold one, ``gold_targets``
-    giving it per example id: the same prompt and target, so the same scores. Returns how many."""
+def copy_agreeing_rows(store: RationaleStore, twin: Path, gold_targets: dict[str, str], task_cfg: TaskConfig,
+                       attr_cfg: AttributionConfig, rat_cfg: RationaleConfig) -> int:
+    """Copy into a gold-target ``store`` the rows of its teacher-target ``twin`` (made under the
+    same settings but the target) whose attributed target is the gold one, ``gold_targets`` giving
+    it per example id: the same prompt and target, so the same scores. Returns how many."""
     if not twin.is_file():
         return 0
     header, rows = read_store(twin)
-
-    def setting(h: dict[str, Any]) -> dict[str, Any]:  # everything but the target and the teacher's answers
-        attribution = {k: v for k, v in h.get("attribution", {}).items() if k not in ("target", "splits", "batch_size")}
-        return {**{k: v for k, v in h.items() if k not in ("kind", "config_hash", "teacher_hash", "target")},
-                "attribution": attribution}
-
-    if setting(header) != setting(store.header):
+    as_teacher = replace(attr_cfg, target="teacher")
+    if not _made_as(header, store, task_cfg, as_teacher, rat_cfg, target="teacher",
+                    teacher_hash=header.get("teacher_hash")):
         return 0
     new = [{k: v for k, v in r.items() if k != "config_hash"} for r in rows
            if r["id"] in gold_targets and r["id"] not in store and r["target"] == gold_targets[r["id"]]]
     store.append(new)
     return len(new)
+
+
+def _made_as(src_header: dict[str, Any], store: RationaleStore, task_cfg: TaskConfig, attr_cfg: AttributionConfig,
+             rat_cfg: RationaleConfig, **changes: Any) -> bool:
+    """Whether the store with ``src_header`` was made under ``store``'s settings with the header
+    ``changes`` and ``attr_cfg`` / ``rat_cfg`` in place of the store's own (its identity hash agrees)."""
+    base = {k: v for k, v in store.header.items() if k not in ("kind", "config_hash", "attribution", "rationale")}
+    return src_header.get("config_hash") == _identity({**base, **changes}, task_cfg, attr_cfg, rat_cfg)
 
 
 def attribute_split(

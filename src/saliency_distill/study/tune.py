@@ -195,7 +195,8 @@ def _faithfulness_round(cfg: ExperimentConfig, space: TuneSpace, metrics: dict[s
             answers = read_answers(cfg.run_dir, split) if target == "teacher" or have else None
             if target == "gold":  # where the teacher was right its answer is the gold target: same attribution
                 twin = store_path(Path(cfg.run_dir) / "tune" / f"{method}-teacher", split)
-                copy_agreeing_rows(store, twin, {ex.id: teacher()["prompter"].target(ex, ex.label) for ex in examples})
+                gold = {ex.id: teacher()["prompter"].target(ex, ex.label) for ex in examples}
+                copy_agreeing_rows(store, twin, gold, cfg.task, sub.attribution, sub.rationale)
             attribute_split(teacher()["lm"], teacher()["prompter"], examples, answers, sub.attribution,
                             sub.rationale, store, progress=cfg.progress)
         wanted = {ex.id for ex in examples}
