@@ -1,0 +1,194 @@
+"""Carry a study's run folder from one machine to the next, without the dataset's text.
+
+    python benchmarks/study_state.py save --dataset esnli      runs/study/esnli -> benchmarks/state/esnli
+    python benchmarks/study_state.py restore --dataset esnli   benchmarks/state/esnli -> runs/study/esnli
+
+The study takes more hours than one machine lives, and ``runs/`` is not committed: ``save`` copies
+what took compute (the teacher's answers, the rationale stores, faithfulness rows, tune's and the
+run's students, reports) into a folder that is committed, and ``restore`` puts it back so that
+``benchmarks/study.py`` resumes instead of starting over. The DSbS data must never be committed,
+so ``save`` leaves out ``data/`` (``prepare`` makes it again, the same), HTML pages (they show the
+examples), model weights and checkpoints, and strips the text from rationale rows: a row keeps its
+word scores and character offsets and the hash of its prompt; ``restore`` renders the prompt again
+from the prepared data, checks the hash and cuts the words back out of it. Faithfulness rows lose
+their lists of cut words (nothing reads them back). Before it replaces the saved folder, ``save``
+checks that no example's text (question, premise, hypothesis, explanations) occurs in any file it
+wrote, and stops, naming the file, if one does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+SKIP_SUFFIXES = {".html", ".safetensors", ".bin", ".pt", ".pth", ".gguf", ".tmp"}
+SKIP_DIRS = {"data", "model", "checkpoints"}
+PACKED = "_packed_keys"  # a packed rationale row: its original keys, in order
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def skipped(rel: Path) -> bool:
+    """Whether ``rel`` (a path inside the run folder) stays behind."""
+    return (rel.suffix in SKIP_SUFFIXES or any(p in SKIP_DIRS or p.startswith("checkpoint") for p in rel.parts[:-1])
+            or rel.name.startswith("checkpoint"))
+
+
+def pack_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without dataset text: rationale rows keep scores, offsets and their prompt's hash;
+    faithfulness rows drop their word lists; other rows are returned as they are."""
+    if "prompt" in row and "words" in row:
+        out = {k: v for k, v in row.items() if k not in ("prompt", "words", "rationale_words", "rationale")}
+        out["prompt_sha256"] = _sha(str(row["prompt"]))
+        out["words"] = [[score, start, end] for _, score, start, end in row["words"]]
+        out[PACKED] = list(row)
+        return out
+    if "comprehensiveness" in row:
+        return {k: v for k, v in row.items() if k not in ("rationale", "random")}
+    return row
+
+
+def unpack_row(row: dict[str, Any], prompt: str | None, rationale_cfg: Any, where: str) -> dict[str, Any]:
+    """The rationale row that :func:`pack_row` packed, from ``prompt`` (rendered again)."""
+    if PACKED not in row:
+        return row
+    from saliency_distill.rationale.extract import reselect_row
+
+    if prompt is None or _sha(prompt) != row["prompt_sha256"]:
+        raise SystemExit(f"{where}: example {row['id']}: its prompt is not the one it was attributed with "
+                         "(another prepared split or teacher prompt); run `prepare` with the study's config")
+    full = {**row, "prompt": prompt, "words": [[prompt[s:e], sc, s, e] for sc, s, e in row["words"]]}
+    full = {**full, **{k: v for k, v in reselect_row(full, rationale_cfg).items() if k.startswith("rationale")}}
+    return {key: full[key] for key in row[PACKED]}
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """The file's complete rows (a last line that a running job is still writing is left out)."""
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _dump(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def example_texts(examples: list[Any], longer_than: int = 24) -> list[str]:
+    """The examples' own long strings (fields, explanations): none may appear in a saved file."""
+    out = []
+    for ex in examples:
+        values = [*ex.fields.values(), ex.human_rationale, ex.llm_rationale]
+        out += [v for v in values if isinstance(v, str) and len(v) > longer_than]
+    return out
+
+
+def save(run_dir: Path, state_dir: Path, texts: list[str]) -> int:
+    """Copy ``run_dir`` into ``state_dir`` as described above; returns the number of files."""
+    tmp = state_dir.with_name(state_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    n = 0
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(run_dir)
+        if skipped(rel):
+            continue
+        if path.suffix == ".jsonl":
+            text = _dump([pack_row(r) for r in _rows(path)])
+        else:
+            text = path.read_text(encoding="utf-8")
+        for t in texts:
+            if t in text:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise SystemExit(f"{path}: holds an example's text ({t[:40]!r}...); not saved")
+        _write(tmp / rel, text)
+        n += 1
+    old = state_dir.with_name(state_dir.name + ".old")
+    if state_dir.exists():
+        os.replace(state_dir, old)
+    os.replace(tmp, state_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return n
+
+
+def restore(state_dir: Path, run_dir: Path, prompts: dict[str, str]) -> int:
+    """Put ``state_dir`` back into ``run_dir`` (files already there are left alone: they are as new
+    or newer); ``prompts``: example id -> the teacher's prompt. Returns the number of files written."""
+    from saliency_distill.config import build
+    from saliency_distill.rationale.extract import RationaleConfig
+
+    n = 0
+    for path in sorted(p for p in state_dir.rglob("*") if p.is_file()):
+        target = run_dir / path.relative_to(state_dir)
+        if target.exists():
+            continue
+        if path.suffix == ".jsonl":
+            rows = _rows(path)
+            header = rows[0] if rows and rows[0].get("kind") == "header" else {}
+            cfg = build(RationaleConfig, header.get("rationale") or {}, prefix="rationale.")
+            text = _dump([unpack_row(r, prompts.get(r.get("id", "")), cfg, str(path)) for r in rows])
+        else:
+            text = path.read_text(encoding="utf-8")
+        tmp = target.with_name(target.name + ".tmp")
+        _write(tmp, text)
+        os.replace(tmp, target)
+        n += 1
+    return n
+
+
+def teacher_prompts(cfg: Any) -> dict[str, str]:
+    """Example id -> the teacher's prompt under ``cfg``, over every prepared split."""
+    from saliency_distill.experiment import prepare_stage
+    from saliency_distill.teacher.answer import make_prompter
+
+    splits = prepare_stage(cfg)
+    tokenizer = None
+    if cfg.teacher.chat:  # only a chat prompt needs the teacher's tokenizer
+        from transformers import AutoTokenizer
+
+        from saliency_distill.models import resolve
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve(cfg.teacher.model.name)[1])
+    prompter = make_prompter(cfg.task, cfg.teacher, splits["train"], tokenizer)
+    return {ex.id: prompter.render(ex).text for examples in splits.values() for ex in examples}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("action", choices=["save", "restore"])
+    ap.add_argument("--dataset", required=True, choices=["cqa", "svamp", "anli1", "esnli"])
+    ap.add_argument("--state", default="benchmarks/state", help="the committed folder (one subfolder per dataset)")
+    ap.add_argument("--train", type=int, default=None, help="as given to study.py (svamp: 720)")
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from study import study_config
+
+    study_args = argparse.Namespace(dataset=args.dataset, data="../shared/data/dsbs", validation=200, seeds="0,1,2",
+                                    faithfulness_examples=200, set=[],
+                                    train=args.train or (720 if args.dataset == "svamp" else 1000))
+    cfg = study_config(study_args)
+    run_dir, state_dir = Path(cfg.run_dir), Path(args.state) / args.dataset
+    if args.action == "save":
+        from saliency_distill.experiment import prepare_stage
+
+        examples = [ex for split in prepare_stage(cfg).values() for ex in split]
+        n = save(run_dir, state_dir, example_texts(examples))
+        print(f"saved {n} files of {run_dir} to {state_dir}")
+    else:
+        if not state_dir.is_dir():
+            raise SystemExit(f"{state_dir}: no saved state for {args.dataset}")
+        print(f"restored {restore(state_dir, run_dir, teacher_prompts(cfg))} files of {state_dir} to {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

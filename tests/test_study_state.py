@@ -1,0 +1,97 @@
+"""benchmarks/study_state.py: a run folder saved without the dataset's text comes back whole."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_planets
+
+from saliency_distill.cli.main import main
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import study_state  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dirs):
+    """A finished tiny run with a rationale store, faithfulness rows, students and a report."""
+    root = tmp_path_factory.mktemp("state_run")
+    data = write_planets(root)
+    args = [f"run_dir={root / 'run'}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
+            "task.fields.label=answer", f"teacher.model.name={tiny_model_dirs['qwen2']}", "teacher.finetune=false",
+            f"student.model.name={tiny_model_dirs['llama']}", "student.modes=[standard,saliency]",
+            "student.train.max_steps=1", "student.train.progress_bar=false", "student.eval.max_new_tokens=3",
+            "analysis.faithfulness=true", "progress=false", "rationale.k=2"]
+    assert main(["-q", "run", *args]) == 0
+    return root / "run", args
+
+
+def _prompts_and_texts(run: Path):
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig, prepare_stage
+
+    cfg = load_config(ExperimentConfig, run / "config.yaml", [])
+    examples = [ex for split in prepare_stage(cfg).values() for ex in split]
+    return study_state.teacher_prompts(cfg), study_state.example_texts(examples, longer_than=10)
+
+
+def test_saved_state_has_no_text_and_restores_byte_for_byte(tiny_run, tmp_path, monkeypatch):
+    tiny_run, args = tiny_run
+    prompts, texts = _prompts_and_texts(tiny_run)
+    assert texts and all(t.startswith("Which planet") for t in texts)
+    state = tmp_path / "state"
+    n = study_state.save(tiny_run, state, texts)
+    saved = sorted(p.relative_to(state) for p in state.rglob("*") if p.is_file())
+    assert n == len(saved) and Path("rationales/train.jsonl") in saved and Path("teacher/metrics.json") in saved
+    assert not any(p.parts[0] == "data" or p.suffix == ".html" for p in saved)
+    for p in saved:
+        assert "Which planet" not in (state / p).read_text()  # no question, not even inside a prompt
+    packed = [json.loads(line) for line in (state / "rationales/train.jsonl").read_text().splitlines()[1:]]
+    assert packed and all(len(w) == 3 and "rationale" not in r for r in packed for w in r["words"])
+
+    fresh = tmp_path / "fresh"
+    assert study_state.restore(state, fresh, prompts) == n
+    faithfulness = {p for p in saved if p.name.endswith(".faithfulness.jsonl")}
+    assert faithfulness  # the one kind of file that comes back without something (its cut words)
+    for p in saved:
+        if p not in faithfulness:
+            assert (fresh / p).read_bytes() == (tiny_run / p).read_bytes(), p
+    assert study_state.restore(state, fresh, prompts) == 0  # files already there are left alone
+
+    # the restored run is one the pipeline resumes: nothing is attributed or trained again
+    import saliency_distill.rationale as rationale
+    import saliency_distill.student.stage as student_stage
+
+    def never(*a, **k):
+        raise AssertionError("recomputed what was restored")
+
+    monkeypatch.setattr(rationale, "attribute_split", never)
+    monkeypatch.setattr(student_stage, "train_supervised", never)
+    assert main(["-q", "run", *args, f"run_dir={fresh}"]) == 0
+
+
+def test_a_changed_prompt_is_refused_on_restore(tiny_run, tmp_path):
+    tiny_run, _ = tiny_run
+    prompts, texts = _prompts_and_texts(tiny_run)
+    study_state.save(tiny_run, tmp_path / "state", texts)
+    first = next(iter(prompts))
+    with pytest.raises(SystemExit, match=f"example {first}: its prompt is not the one"):
+        study_state.restore(tmp_path / "state", tmp_path / "fresh", {**prompts, first: prompts[first] + " "})
+
+
+def test_save_stops_at_a_file_with_example_text_and_keeps_the_old_state(tiny_run, tmp_path):
+    tiny_run, _ = tiny_run
+    _, texts = _prompts_and_texts(tiny_run)
+    state = tmp_path / "state"
+    study_state.save(tiny_run, state, texts)
+    before = sorted(p.name for p in state.rglob("*"))
+    leaky = tmp_path / "leaky"
+    shutil.copytree(tiny_run, leaky)
+    (leaky / "report" / "notes.md").write_text(f"an example: {texts[0]}\n")
+    with pytest.raises(SystemExit, match="notes.md: holds an example's text"):
+        study_state.save(leaky, state, texts)
+    assert sorted(p.name for p in state.rglob("*")) == before and not (tmp_path / "state.tmp").exists()
