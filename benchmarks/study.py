@@ -16,6 +16,10 @@ without the ranked-choice scoring);
 Every step resumes from its files (``runs/study/<dataset>``); after tune, after the students and after
 the curve the summary in ``benchmarks/results/study.md`` / ``study.json`` is rewritten with every
 dataset as far as it has come.
+
+``runs/`` is not committed and the study outlives one machine: ``benchmarks/study_state.py save
+--dataset <name>`` copies what took compute into ``benchmarks/state/<name>`` (committed, without
+the dataset's text) and ``restore`` puts it back before the next call resumes.
 """
 
 from __future__ import annotations
