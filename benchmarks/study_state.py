@@ -85,6 +85,22 @@ def _dump(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
+def check_reselection(rows: list[dict[str, Any]], where: str) -> None:
+    """Restore chooses a rationale row's words again from its scores under its store's rationale
+    config: stop, naming the row, where that would not give the stored words back."""
+    from saliency_distill.config import build
+    from saliency_distill.rationale.extract import RationaleConfig, reselect_row
+
+    header = rows[0] if rows and rows[0].get("kind") == "header" else {}
+    if "rationale" not in header:
+        return
+    cfg = build(RationaleConfig, header["rationale"], prefix="rationale.")
+    for row in rows[1:]:
+        if "words" in row and reselect_row(row, cfg)["rationale_words"] != row.get("rationale_words"):
+            raise SystemExit(f"{where}: example {row['id']}: its rationale is not the top words of its scores "
+                             "under the store's rationale config; restore could not make it again")
+
+
 def example_texts(examples: list[Any], longer_than: int = 24) -> list[str]:
     """The examples' own long strings (fields, explanations): none may appear in a saved file."""
     out = []
@@ -98,26 +114,36 @@ def save(run_dir: Path, state_dir: Path, texts: list[str]) -> int:
     """Copy ``run_dir`` into ``state_dir`` as described above; returns the number of files."""
     tmp = state_dir.with_name(state_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        n = _save_files(run_dir, tmp, texts)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written state
+        raise
+    old = state_dir.with_name(state_dir.name + ".old")
+    if state_dir.exists():
+        os.replace(state_dir, old)
+    os.replace(tmp, state_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return n
+
+
+def _save_files(run_dir: Path, tmp: Path, texts: list[str]) -> int:
     n = 0
     for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(run_dir)
         if skipped(rel):
             continue
         if path.suffix == ".jsonl":
-            text = _dump([pack_row(r) for r in _rows(path)])
+            rows = _rows(path)
+            check_reselection(rows, str(path))
+            text = _dump([pack_row(r) for r in rows])
         else:
             text = path.read_text(encoding="utf-8")
         for t in texts:
             if t in text:
-                shutil.rmtree(tmp, ignore_errors=True)
                 raise SystemExit(f"{path}: holds an example's text ({t[:40]!r}...); not saved")
         _write(tmp / rel, text)
         n += 1
-    old = state_dir.with_name(state_dir.name + ".old")
-    if state_dir.exists():
-        os.replace(state_dir, old)
-    os.replace(tmp, state_dir)
-    shutil.rmtree(old, ignore_errors=True)
     return n
 
 

@@ -95,3 +95,18 @@ def test_save_stops_at_a_file_with_example_text_and_keeps_the_old_state(tiny_run
     with pytest.raises(SystemExit, match="notes.md: holds an example's text"):
         study_state.save(leaky, state, texts)
     assert sorted(p.name for p in state.rglob("*")) == before and not (tmp_path / "state.tmp").exists()
+
+
+def test_save_refuses_a_rationale_it_could_not_make_again(tiny_run, tmp_path):
+    tiny_run, _ = tiny_run
+    _, texts = _prompts_and_texts(tiny_run)
+    odd = tmp_path / "odd"
+    shutil.copytree(tiny_run, odd)
+    store = odd / "rationales" / "train.jsonl"
+    lines = store.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["rationale_words"] = row["rationale_words"][::-1] + ["extra"]
+    store.write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n")
+    with pytest.raises(SystemExit, match=f"train.jsonl: example {row['id']}: its rationale is not the top words"):
+        study_state.save(odd, tmp_path / "state", texts)
+    assert not (tmp_path / "state.tmp").exists()
