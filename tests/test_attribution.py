@@ -252,3 +252,48 @@ def test_content_scope_keeps_template_tokens_as_context(llama):
     assert ts.completeness_gap < 0.02
     [whole] = attribute(llama, [prompt], ANSWERS[:1], dataclasses.replace(cfg, scope="prompt"), spans=[spans])
     assert all(score != 0.0 for score in whole.scores)
+
+
+# ---- few-shot prompts: the shared demonstrations are read once ---------------------------------
+
+DEMOS = ("Answer each question with one word.\n\nQuestion: Where do you keep milk cold?\nAnswer: fridge\n\n"
+         "Question: What do you write with?\nAnswer: pen\n\nQuestion: ")
+SHOT_QUESTIONS = ["Where would you put a plate after washing it?", "Where do two women hug?",
+                  "Where would you put a plate of cake?"]  # two share their first words: content, never prefix
+SHOT_PROMPTS = [DEMOS + q + "\nAnswer:" for q in SHOT_QUESTIONS]
+SHOT_SPANS = [[(len(DEMOS), len(DEMOS) + len(q))] for q in SHOT_QUESTIONS]
+
+
+def test_shared_prefix_stops_before_the_first_content_token(llama):
+    with_spans = encode(llama, ["a", "b", "c"], SHOT_PROMPTS, ["x"] * 3, spans=SHOT_SPANS, share_prefix=True)
+    first_feature = min(int(m.nonzero()[0]) for m in with_spans.feature_mask)
+    assert 16 <= with_spans.prefix <= first_feature
+    no_spans = encode(llama, ["a", "c"], [SHOT_PROMPTS[0], SHOT_PROMPTS[2]], ["x"] * 2, share_prefix=True)
+    assert no_spans.prefix > with_spans.prefix  # without features, "Where would you put a plate" is shared too
+    assert encode(llama, ["a", "b"], SHOT_PROMPTS[:2], ["x"] * 2).prefix == 0  # off unless asked
+
+
+@pytest.mark.parametrize("method", ["saliency", "input_x_gradient", "integrated_gradients", "attention"])
+def test_shared_demonstrations_give_the_scores_of_one_at_a_time(llama, method):
+    cfg = AttributionConfig(method=method, batch_size=3, steps=4, bf16=False, scope="content")
+    answers = ["cupboard", "park", "table"]
+    batched = attribute(llama, SHOT_PROMPTS, answers, cfg, spans=SHOT_SPANS)
+    single = [attribute(llama, [p], [a], dataclasses.replace(cfg, batch_size=1), spans=[s])[0]
+              for p, a, s in zip(SHOT_PROMPTS, answers, SHOT_SPANS)]
+    for b, s, spans in zip(batched, single, SHOT_SPANS):
+        inside = [any(ts < e and te > s_ for s_, e in spans) for ts, te in b.offsets]
+        assert b.token_ids == s.token_ids and abs(b.logprob - s.logprob) < 1e-4
+        content = torch.tensor([x for x, keep in zip(b.scores, inside) if keep])
+        torch.testing.assert_close(content, torch.tensor([x for x, keep in zip(s.scores, inside) if keep]),
+                                   rtol=1e-4, atol=1e-6)
+        assert content.abs().sum() > 0
+        if method in ("saliency", "input_x_gradient"):  # the demonstrations were read once: no scores there
+            assert b.scores[0] == 0.0 and s.scores[0] != 0.0
+
+
+def test_shared_demonstrations_give_the_same_sequence_scores(llama):
+    answers = ["cupboard", "park", "the kitchen table"]
+    batched, lengths = sequence_logprobs(llama, SHOT_PROMPTS, answers, batch_size=3)
+    single = [sequence_logprobs(llama, [p], [a], batch_size=1) for p, a in zip(SHOT_PROMPTS, answers)]
+    assert lengths == [n for _, [n] in single]
+    torch.testing.assert_close(torch.tensor(batched), torch.tensor([s for [s], _ in single]), rtol=1e-5, atol=1e-5)

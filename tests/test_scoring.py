@@ -66,3 +66,17 @@ def test_shared_prefix_choice_scores_equal_pairwise_scores(tiny_model_dirs):
             assert shared.lengths[i] == lens
             torch.testing.assert_close(torch.tensor(shared.sums[i]), torch.tensor(sums), rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(torch.tensor(single.sums[0]), torch.tensor(shared.sums[1]), rtol=1e-4, atol=1e-4)
+
+
+def test_shared_demonstrations_give_the_same_choice_scores(tiny_model_dirs):
+    demos = ("Answer each question with one word.\n\nQuestion: Where do you keep milk cold?\nAnswer: fridge\n\n"
+             "Question: What do you write with?\nAnswer: pen\n\nQuestion: ")
+    prompts = [demos + q + "\nAnswer:" for q in ("Where would you put a plate?", "Who hugs?", "2 + 2?")]
+    choices = [["cupboard", "table", "the river bank"], ["women", "men"], ["4", "five", "six"]]
+    for name in ("llama", "qwen2"):
+        lm = load_model(str(tiny_model_dirs[name]))
+        shared = score_choices(lm, prompts, choices, batch_size=3)
+        single = [score_choices(lm, [p], [c], batch_size=1) for p, c in zip(prompts, choices)]
+        assert shared.lengths == [s.lengths[0] for s in single]
+        for got, want in zip(shared.sums, [s.sums[0] for s in single]):
+            torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-5)

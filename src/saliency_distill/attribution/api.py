@@ -40,11 +40,15 @@ def iter_attribute(
     cfg = cfg or AttributionConfig()
     ids = list(ids) if ids is not None else [str(i) for i in range(len(prompts))]
     method = get_method(cfg.method)
+    # A prefix read once gets no scores: only for methods that score the features alone (attention
+    # reads every position's weights; integrated gradients over the whole prompt moves the prefix too).
+    share = spans is not None and (cfg.method in ("saliency", "input_x_gradient")
+                                   or (cfg.method == "integrated_gradients" and cfg.scope == "content"))
     with frozen(lm.model):
         for start in range(0, len(prompts), cfg.batch_size):
             sl = slice(start, start + cfg.batch_size)
             batch = encode(lm, ids[sl], prompts[sl], answers[sl], cfg.max_length,
-                           spans[sl] if spans is not None else None)
+                           spans[sl] if spans is not None else None, share_prefix=share)
             out = method(lm, batch, cfg)
             scores = out.scores.detach().float().cpu()
             for r, ex_id in enumerate(batch.ids):

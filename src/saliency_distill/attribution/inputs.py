@@ -3,6 +3,11 @@
 Prompts are tokenised with their character offsets (for word aggregation later); the answer is
 tokenised separately and appended, exactly as in :mod:`saliency_distill.teacher.scoring`, so the
 attributed quantity is the same log-likelihood that chose the teacher's answer.
+
+Few-shot prompts begin with the same demonstrations: a causal batch whose rows share their first
+tokens (before any feature token, when features are given) reads that prefix once and continues
+its key/value cache with each row (``AttributionBatch.prefix``). Gradients are exact for every
+position after the prefix; the prefix positions (template only) get none.
 """
 
 from __future__ import annotations
@@ -31,13 +36,31 @@ class AttributionBatch:
     positions: torch.Tensor  # (B, A): causal: positions whose logits predict the answer tokens
     targets: torch.Tensor  # (B, A): answer token ids (0 where padded)
     target_mask: torch.Tensor  # (B, A) bool
+    prefix: int = 0  # leading tokens every row shares, read once (see shared_prefix)
+
+
+MIN_PREFIX = 16  # a shorter shared prefix is not worth a separate pass
+
+
+def shared_prefix(rows: Sequence[Sequence[int]], limit: int) -> int:
+    """The number of leading tokens all ``rows`` share, at most ``limit``; 0 below MIN_PREFIX."""
+    n = min(limit, *map(len, rows))
+    first = rows[0]
+    for row in rows[1:]:
+        n = next((i for i in range(n) if row[i] != first[i]), n)
+    return n if n >= MIN_PREFIX else 0
 
 
 def encode(
     lm: LoadedModel, ids: Sequence[str], prompts: Sequence[str], answers: Sequence[str],
     max_length: int | None = None, spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+    share_prefix: bool = False,
 ) -> AttributionBatch:
-    """Tokenise a batch; ``spans`` (character spans per prompt) mark the feature tokens."""
+    """Tokenise a batch; ``spans`` (character spans per prompt) mark the feature tokens.
+
+    ``share_prefix`` (causal models): read the rows' common first tokens once, up to the first
+    feature token of any row when ``spans`` are given (their scores must stay exact), and always
+    leaving each row at least one prompt token of its own."""
     tok = lm.tokenizer
     device = next(lm.model.parameters()).device
     limit = max_length or context_length(lm)
@@ -80,9 +103,16 @@ def encode(
         targets[r, : len(a)] = torch.tensor(a)
         target_mask[r, : len(a)] = True
         positions[r, : len(a)] = torch.arange(p - 1, p - 1 + len(a))
+    prefix = 0
+    if share_prefix and not lm.is_seq2seq and bsz > 1:
+        limit = min(lengths) - 1
+        if spans is not None:
+            firsts = [int(m.nonzero()[0]) for m in feature_mask if m.any()]
+            limit = min([limit, *firsts])
+        prefix = shared_prefix([row[:p] for row, p in zip(rows, lengths)], limit)
     return AttributionBatch(
         list(ids), input_ids.to(device), attention.to(device), prompt_mask.to(device), feature_mask.to(device), lengths,
-        offsets, positions.to(device), targets.to(device), target_mask.to(device),
+        offsets, positions.to(device), targets.to(device), target_mask.to(device), prefix,
     )
 
 
@@ -93,7 +123,7 @@ def repeat(batch: AttributionBatch, times: int) -> AttributionBatch:
         batch.ids * times, rep(batch.input_ids), rep(batch.attention_mask), rep(batch.prompt_mask),
         rep(batch.feature_mask),
         batch.prompt_lengths * times, batch.offsets * times, rep(batch.positions), rep(batch.targets),
-        rep(batch.target_mask),
+        rep(batch.target_mask), batch.prefix,
     )
 
 
@@ -112,10 +142,18 @@ def answer_logprob(
                     output_attentions=output_attentions)
         logits = out.logits  # (B, A, V)
     else:
-        out = model.base_model(inputs_embeds=inputs_embeds, attention_mask=batch.attention_mask,
-                               output_attentions=output_attentions)
-        hidden = out.last_hidden_state  # (B, T, H)
-        idx = batch.positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
+        c, rest = batch.prefix, {}
+        if c:  # the shared prefix once, its cache copied to every row; positions continue after it
+            with torch.no_grad():
+                past = model.base_model(input_ids=batch.input_ids[:1, :c], use_cache=True).past_key_values
+            past.reorder_cache(torch.zeros(inputs_embeds.size(0), dtype=torch.long, device=inputs_embeds.device))
+            width = inputs_embeds.size(1)
+            positions = torch.arange(c, width, device=inputs_embeds.device).expand(inputs_embeds.size(0), -1)
+            rest = {"past_key_values": past, "position_ids": positions, "use_cache": False}
+        out = model.base_model(inputs_embeds=inputs_embeds[:, c:], attention_mask=batch.attention_mask,
+                               output_attentions=output_attentions, **rest)
+        hidden = out.last_hidden_state  # (B, T - prefix, H)
+        idx = (batch.positions - c).clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         # Only the answer positions go through the LM head: (B, A, V), not (B, T, V).
         logits = model.get_output_embeddings()(hidden.gather(1, idx))
     # Half-precision logits are upcast; float64 (used by finite-difference checks) is kept.

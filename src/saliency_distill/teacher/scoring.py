@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attribution.inputs import answer_logprob, embed, encode
+from ..attribution.inputs import answer_logprob, embed, encode, shared_prefix
 from ..models import LoadedModel
 from ..models.tokens import answer_ids
 
@@ -48,7 +48,8 @@ def sequence_logprobs(
     lengths: list[int] = [0] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        batch = encode(lm, [ids[i] for i in idx], [prompts[i] for i in idx], [answers[i] for i in idx])
+        batch = encode(lm, [ids[i] for i in idx], [prompts[i] for i in idx], [answers[i] for i in idx],
+                       share_prefix=True)
         f, _ = answer_logprob(lm, batch, embed(lm, batch))
         for row, i in enumerate(idx):
             sums[i] = f[row].item()
@@ -92,16 +93,23 @@ def _score_shared_prefix(
     device = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     prompt_ids = [tok(p)["input_ids"] for p in prompts]
-    width = max(map(len, prompt_ids))
-    # Left padding: every prompt ends at the same position, where the choices continue.
+    # Few-shot prompts share their demonstrations: that prefix is read once (c tokens).
+    c = shared_prefix(prompt_ids, min(map(len, prompt_ids)) - 1) if len(prompts) > 1 else 0
+    past = None
+    if c:
+        past = model(input_ids=torch.tensor([prompt_ids[0][:c]], device=device), use_cache=True).past_key_values
+        past.reorder_cache(torch.zeros(len(prompts), dtype=torch.long, device=device))
+    width = max(map(len, prompt_ids)) - c
+    # Left padding of the rest: every prompt ends at the same position, where the choices continue.
     ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.ones((len(prompts), c + width), dtype=torch.long)
     for r, p in enumerate(prompt_ids):
-        ids[r, width - len(p):] = torch.tensor(p)
-        mask[r, width - len(p):] = 1
+        ids[r, width - len(p) + c:] = torch.tensor(p[c:])
+        mask[r, c:c + width - len(p) + c] = 0
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions[:, c:], past_key_values=past,
+                use_cache=True)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first answer token
 
     owner = [i for i, cs in enumerate(choices) for _ in cs]
