@@ -6,6 +6,7 @@ from saliency_distill.data import Example, TaskConfig, get_task
 from saliency_distill.errors import ConfigError
 from saliency_distill.models import load_model
 from saliency_distill.teacher import TeacherConfig, answer_examples, generate_answers, is_correct
+from saliency_distill.teacher.generate import length_order
 from saliency_distill.teacher.prompt import TeacherPrompter
 
 
@@ -26,11 +27,17 @@ def test_is_correct_choice_and_equation():
 
 def test_generation_is_greedy_and_batch_independent(tiny_model_dirs):
     lm = load_model(str(tiny_model_dirs["llama"]))
-    prompts = ["Luke scored 84 points.\nEquation:", "Q: 2 rounds?\nEquation:", "the quick brown fox"]
-    batched = generate_answers(lm, prompts, max_new_tokens=6, batch_size=3)
+    prompts = ["a b", "Luke scored 84 points.\nEquation:", "the quick brown fox", "Q: 2 rounds?\nEquation:"]
     single = [generate_answers(lm, [p], max_new_tokens=6, batch_size=1)[0] for p in prompts]
-    assert batched == single
+    assert len(set(single)) > 1  # distinct answers, so a row put back in the wrong place shows
+    for batch_size in (2, 3, 4):  # batched by length, answers back in the prompts' order
+        assert generate_answers(lm, prompts, max_new_tokens=6, batch_size=batch_size) == single
     assert lm.tokenizer.padding_side == "right"  # restored
+
+
+def test_length_order_longest_first_stable():
+    assert length_order([3, 9, 3, 5, 9]) == [1, 4, 3, 0, 2]
+    assert length_order([]) == []
 
 
 def test_answer_examples_free_form_and_choice(tiny_model_dirs):

@@ -1,4 +1,4 @@
-"""Greedy generation for free-form answers (e.g. SVAMP equations)."""
+"""Greedy generation for free-form answers (e.g. SVAMP equations) and the student's evaluation."""
 
 from __future__ import annotations
 
@@ -9,25 +9,37 @@ import torch
 from ..models import LoadedModel
 
 
+def length_order(lengths: Sequence[int]) -> list[int]:
+    """Indices of ``lengths`` longest first (ties in input order): batches of neighbours in this
+    order pad little, and the longest batch, the one that needs the most memory, comes first."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
 @torch.no_grad()
 def generate_answers(
     lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8
 ) -> list[str]:
-    """The first line of each greedy continuation, stripped."""
+    """The first line of each greedy continuation, stripped, in the order of ``prompts``.
+
+    Prompts are batched by token length (``length_order``), so a batch pads to about its own
+    length instead of its longest member's; padding is masked, so an answer does not depend on
+    its batch beyond floating-point rounding."""
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
+    order = length_order([len(ids) for ids in tok(list(prompts))["input_ids"]]) if prompts else []
     side = tok.padding_side
     tok.padding_side = "left"  # causal generation continues from the right edge
-    out: list[str] = []
+    out: list[str] = [""] * len(prompts)
     try:
-        for start in range(0, len(prompts), batch_size):
-            enc = tok(list(prompts[start:start + batch_size]), return_tensors="pt", padding=True).to(device)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True).to(device)
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
             if not lm.is_seq2seq:
                 gen = gen[:, enc["input_ids"].shape[1]:]
-            for text in tok.batch_decode(gen, skip_special_tokens=True):
-                out.append(text.strip().split("\n", 1)[0].strip())
+            for i, text in zip(rows, tok.batch_decode(gen, skip_special_tokens=True)):
+                out[i] = text.strip().split("\n", 1)[0].strip()
     finally:
         tok.padding_side = side
     return out
