@@ -63,7 +63,8 @@ def machine() -> dict[str, Any]:
     import torch
 
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", {os.cpu_count()} cores",
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip()
+            + f" ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores",  # AVX2 CPUs emulate bf16
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
             "command": "python " + " ".join(sys.argv)}
 
@@ -84,3 +85,17 @@ def add_study_args(ap: Any) -> None:
     ap.add_argument("--data", default="../shared/data/dsbs", help="the DSbS folder")
     ap.add_argument("--train", type=int, default=800, help="train examples (seeded subsample)")
     ap.add_argument("--validation", type=int, default=200, help="validation examples (seeded subsample)")
+
+
+def best_of_two(fns: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run each variant twice, in order and then in reverse (a noisy, shared machine drifts):
+    ``({name: the faster pass's seconds}, {name: its last output})``."""
+    best: dict[str, float] = {}
+    outs: dict[str, Any] = {}
+    names = list(fns)
+    for order in (names, names[::-1]):
+        for name in order:
+            started = time.perf_counter()
+            outs[name] = fns[name]()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+    return best, outs

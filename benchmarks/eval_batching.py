@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_results  # noqa: E402
+from common import best_of_two, machine, write_results  # noqa: E402
 
 
 def in_data_order(lm: Any, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
@@ -62,14 +61,8 @@ def main() -> None:
     variants = {"data order": lambda: in_data_order(lm, prompts, args.max_new_tokens, args.batch_size),
                 "by length": lambda: generate_answers(lm, prompts, args.max_new_tokens, args.batch_size)}
     load = os.getloadavg()[0]
-    best: dict[str, float] = {}
-    outs: dict[str, list[str]] = {}
-    for order in (("data order", "by length"), ("by length", "data order")):
-        for name in order:
-            started = time.perf_counter()
-            outs[name] = variants[name]()
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
-            print(f"{name}: {best[name]:.1f} s", flush=True)
+    best, outs = best_of_two(variants)
+    print(best, flush=True)
 
     def padded(order: list[int]) -> int:  # tokens read, padding included, by batches of this order
         return sum(len(chunk) * max(lengths[i] for i in chunk)

@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--faithfulness-examples", type=int, default=200)
     ap.add_argument("--tune-train", type=int, default=800, help="train examples of each budget student in tune")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="further config overrides")
+    ap.add_argument("--allow-emulated-bf16", action="store_true",
+                    help="run even where bfloat16 is emulated (AVX2-only CPUs: 5-75x slower than float32)")
     args = ap.parse_args()
 
     import logging
@@ -78,6 +80,8 @@ def main() -> None:
     from saliency_distill.study.tune import TuneSpace, run_tune, with_teacher_splits
 
     cfg = study_config(args)
+    if not args.allow_emulated_bf16:
+        refuse_emulated_bf16(cfg)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     tuned = run_tune(cfg, TuneSpace(train_examples=args.tune_train))
@@ -103,6 +107,27 @@ def main() -> None:
         curve = run_curve(cfg, [float(f) for f in args.curve.split(",")])
         timings["curve"] = round(time.perf_counter() - started, 1)
         write_summary(args, cfg, tuned, results, curve, timings)
+
+
+def refuse_emulated_bf16(cfg: Any) -> None:
+    """Exit (3) where the study's bfloat16 (teacher weights, student autocast) would be emulated:
+    its saved state was computed in hardware bf16, and float32 here would not be the same numbers,
+    while emulated bf16 attributes a batch of 8 e-SNLI prompts in about an hour and a half
+    (benchmarks/results/cpu_dtype.md): the study would make no progress in a session."""
+    from saliency_distill.models import native_dtype
+    from saliency_distill.models.loading import resolve_device
+
+    asked = [key for key, dtype, device in (
+        ("teacher.model.dtype", cfg.teacher.model.dtype, cfg.teacher.model.device),
+        ("student.train.bf16", "bfloat16" if cfg.student.train.bf16 else "float32", cfg.student.model.device))
+        if not native_dtype(dtype, resolve_device(device))]
+    if asked:
+        import torch
+
+        print(f"study: {' and '.join(asked)} ask for bfloat16, which this {torch.backends.cpu.get_cpu_capability()} "
+              "CPU emulates (5-75x slower than float32, benchmarks/results/cpu_dtype.md); run the study on a machine "
+              "with AVX-512 BF16 or AMX, or pass --allow-emulated-bf16", file=sys.stderr)
+        sys.exit(3)
 
 
 def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], results: dict[str, Any] | None,

@@ -214,12 +214,16 @@ def test_bf16_input_x_gradient_agrees_with_fp32(llama):
         assert r > 0.95
 
 
-def test_bf16_default_follows_the_method_and_hardware():
-    fast = bool(torch.cpu._is_avx512_bf16_supported())
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_default_follows_the_method_and_hardware(fast, monkeypatch):
+    from saliency_distill.models import loading
+
+    monkeypatch.setattr(loading, "_cpu_native", lambda dtype: fast)
     assert AttributionConfig(method="input_x_gradient").use_bf16("cpu") is fast
     assert AttributionConfig(method="attention").use_bf16("cpu") is fast
     assert AttributionConfig(method="integrated_gradients").use_bf16("cpu") is False
     assert AttributionConfig(method="saliency", bf16=False).use_bf16("cpu") is False
+    assert AttributionConfig(method="saliency").use_bf16("mps") is False  # only where it was measured
 
 
 def test_parameters_stay_untouched(llama):

@@ -50,6 +50,35 @@ def test_dtype_and_forced_kind(tiny_model_dirs):
     assert lm.model.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_computes_it(native, monkeypatch):
+    from saliency_distill.models import loading
+
+    monkeypatch.setattr(loading, "_cpu_native", lambda dtype: native)
+    assert ModelConfig(dtype="auto", device="cpu").dtype == ("bfloat16" if native else "float32")
+    assert ModelConfig(dtype="bfloat16", device="cpu").dtype == "bfloat16"  # asked for: kept
+    assert loading.native_dtype("float32", "cpu") and loading.native_dtype("bfloat16", "mps")
+    assert loading.native_dtype("bfloat16", "cpu") is native
+
+
+def test_emulated_bfloat16_warns_at_load_and_at_training(tiny_model_dirs, tmp_path, monkeypatch, caplog):
+    from saliency_distill.models import loading
+    from saliency_distill.training import TrainConfig
+    from saliency_distill.training.trainer import build_trainer
+
+    folder = str(tiny_model_dirs["qwen2"])
+    for native in (True, False):
+        monkeypatch.setattr(loading, "_cpu_native", lambda dtype, native=native: native)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            lm = load_model(ModelConfig(name=folder, dtype="bfloat16", device="cpu"))
+            load_model(ModelConfig(name=folder, device="cpu"))  # float32: never a warning
+            build_trainer(lm, lm.model, [], TrainConfig(bf16=True), tmp_path / "ckpt")
+        warned = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+        assert len(warned) == (0 if native else 2), warned
+    assert folder in warned[0] and "float32 or auto" in warned[0] and "bf16 to false" in warned[1]
+
+
 def test_device_setting_places_the_weights_and_the_trainer_follows(tiny_model_dirs, tmp_path, monkeypatch):
     from saliency_distill.models.loading import resolve_device
     from saliency_distill.training import TrainConfig

@@ -76,10 +76,8 @@ class AttributionConfig:
 
 
 def fast_bf16(device: str) -> bool:
-    import torch
+    """Whether autocasting to bf16 pays on ``device``: a CPU or CUDA device that computes it in
+    hardware (:func:`~saliency_distill.models.native_dtype`); never on other accelerators."""
+    from ..models import native_dtype
 
-    if device == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported())
-    return False
+    return device.split(":")[0] in ("cpu", "cuda") and native_dtype("bfloat16", device)

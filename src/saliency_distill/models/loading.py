@@ -15,7 +15,8 @@ from .registry import EMBEDDED_MODELS, list_models
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+SLOW_DTYPE = "benchmarks/results/cpu_dtype.md"  # where the cost of an emulated dtype was measured
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,11 @@ class ModelConfig:
         "smollm2-135m-instruct",
         "embedded model name (see `saliency-distill models`), local folder, or hub id org/name",
     )
-    dtype: str = field("float32", "weights dtype: float32, bfloat16 or float16")
+    dtype: str = field(
+        "float32",
+        "weights dtype: float32, bfloat16, float16, or auto (bfloat16 where the device computes it in hardware, "
+        "else float32; resolved when the config is read, so the saved config says which)",
+    )
     kind: Literal["auto", "causal", "seq2seq"] = field(
         "auto", "auto reads config.is_encoder_decoder; or force causal / seq2seq"
     )
@@ -41,6 +46,9 @@ class ModelConfig:
             raise ConfigError(f"config key 'dtype': {self.dtype!r} is not one of {list(DTYPES)}")
         if self.device != "auto" and not _DEVICE.match(self.device):
             raise ConfigError(f"config key 'device': {self.device!r} is not auto or a device such as cpu, cuda, cuda:1")
+        if self.dtype == "auto":
+            native = native_dtype("bfloat16", resolve_device(self.device))
+            object.__setattr__(self, "dtype", "bfloat16" if native else "float32")
 
 
 @dataclass
@@ -122,10 +130,45 @@ def load_model(cfg: ModelConfig | str) -> LoadedModel:
         raise ModelError(f"model '{cfg.name}' ({where}): {first}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    model.to(resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    if not native_dtype(cfg.dtype, device):
+        logger.warning("model %s: %s is emulated on this %s (%s), several times slower than float32 (%s); "
+                       "set its dtype to float32 or auto", cfg.name, cfg.dtype, device, _capability(device), SLOW_DTYPE)
+    model.to(device)
     model.eval()
     logger.debug("loaded %s model %s from %s (%s)", kind, cfg.name, source, where)
     return LoadedModel(model, tokenizer, kind, cfg.name, source, where)
+
+
+def native_dtype(dtype: str, device: str) -> bool:
+    """Whether ``device`` computes ``dtype`` in hardware. float32 always. On a CPU, bfloat16 needs
+    AVX-512 BF16 or AMX (without them oneDNN emulates it, several times slower than float32; see
+    SLOW_DTYPE) and float16 needs AMX-FP16; on CUDA, bfloat16 needs Ampere or newer. Other
+    accelerators are taken to compute both."""
+    import torch
+
+    kind = device.split(":")[0]
+    if dtype == "float32" or kind not in ("cpu", "cuda"):
+        return True
+    if kind == "cuda":
+        return dtype == "float16" or bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return _cpu_native(dtype)
+
+
+def _cpu_native(dtype: str) -> bool:
+    """This CPU's answer, from the probes oneDNN itself uses (private torch functions: a torch
+    without them counts as emulating)."""
+    import torch
+
+    probe = {"bfloat16": getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None),
+             "float16": getattr(torch.cpu, "_is_amx_fp16_supported", None)}.get(dtype)
+    return bool(probe is not None and probe())
+
+
+def _capability(device: str) -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability() if device == "cpu" else device
 
 
 def resolve_device(device: str) -> str:
