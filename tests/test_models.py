@@ -61,6 +61,26 @@ def test_auto_dtype_is_bfloat16_only_where_the_cpu_computes_it(native, monkeypat
     assert loading.native_dtype("bfloat16", "cpu") is native
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_bf16_training_is_resolved_for_the_models_device(native, tiny_model_dirs, tmp_path, monkeypatch):
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig
+    from saliency_distill.models import loading
+    from saliency_distill.training import TrainConfig
+    from saliency_distill.training.trainer import build_trainer
+
+    monkeypatch.setattr(loading, "_cpu_native", lambda dtype: native)
+    cfg = load_config(ExperimentConfig, None, ["student.train.bf16=auto", "teacher.train.bf16=auto",
+                                               "student.model.device=cpu", "teacher.model.device=cpu"])
+    assert cfg.student.train.bf16 is native and cfg.teacher.train.bf16 is native  # what the saved config says
+    assert load_config(ExperimentConfig, None, ["student.train.bf16=true"]).student.train.bf16 is True
+    with pytest.raises(ConfigError, match="'student.train.bf16': 'maybe' is not a valid bool or 'auto'"):
+        load_config(ExperimentConfig, None, ["student.train.bf16=maybe"])
+    lm = load_model(ModelConfig(name=str(tiny_model_dirs["qwen2"]), device="cpu"))
+    trainer = build_trainer(lm, lm.model, [], TrainConfig(bf16="auto"), tmp_path / "ckpt")  # made in code
+    assert trainer.args.bf16 is native
+
+
 def test_emulated_bfloat16_warns_at_load_and_at_training(tiny_model_dirs, tmp_path, monkeypatch, caplog):
     from saliency_distill.models import loading
     from saliency_distill.training import TrainConfig

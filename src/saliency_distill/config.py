@@ -32,7 +32,15 @@ def field(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirror
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    """How an error names a type: ``bool | Literal["auto"]`` is "bool or 'auto'"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin is None:
+        return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    return str(tp).replace("typing.", "")
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:

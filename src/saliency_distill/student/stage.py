@@ -28,6 +28,7 @@ from ..io import write_json
 from ..models import ModelConfig, load_model
 from ..run_dir import RunDir, reuse_or_refuse
 from ..training.checkpoints import remove_checkpoints
+from ..training.config import resolve_bf16
 from ..training.losses import AVERAGES
 from ..training.sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
 from ..training.sft import identity as train_identity
@@ -110,6 +111,7 @@ class StudentConfig:
             raise ConfigError("config key 'student.modes': at least one mode is needed")
         if not self.seeds:
             raise ConfigError("config key 'student.seeds': at least one seed is needed")
+        object.__setattr__(self, "train", resolve_bf16(self.train, self.model.device))  # bf16: auto
         if self.format not in FORMATS:
             raise ConfigError(f"config key 'student.format': unknown format {self.format!r} "
                               f"(choose from: {', '.join(FORMATS)})")

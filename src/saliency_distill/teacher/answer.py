@@ -25,6 +25,7 @@ from ..models.tokens import context_length
 from ..rowstore import RowStore
 from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
 from ..training import TrainConfig
+from ..training.config import resolve_bf16
 from ..training.sft import identity
 from .generate import generate_answers
 from .prompt import TeacherPrompter
@@ -60,6 +61,7 @@ class TeacherConfig:
             raise ConfigError(f"config key 'teacher.splits': unknown split {bad[0]!r}")
         if self.shots < 0:
             raise ConfigError(f"config key 'teacher.shots': {self.shots} must be >= 0")
+        object.__setattr__(self, "train", resolve_bf16(self.train, self.model.device))  # bf16: auto
 
 
 def is_correct(example: Example, answer: str) -> bool:

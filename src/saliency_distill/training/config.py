@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from ..config import field, to_dict
 from ..errors import ConfigError
@@ -27,7 +27,10 @@ class TrainConfig:
     weight_decay: float = field(0.0, "AdamW weight decay")
     warmup_ratio: float = field(0.0, "share of the steps spent warming the learning rate up, in [0, 1)")
     seed: int = field(0, "seed of the data order, dropout and LoRA initialisation")
-    bf16: bool = field(False, "bfloat16 autocast (on CPU too; on GPU it needs Ampere or newer)")
+    bf16: bool | Literal["auto"] = field(
+        False, "bfloat16 autocast: true, false, or auto (true where the model's device computes bf16 in hardware: "
+        "AVX-512 BF16 or AMX CPUs, Ampere or newer GPUs; resolved when the config is read)"
+    )
     lora: bool = field(False, "train LoRA adapters instead of every weight; merged into the saved model")
     lora_r: int = field(16, "LoRA rank")
     lora_alpha: int = field(32, "LoRA scaling numerator (scale = lora_alpha / lora_r)")
@@ -88,3 +91,12 @@ class TrainConfig:
 def identity(cfg: TrainConfig) -> dict[str, Any]:
     """The fields of ``cfg`` that change what training produces (not logging, saving, bars)."""
     return {k: v for k, v in to_dict(cfg).items() if k not in _BOOKKEEPING}
+
+
+def resolve_bf16(cfg: TrainConfig, device: str) -> TrainConfig:
+    """``cfg`` with ``bf16: auto`` made true or false for a model on ``device`` (``auto`` allowed)."""
+    if cfg.bf16 != "auto":
+        return cfg
+    from ..models.loading import native_dtype, resolve_device
+
+    return replace(cfg, bf16=native_dtype("bfloat16", resolve_device(device)))

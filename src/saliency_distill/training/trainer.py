@@ -24,7 +24,7 @@ from transformers import ProgressCallback, Trainer, TrainerCallback
 from ..errors import ConfigError
 from ..models import LoadedModel, native_dtype
 from ..models.loading import SLOW_DTYPE
-from .config import TrainConfig
+from .config import TrainConfig, resolve_bf16
 from .losses import option_kl, sequence_logprobs, target_weights, vocab_kl, weighted_loss
 from .packing import causal_batch, seq2seq_batch
 
@@ -285,6 +285,7 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
     tok = lm.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # masked out; any id will do
     device = str(next(model.parameters()).device)
+    cfg = resolve_bf16(cfg, device)  # a TrainConfig made in code may still say auto
     if cfg.bf16 and not native_dtype("bfloat16", device):
         logger.warning("training %s with bf16 autocast: bfloat16 is emulated on this %s, several times slower "
                        "than float32 (%s); set bf16 to false here", lm.name, device, SLOW_DTYPE)
