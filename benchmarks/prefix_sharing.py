@@ -14,18 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_results  # noqa: E402
-
-
-def _timed(fn: Any) -> tuple[Any, float]:
-    started = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - started
+from common import best_of_two, machine, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -65,15 +58,15 @@ def main() -> None:
         "input x gradient": lambda: attribute(lm, prompts, golds, attr_cfg, spans=spans),
         "sequence scoring": lambda: sequence_logprobs(lm, prompts, golds, args.batch_size)[0],
     }
+    def with_min_prefix(fn: Any, minimum: int) -> Any:
+        def run() -> Any:
+            inputs.MIN_PREFIX = minimum
+            return fn()
+        return run
+
     rows = []
     for name, fn in tasks.items():
-        best: dict[str, float] = {}
-        outs: dict[str, Any] = {}
-        for order in (("shared", "whole"), ("whole", "shared")):
-            for variant in order:
-                inputs.MIN_PREFIX = shared_min if variant == "shared" else 10**9
-                outs[variant], seconds = _timed(fn)
-                best[variant] = min(best.get(variant, float("inf")), seconds)
+        best, outs = best_of_two({"shared": with_min_prefix(fn, shared_min), "whole": with_min_prefix(fn, 10**9)})
         inputs.MIN_PREFIX = shared_min
         rows.append({"task": name, "n": len(prompts), "batch_size": args.batch_size,
                      "s_per_example_whole": best["whole"] / len(prompts),

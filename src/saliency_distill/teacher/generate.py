@@ -26,14 +26,15 @@ def generate_answers(
     its batch beyond floating-point rounding."""
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
-    order = length_order([len(ids) for ids in tok(list(prompts))["input_ids"]]) if prompts else []
+    encoded = tok(list(prompts))["input_ids"] if prompts else []  # once: for the order and the batches
+    order = length_order([len(ids) for ids in encoded])
     side = tok.padding_side
     tok.padding_side = "left"  # causal generation continues from the right edge
     out: list[str] = [""] * len(prompts)
     try:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True).to(device)
+            enc = tok.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(device)
             gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
             if not lm.is_seq2seq:
