@@ -30,6 +30,7 @@ from typing import Any
 SKIP_SUFFIXES = {".html", ".safetensors", ".bin", ".pt", ".pth", ".gguf", ".tmp"}
 SKIP_DIRS = {"data", "model", "checkpoints"}
 PACKED = "_packed_keys"  # a packed rationale row: its original keys, in order
+AT = "_rationale_at"  # ... and where its rationale words stand in its words
 
 
 def _sha(text: str) -> str:
@@ -49,6 +50,7 @@ def pack_row(row: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in row.items() if k not in ("prompt", "words", "rationale_words", "rationale")}
         out["prompt_sha256"] = _sha(str(row["prompt"]))
         out["words"] = [[score, start, end] for _, score, start, end in row["words"]]
+        out[AT] = rationale_at(row)
         out[PACKED] = list(row)
         return out
     if "comprehensiveness" in row:
@@ -66,8 +68,26 @@ def unpack_row(row: dict[str, Any], prompt: str | None, rationale_cfg: Any, wher
         raise SystemExit(f"{where}: example {row['id']}: its prompt is not the one it was attributed with "
                          "(another prepared split or teacher prompt); run `prepare` with the study's config")
     full = {**row, "prompt": prompt, "words": [[prompt[s:e], sc, s, e] for sc, s, e in row["words"]]}
-    full = {**full, **{k: v for k, v in reselect_row(full, rationale_cfg).items() if k.startswith("rationale")}}
+    if AT in row:  # the words chosen, by position
+        chosen = [full["words"][i][0] for i in row[AT]]
+        full = {**full, "rationale_words": chosen, "rationale": " ".join(chosen)}
+    else:  # saved before positions were kept: chosen again from the scores (the saves of then checked that this gave them back)
+        full = {**full, **{k: v for k, v in reselect_row(full, rationale_cfg).items() if k.startswith("rationale")}}
     return {key: full[key] for key in row[PACKED]}
+
+
+def rationale_at(row: dict[str, Any], where: str = "") -> list[int]:
+    """Where each of the row's rationale words stands in its ``words`` (the first word of that
+    text). Choosing again from the scores is not enough: a store keeps its scores rounded, and
+    words whose scores round to the same value may come back in another order."""
+    first: dict[str, int] = {}
+    for i, word in enumerate(row["words"]):
+        first.setdefault(word[0], i)
+    missing = [w for w in row.get("rationale_words") or [] if w not in first]
+    if missing or row.get("rationale") != " ".join(row.get("rationale_words") or []):
+        raise SystemExit(f"{where}: example {row['id']}: its rationale is not made of its own words "
+                         f"({missing or row.get('rationale')!r}); restore could not make it again")
+    return [first[w] for w in row.get("rationale_words") or []]
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -85,20 +105,12 @@ def _dump(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def check_reselection(rows: list[dict[str, Any]], where: str) -> None:
-    """Restore chooses a rationale row's words again from its scores under its store's rationale
-    config: stop, naming the row, where that would not give the stored words back."""
-    from saliency_distill.config import build
-    from saliency_distill.rationale.extract import RationaleConfig, reselect_row
-
-    header = rows[0] if rows and rows[0].get("kind") == "header" else {}
-    if "rationale" not in header:
-        return
-    cfg = build(RationaleConfig, header["rationale"], prefix="rationale.")
-    for row in rows[1:]:
-        if "words" in row and reselect_row(row, cfg)["rationale_words"] != row.get("rationale_words"):
-            raise SystemExit(f"{where}: example {row['id']}: its rationale is not the top words of its scores "
-                             "under the store's rationale config; restore could not make it again")
+def check_rationales(rows: list[dict[str, Any]], where: str) -> None:
+    """Stop, naming the row, where a rationale row's words could not be cut out of its prompt
+    again on restore (:func:`rationale_at`)."""
+    for row in rows:
+        if "prompt" in row and "words" in row:
+            rationale_at(row, where)
 
 
 def example_texts(examples: list[Any], longer_than: int = 24) -> list[str]:
@@ -135,7 +147,7 @@ def _save_files(run_dir: Path, tmp: Path, texts: list[str]) -> int:
             continue
         if path.suffix == ".jsonl":
             rows = _rows(path)
-            check_reselection(rows, str(path))
+            check_rationales(rows, str(path))
             text = _dump([pack_row(r) for r in rows])
         else:
             text = path.read_text(encoding="utf-8")

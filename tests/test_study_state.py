@@ -97,16 +97,38 @@ def test_save_stops_at_a_file_with_example_text_and_keeps_the_old_state(tiny_run
     assert sorted(p.name for p in state.rglob("*")) == before and not (tmp_path / "state.tmp").exists()
 
 
+def _with_first_rationale(run: Path, to: Path, words) -> dict:
+    """A copy of ``run`` whose first train rationale row has the words ``words(row)``."""
+    shutil.copytree(run, to)
+    store = to / "rationales" / "train.jsonl"
+    lines = store.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["rationale_words"] = words(row)
+    row["rationale"] = " ".join(row["rationale_words"])
+    store.write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n")
+    return row
+
+
+def test_a_rationale_that_its_rounded_scores_would_not_choose_comes_back_as_it_was(tiny_run, tmp_path):
+    # a store keeps its scores rounded: words whose scores round alike can be chosen in an order
+    # (or a set) that choosing again from the file would not give; restore keeps their positions
+    tiny_run, _ = tiny_run
+    prompts, texts = _prompts_and_texts(tiny_run)
+    row = _with_first_rationale(tiny_run, tmp_path / "odd", lambda r: [r["words"][0][0], *r["rationale_words"][::-1]])
+    from saliency_distill.rationale import RationaleConfig
+    from saliency_distill.rationale.extract import reselect_row
+
+    assert reselect_row(row, RationaleConfig(k=2))["rationale_words"] != row["rationale_words"]
+    study_state.save(tmp_path / "odd", tmp_path / "state", texts)
+    study_state.restore(tmp_path / "state", tmp_path / "fresh", prompts)
+    store = "rationales/train.jsonl"
+    assert (tmp_path / "fresh" / store).read_bytes() == (tmp_path / "odd" / store).read_bytes()
+
+
 def test_save_refuses_a_rationale_it_could_not_make_again(tiny_run, tmp_path):
     tiny_run, _ = tiny_run
     _, texts = _prompts_and_texts(tiny_run)
-    odd = tmp_path / "odd"
-    shutil.copytree(tiny_run, odd)
-    store = odd / "rationales" / "train.jsonl"
-    lines = store.read_text().splitlines()
-    row = json.loads(lines[1])
-    row["rationale_words"] = row["rationale_words"][::-1] + ["extra"]
-    store.write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n")
-    with pytest.raises(SystemExit, match=f"train.jsonl: example {row['id']}: its rationale is not the top words"):
-        study_state.save(odd, tmp_path / "state", texts)
+    row = _with_first_rationale(tiny_run, tmp_path / "odd", lambda r: [*r["rationale_words"], "extra"])
+    with pytest.raises(SystemExit, match=f"train.jsonl: example {row['id']}: its rationale is not made of its own"):
+        study_state.save(tmp_path / "odd", tmp_path / "state", texts)
     assert not (tmp_path / "state.tmp").exists()
