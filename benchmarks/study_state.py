@@ -9,8 +9,9 @@ run's students, reports) into a folder that is committed, and ``restore`` puts i
 ``benchmarks/study.py`` resumes instead of starting over. The DSbS data must never be committed,
 so ``save`` leaves out ``data/`` (``prepare`` makes it again, the same), HTML pages (they show the
 examples), model weights and checkpoints, and strips the text from rationale rows: a row keeps its
-word scores and character offsets and the hash of its prompt; ``restore`` renders the prompt again
-from the prepared data, checks the hash and cuts the words back out of it. Faithfulness rows lose
+word scores and character offsets, the hash of its prompt and where its rationale words stand among
+its words; ``restore`` renders the prompt again from the prepared data, checks the hash and cuts the
+words back out of it. Faithfulness rows lose
 their lists of cut words (nothing reads them back). Before it replaces the saved folder, ``save``
 checks that no example's text (question, premise, hypothesis, explanations) occurs in any file it
 wrote, and stops, naming the file, if one does.
