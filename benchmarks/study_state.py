@@ -11,8 +11,7 @@ so ``save`` leaves out ``data/`` (``prepare`` makes it again, the same), HTML pa
 examples), model weights and checkpoints, and strips the text from rationale rows: a row keeps its
 word scores and character offsets, the hash of its prompt and where its rationale words stand among
 its words; ``restore`` renders the prompt again from the prepared data, checks the hash and cuts the
-words back out of it. Faithfulness rows lose
-their lists of cut words (nothing reads them back). Before it replaces the saved folder, ``save``
+words back out of it. Faithfulness rows lose their lists of cut words (nothing reads them back). Before it replaces the saved folder, ``save``
 checks that no example's text (question, premise, hypothesis, explanations) occurs in any file it
 wrote, and stops, naming the file, if one does.
 """
@@ -44,14 +43,14 @@ def skipped(rel: Path) -> bool:
             or rel.name.startswith("checkpoint"))
 
 
-def pack_row(row: dict[str, Any]) -> dict[str, Any]:
+def pack_row(row: dict[str, Any], where: str = "") -> dict[str, Any]:
     """A row without dataset text: rationale rows keep scores, offsets and their prompt's hash;
     faithfulness rows drop their word lists; other rows are returned as they are."""
     if "prompt" in row and "words" in row:
         out = {k: v for k, v in row.items() if k not in ("prompt", "words", "rationale_words", "rationale")}
         out["prompt_sha256"] = _sha(str(row["prompt"]))
         out["words"] = [[score, start, end] for _, score, start, end in row["words"]]
-        out[AT] = rationale_at(row)
+        out[AT] = rationale_at(row, where)  # stops, naming the row, where restore could not
         out[PACKED] = list(row)
         return out
     if "comprehensiveness" in row:
@@ -72,7 +71,7 @@ def unpack_row(row: dict[str, Any], prompt: str | None, rationale_cfg: Any, wher
     if AT in row:  # the words chosen, by position
         chosen = [full["words"][i][0] for i in row[AT]]
         full = {**full, "rationale_words": chosen, "rationale": " ".join(chosen)}
-    else:  # saved before positions were kept: chosen again from the scores (the saves of then checked that this gave them back)
+    else:  # saved before positions were kept: chosen again (the saves of then checked that this gave them back)
         full = {**full, **{k: v for k, v in reselect_row(full, rationale_cfg).items() if k.startswith("rationale")}}
     return {key: full[key] for key in row[PACKED]}
 
@@ -104,14 +103,6 @@ def _write(path: Path, text: str) -> None:
 
 def _dump(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-
-
-def check_rationales(rows: list[dict[str, Any]], where: str) -> None:
-    """Stop, naming the row, where a rationale row's words could not be cut out of its prompt
-    again on restore (:func:`rationale_at`)."""
-    for row in rows:
-        if "prompt" in row and "words" in row:
-            rationale_at(row, where)
 
 
 def example_texts(examples: list[Any], longer_than: int = 24) -> list[str]:
@@ -148,8 +139,7 @@ def _save_files(run_dir: Path, tmp: Path, texts: list[str]) -> int:
             continue
         if path.suffix == ".jsonl":
             rows = _rows(path)
-            check_rationales(rows, str(path))
-            text = _dump([pack_row(r) for r in rows])
+            text = _dump([pack_row(r, str(path)) for r in rows])
         else:
             text = path.read_text(encoding="utf-8")
         for t in texts:
