@@ -146,6 +146,7 @@ def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], res
     entry = {"dataset": args.dataset, "command": machine()["command"], "train": len(splits["train"]),
              "test": len(splits["test"]), "seeds": args.seeds, "chosen": tuned["chosen"],
              "alpha_by_mode": tuned.get("alpha_by_mode"), "tune_timing": tuned["timing"], "timings": timings,
+             "recorded": recorded_seconds(tuned, results),
              "teacher": {"model": teacher.get("model"), "accuracy": teacher.get("accuracy")},
              "stage": "students running" if not results else "curve running" if args.curve and not curve else "done",
              "table": aggregate(results["students"]) if results else [],
@@ -158,6 +159,41 @@ def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], res
     done = json.loads(path.read_text())["datasets"] if path.is_file() else {}
     done[args.dataset] = entry
     write_results(OUT, {"meta": machine(), "datasets": done}, markdown(done))
+
+
+def recorded_seconds(tuned: dict[str, Any], results: dict[str, Any] | None) -> dict[str, Any]:
+    """Compute kept per item in the run's files, so summed across sittings (``timings`` is this
+    sitting's wall time alone: a stage resumed from its files shows the few seconds it took here):
+    tune's faithfulness scoring per candidate, and training per budget and per run student. Not
+    recorded: attributing the train examples, and the students' validation and test passes."""
+    def total(values: list[Any]) -> float:
+        return round(sum(v for v in values if isinstance(v, (int, float))), 1)
+
+    students = (results or {}).get("students") or []
+    return {"tune_faithfulness_s": total([c.get("seconds") for c in tuned.get("faithfulness") or []]),
+            "tune_students": len(tuned.get("students") or []),
+            "tune_students_train_s": total([s.get("train_seconds") for s in tuned.get("students") or []]),
+            "students": len(students), "students_train_s": total([s.get("train_seconds") for s in students])}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"
+
+
+def time_lines(d: dict[str, Any]) -> list[str]:
+    """Where the dataset's compute went: this sitting's wall time per stage, and what the files recorded."""
+    sitting = ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in (d.get("timings") or {}).items())
+    lines = [f"- Wall time of the last sitting per stage (s; a stage resumed from its files shows only what "
+             f"it took then): {sitting or 'none'}."]
+    r = d.get("recorded")
+    if r:
+        text = (f"- Compute recorded in the run's files, over every sitting: tune's faithfulness scoring "
+                f"{_hours(r['tune_faithfulness_s'])}, training its {r['tune_students']} budget students "
+                f"{_hours(r['tune_students_train_s'])}")
+        if r.get("students"):
+            text += f"; training the run's {r['students']} students {_hours(r['students_train_s'])}"
+        lines.append(text + " (not recorded: attributing the train examples, the validation and test passes).")
+    return lines
 
 
 def copy_report_files(dataset: str, report: Path) -> dict[str, str]:
@@ -221,7 +257,7 @@ def dataset_lines(name: str, d: dict[str, Any]) -> list[str]:
     acc = (d["teacher"].get("accuracy") or {})
     teacher = ", ".join(f"{split} {_percent(100 * a['accuracy'])}" for split, a in acc.items()
                         if isinstance(a, dict) and a.get("accuracy") is not None) or "n/a"
-    lines = [f"- Teacher accuracy: {teacher}."]
+    lines = [f"- Teacher accuracy: {teacher}.", *time_lines(d)]
     overlap = d.get("overlap") or {}
     mc = overlap.get("multiple_choice") or {}
     if mc.get("n"):  # none where the label is not among the input's words (NLI)
@@ -260,7 +296,7 @@ def markdown(done: dict[str, Any]) -> str:
                   f"Train {d['train']}, test {d['test']}, seeds {d['seeds']}; teacher {d['teacher']['model']}; "
                   f"chosen: method {chosen.get('method')}, target {chosen.get('target')}, k {chosen.get('k')}, "
                   "alpha " + (", ".join(f"{m} {a:g}" for m, a in (d.get("alpha_by_mode") or {}).items())
-                              or str(chosen.get("alpha"))) + f"; wall time per stage (s): {d['timings']}.", "",
+                              or str(chosen.get("alpha"))) + ".", "",
                   "| mode | seeds | accuracy % |", "|---|---:|---:|"]
         if not d["table"]:
             lines.append("| (the students are training: this table fills in when every mode x seed is done) | | |")

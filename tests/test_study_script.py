@@ -41,3 +41,18 @@ def test_native_or_float32_runs(monkeypatch):
     assert study.refuse_emulated_bf16(_cfg("bfloat16", True)) is None
     monkeypatch.setattr(loading, "_cpu_native", lambda dtype: False)
     assert study.refuse_emulated_bf16(_cfg("float32", False)) is None
+
+
+def test_time_lines_sum_the_recorded_compute_over_sittings():
+    """A resumed sitting's stage timer shows seconds; the recorded per-item compute is what the study cost."""
+    tuned = {"faithfulness": [{"seconds": 1800.0}, {"seconds": 1800.0}, {}],
+             "students": [{"train_seconds": 3600.0}, {"train_seconds": None}, {"train_seconds": 1800.0}]}
+    results = {"students": [{"train_seconds": 7200.0}, {"train_seconds": 3600.0}]}
+    recorded = study.recorded_seconds(tuned, results)
+    assert recorded == {"tune_faithfulness_s": 3600.0, "tune_students": 3, "tune_students_train_s": 5400.0,
+                        "students": 2, "students_train_s": 10800.0}
+    lines = study.time_lines({"timings": {"tune": 660.9, "attribute": 12.0}, "recorded": recorded})
+    assert lines[0].endswith("tune 661, attribute 12.")
+    assert "faithfulness scoring 1.0 h, training its 3 budget students 1.5 h; training the run's 2 students 3.0 h" \
+        in lines[1]
+    assert "training the run's" not in study.time_lines({"timings": {}, "recorded": study.recorded_seconds(tuned, None)})[1]
