@@ -11,7 +11,9 @@ so ``save`` leaves out ``data/`` (``prepare`` makes it again, the same), HTML pa
 examples), model weights and checkpoints, and strips the text from rationale rows: a row keeps its
 word scores and character offsets, the hash of its prompt and where its rationale words stand among
 its words; ``restore`` renders the prompt again from the prepared data, checks the hash and cuts the
-words back out of it. Faithfulness rows lose their lists of cut words (nothing reads them back). Before it replaces the saved folder, ``save``
+words back out of it. Faithfulness rows lose their lists of cut words (nothing reads them back), and
+a student's prediction rows keep a long answer (an option's text) only as its hash (the report
+reads only whether each was correct). Before it replaces the saved folder, ``save``
 checks that no example's text (question, premise, hypothesis, explanations) occurs in any file it
 wrote, and stops, naming the file, if one does.
 """
@@ -19,6 +21,7 @@ wrote, and stops, naming the file, if one does.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +32,7 @@ from typing import Any
 
 SKIP_SUFFIXES = {".html", ".safetensors", ".bin", ".pt", ".pth", ".gguf", ".tmp"}
 SKIP_DIRS = {"data", "model", "checkpoints"}
+TEXT_LIMIT = 24  # a saved string longer than this may be an example's text
 PACKED = "_packed_keys"  # a packed rationale row: its original keys, in order
 AT = "_rationale_at"  # ... and where its rationale words stand in its words
 
@@ -45,7 +49,8 @@ def skipped(rel: Path) -> bool:
 
 def pack_row(row: dict[str, Any], where: str = "") -> dict[str, Any]:
     """A row without dataset text: rationale rows keep scores, offsets and their prompt's hash;
-    faithfulness rows drop their word lists; other rows are returned as they are."""
+    faithfulness rows drop their word lists; prediction rows keep a long answer (an option's text,
+    which may be the dataset's) as its hash only; other rows are returned as they are."""
     if "prompt" in row and "words" in row:
         out = {k: v for k, v in row.items() if k not in ("prompt", "words", "rationale_words", "rationale")}
         out["prompt_sha256"] = _sha(str(row["prompt"]))
@@ -55,6 +60,12 @@ def pack_row(row: dict[str, Any], where: str = "") -> dict[str, Any]:
         return out
     if "comprehensiveness" in row:
         return {k: v for k, v in row.items() if k not in ("rationale", "random")}
+    if {"id", "prediction", "correct"} <= set(row):  # the report reads only id and correct
+        out = dict(row)
+        for key in ("prediction", "gold"):
+            if isinstance(row.get(key), str) and len(row[key]) > TEXT_LIMIT:
+                out[key], out[f"{key}_sha256"] = None, _sha(row[key])
+        return out
     return row
 
 
@@ -105,7 +116,7 @@ def _dump(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def example_texts(examples: list[Any], longer_than: int = 24) -> list[str]:
+def example_texts(examples: list[Any], longer_than: int = TEXT_LIMIT) -> list[str]:
     """The examples' own long strings (fields, explanations): none may appear in a saved file."""
     out = []
     for ex in examples:
@@ -115,7 +126,16 @@ def example_texts(examples: list[Any], longer_than: int = 24) -> list[str]:
 
 
 def save(run_dir: Path, state_dir: Path, texts: list[str]) -> int:
-    """Copy ``run_dir`` into ``state_dir`` as described above; returns the number of files."""
+    """Copy ``run_dir`` into ``state_dir`` as described above; returns the number of files. Two
+    saves of one run folder (a periodic one and the end of a job) take turns: a lock file beside
+    the run folder, not in the committed state."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.save.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _save_locked(run_dir, state_dir, texts)
+
+
+def _save_locked(run_dir: Path, state_dir: Path, texts: list[str]) -> int:
     tmp = state_dir.with_name(state_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -97,6 +97,48 @@ def test_save_stops_at_a_file_with_example_text_and_keeps_the_old_state(tiny_run
     assert sorted(p.name for p in state.rglob("*")) == before and not (tmp_path / "state.tmp").exists()
 
 
+def test_a_long_predicted_answer_is_saved_as_its_hash_and_the_report_still_reads_it(tiny_run, tmp_path):
+    # a student that writes out an option's text (the dataset's) must not stop the save
+    tiny_run, _ = tiny_run
+    _, texts = _prompts_and_texts(tiny_run)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    preds = run / "students" / "standard" / "seed0" / "predictions.jsonl"
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    rows[0]["prediction"] = texts[0]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study_state.save(run, tmp_path / "state", texts)
+    saved = [json.loads(line) for line in (tmp_path / "state" / preds.relative_to(run)).read_text().splitlines()]
+    assert saved[0]["prediction"] is None and saved[0]["prediction_sha256"] == study_state._sha(texts[0])
+    assert [(r["id"], r["correct"]) for r in saved] == [(r["id"], r["correct"]) for r in rows]
+    short = [r for r in rows if all(len(str(r.get(k))) <= study_state.TEXT_LIMIT for k in ("prediction", "gold"))]
+    assert short and all(r in saved for r in short)  # rows with short answers are saved as they are
+
+
+def test_two_saves_of_one_run_at_once_take_turns(tiny_run, tmp_path):
+    # the periodic saver and the end of a job used to race on state.tmp (FileNotFoundError)
+    import threading
+
+    tiny_run, _ = tiny_run
+    _, texts = _prompts_and_texts(tiny_run)
+    errors: list[BaseException] = []
+
+    def one_save():
+        try:
+            for _ in range(3):
+                study_state.save(tiny_run, tmp_path / "state", texts)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one_save) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert not (tmp_path / "state.tmp").exists() and (tmp_path / "state" / "config.yaml").exists()
+
+
 def _with_first_rationale(run: Path, to: Path, words) -> dict:
     """A copy of ``run`` whose first train rationale row has the words ``words(row)``."""
     shutil.copytree(run, to)
