@@ -199,3 +199,22 @@ def test_attribute_after_the_teacher_changed_says_which_stage_to_overwrite(tmp_p
     err = capsys.readouterr().err
     assert "teacher answers made under another config" in err and "run `saliency-distill teach`" in err
     assert err.count("\n") == 1
+
+
+def test_a_run_folder_carried_without_its_fine_tuned_teacher_fine_tunes_it_again(tmp_path, run_args):
+    # benchmarks/study_state.py carries the teacher's answers to another machine but not its weights:
+    # the next stage that needs the teacher fine-tunes it again, and checks it answers as before
+    import shutil
+
+    assert main(["-q", "teach", *run_args]) == 0
+    teacher = tmp_path / "run" / "teacher"
+    answers = {p.name: p.read_bytes() for p in teacher.glob("answers_*.jsonl")}
+    metrics = (teacher / "metrics.json").read_bytes()
+    shutil.rmtree(teacher / "finetune")
+    assert main(["-q", "attribute", *run_args]) == 0
+    assert (teacher / "finetune" / "model" / "config.json").is_file()
+    remade = json.loads((teacher / "finetune" / "remade.json").read_text())
+    assert remade == {"split": "train", "checked": 17, "agree": 17}  # same training, same answers
+    assert {p.name: p.read_bytes() for p in teacher.glob("answers_*.jsonl")} == answers
+    assert (teacher / "metrics.json").read_bytes() == metrics
+    assert len(_store(tmp_path)[1]) == 17

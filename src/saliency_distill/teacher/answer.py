@@ -154,6 +154,42 @@ def accuracy(rows: list[dict[str, Any]], gold: dict[str, Example], key: str = "a
     return sum(is_correct(gold[r["id"]], r[key]) for r in rows) / len(rows)
 
 
+def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]],
+                     run_dir: str | Path, metrics: dict[str, Any], check: int = 40) -> bool:
+    """Fine-tune the teacher again where its answers are kept but its weights are not (a run folder
+    carried to another machine without them): the same base model, config and pairs, so the same
+    training. The remade model answers the first ``check`` examples of its first answered split
+    again and the agreement with the kept answers is logged and written to
+    ``teacher/finetune/remade.json``. Returns whether it fine-tuned."""
+    from ..training.sft import trained_fingerprint
+    from .finetune import finetune_teacher
+
+    folder = Path(metrics["model_path"])
+    if trained_fingerprint(folder) is not None:
+        return False
+    logger.warning("%s: the fine-tuned teacher is missing (its answers are kept); fine-tuning it again "
+                   "with the same config", folder)
+    lm = load_model(cfg.model)
+    prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
+    out_dir = RunDir(run_dir).teacher
+    lm = finetune_teacher(lm, prompter, splits["train"], cfg.train, out_dir / "finetune")
+    if Path(lm.path).resolve() != folder.resolve():
+        raise ConfigError(f"{out_dir / 'metrics.json'}: model_path {folder} is not where this run fine-tunes "
+                          f"its teacher ({lm.path})")
+    report: dict[str, Any] = {"checked": 0, "agree": 0}
+    split = next((s for s in cfg.splits if RunDir(run_dir).answers(s).is_file()), None)
+    if split is not None and is_main():
+        kept = {i: row["answer"] for i, row in read_answers(run_dir, split).items()}
+        examples = [ex for ex in splits[split] if ex.id in kept][:check]
+        rows = answer_examples(lm, prompter, examples, cfg)
+        report = {"split": split, "checked": len(rows), "agree": sum(r["answer"] == kept[r["id"]] for r in rows)}
+        logger.warning("the remade teacher gives the kept answer on %d of %d %s examples",
+                       report["agree"], report["checked"], split)
+        write_json(out_dir / "finetune" / "remade.json", report)
+    release(lm)
+    return True
+
+
 def teach(
     task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]], run_dir: str | Path,
     overwrite: bool = False,
@@ -168,6 +204,8 @@ def teach(
     done = reuse_or_refuse(metrics_path, digest, "teacher answers", overwrite)
     if done is not None:
         announce_reuse(logger, "teacher answers", out_dir)
+        if cfg.finetune and done.get("model_path"):
+            remake_finetuned(task_cfg, cfg, splits, run_dir, done)
         return done
     make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
     lm = load_model(cfg.model)
