@@ -143,11 +143,13 @@ def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], res
     analysis = json.loads((run_dir / "analysis" / "train.json").read_text()) if (run_dir / "analysis" / "train.json"
                                                                                   ).is_file() else {}
     splits = results["prepare"] if results else prepare_stage(cfg)  # prepared already: read from its files
+    remade_path = run_dir / "teacher" / "finetune" / "remade.json"  # fine-tuned again on a later machine
+    remade = json.loads(remade_path.read_text()) if remade_path.is_file() else None
     entry = {"dataset": args.dataset, "command": machine()["command"], "train": len(splits["train"]),
              "test": len(splits["test"]), "seeds": args.seeds, "chosen": tuned["chosen"],
              "alpha_by_mode": tuned.get("alpha_by_mode"), "tune_timing": tuned["timing"], "timings": timings,
              "recorded": recorded_seconds(tuned, results),
-             "teacher": {"model": teacher.get("model"), "accuracy": teacher.get("accuracy")},
+             "teacher": {"model": teacher.get("model"), "accuracy": teacher.get("accuracy"), "remade": remade},
              "stage": "students running" if not results else "curve running" if args.curve and not curve else "done",
              "table": aggregate(results["students"]) if results else [],
              "significance": json.loads((report / "significance.json").read_text()) if results else [],
@@ -249,6 +251,16 @@ def _percent(value: Any) -> str:
     return "n/a" if not isinstance(value, (int, float)) else f"{value:.1f}%"
 
 
+def remade_lines(remade: dict[str, Any] | None) -> list[str]:
+    """Where a later machine fine-tuned the teacher again (weights are not carried between machines):
+    how many of the kept answers the remade teacher gives again."""
+    if not remade:
+        return []
+    return [f"- The fine-tuned teacher was lost with a machine and fine-tuned again (same config); it gives the "
+            f"kept answer on {remade.get('agree')} of {remade.get('checked')} {remade.get('split')} examples. "
+            "Rationales attributed after that come from the remade teacher."]
+
+
 def dataset_lines(name: str, d: dict[str, Any]) -> list[str]:
     """Teacher, answer overlap, faithfulness, plots and curve of one dataset."""
     from saliency_distill.analysis.overlap import format_difference
@@ -257,7 +269,7 @@ def dataset_lines(name: str, d: dict[str, Any]) -> list[str]:
     acc = (d["teacher"].get("accuracy") or {})
     teacher = ", ".join(f"{split} {_percent(100 * a['accuracy'])}" for split, a in acc.items()
                         if isinstance(a, dict) and a.get("accuracy") is not None) or "n/a"
-    lines = [f"- Teacher accuracy: {teacher}.", *time_lines(d)]
+    lines = [f"- Teacher accuracy: {teacher}.", *remade_lines(d["teacher"].get("remade")), *time_lines(d)]
     overlap = d.get("overlap") or {}
     mc = overlap.get("multiple_choice") or {}
     if mc.get("n"):  # none where the label is not among the input's words (NLI)

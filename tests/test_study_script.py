@@ -56,3 +56,9 @@ def test_time_lines_sum_the_recorded_compute_over_sittings():
     assert "faithfulness scoring 1.0 h, training its 3 budget students 1.5 h; training the run's 2 students 3.0 h" \
         in lines[1]
     assert "training the run's" not in study.time_lines({"timings": {}, "recorded": study.recorded_seconds(tuned, None)})[1]
+
+
+def test_a_remade_teacher_is_named_with_its_agreement():
+    assert study.remade_lines(None) == []
+    (line,) = study.remade_lines({"split": "train", "checked": 40, "agree": 39})
+    assert "fine-tuned again" in line and "39 of 40 train examples" in line
