@@ -155,18 +155,18 @@ def accuracy(rows: list[dict[str, Any]], gold: dict[str, Example], key: str = "a
 
 
 def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]],
-                     run_dir: str | Path, metrics: dict[str, Any], check: int = 40) -> bool:
+                     run_dir: str | Path, metrics: dict[str, Any], check: int = 40) -> None:
     """Fine-tune the teacher again where its answers are kept but its weights are not (a run folder
     carried to another machine without them): the same base model, config and pairs, so the same
     training. The remade model answers the first ``check`` examples of its first answered split
     again and the agreement with the kept answers is logged and written to
-    ``teacher/finetune/remade.json``. Returns whether it fine-tuned."""
+    ``teacher/finetune/remade.json``. A complete model in place is left alone."""
     from ..training.sft import trained_fingerprint
     from .finetune import finetune_teacher
 
     folder = Path(metrics["model_path"])
     if trained_fingerprint(folder) is not None:
-        return False
+        return
     logger.warning("%s: the fine-tuned teacher is missing (its answers are kept); fine-tuning it again "
                    "with the same config", folder)
     lm = load_model(cfg.model)
@@ -176,7 +176,6 @@ def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str,
     if Path(lm.path).resolve() != folder.resolve():
         raise ConfigError(f"{out_dir / 'metrics.json'}: model_path {folder} is not where this run fine-tunes "
                           f"its teacher ({lm.path})")
-    report: dict[str, Any] = {"checked": 0, "agree": 0}
     split = next((s for s in cfg.splits if RunDir(run_dir).answers(s).is_file()), None)
     if split is not None and is_main():
         kept = {i: row["answer"] for i, row in read_answers(run_dir, split).items()}
@@ -187,7 +186,6 @@ def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str,
                        report["agree"], report["checked"], split)
         write_json(out_dir / "finetune" / "remade.json", report)
     release(lm)
-    return True
 
 
 def teach(
