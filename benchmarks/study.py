@@ -37,6 +37,7 @@ from common import machine, write_results  # noqa: E402
 
 MODES = "[standard,teacher-label,saliency,random-words,llm-rationale,soft-label]"
 OUT = "benchmarks/results/study"
+SITTING = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # this process: one sitting of the study
 
 
 def study_config(args: argparse.Namespace) -> Any:
@@ -159,6 +160,7 @@ def write_summary(args: argparse.Namespace, cfg: Any, tuned: dict[str, Any], res
     entry["files"] = copy_report_files(args.dataset, report)
     path = Path(OUT + ".json")
     done = json.loads(path.read_text())["datasets"] if path.is_file() else {}
+    entry["sittings"] = with_sitting((done.get(args.dataset) or {}).get("sittings") or [], SITTING, timings)
     done[args.dataset] = entry
     write_results(OUT, {"meta": machine(), "datasets": done}, markdown(done))
 
@@ -178,15 +180,29 @@ def recorded_seconds(tuned: dict[str, Any], results: dict[str, Any] | None) -> d
             "students": len(students), "students_train_s": total([s.get("train_seconds") for s in students])}
 
 
+def with_sitting(sittings: list[dict[str, Any]], started: str, timings: dict[str, float]) -> list[dict[str, Any]]:
+    """The dataset's sittings with this one's stage times (replacing what an earlier summary of this
+    sitting wrote); a sitting that computed nothing (every stage resumed from its files: under a
+    minute in all) is left out, so passing through a finished dataset adds no row."""
+    kept = [s for s in sittings if s.get("started") != started]
+    return kept + ([{"started": started, "timings": dict(timings)}] if sum(timings.values()) >= 60 else [])
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
 def time_lines(d: dict[str, Any]) -> list[str]:
-    """Where the dataset's compute went: this sitting's wall time per stage, and what the files recorded."""
-    sitting = ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in (d.get("timings") or {}).items())
-    lines = [f"- Wall time of the last sitting per stage (s; a stage resumed from its files shows only what "
-             f"it took then): {sitting or 'none'}."]
+    """Where the dataset's compute went: wall time per stage summed over the recorded sittings (a
+    resumed stage counts only what it took then), and the per-item compute the files recorded."""
+    sittings = d.get("sittings") or []
+    total: dict[str, float] = {}
+    for s in sittings:
+        for stage, seconds in s["timings"].items():
+            total[stage] = total.get(stage, 0.0) + seconds
+    wall = ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in total.items())
+    lines = [f"- Wall time per stage (s), summed over the {len(sittings)} sitting(s) recorded since "
+             f"{sittings[0]['started'][:10] if sittings else 'n/a'}: {wall or 'none recorded'}."]
     r = d.get("recorded")
     if r:
         text = (f"- Compute recorded in the run's files, over every sitting: tune's faithfulness scoring "

@@ -203,7 +203,8 @@ def test_attribute_after_the_teacher_changed_says_which_stage_to_overwrite(tmp_p
 
 def test_a_run_folder_carried_without_its_fine_tuned_teacher_fine_tunes_it_again(tmp_path, run_args):
     # benchmarks/study_state.py carries the teacher's answers to another machine but not its weights:
-    # the next stage that needs the teacher fine-tunes it again, and checks it answers as before
+    # the next stage that loads the teacher fine-tunes it again, and checks it answers as before on
+    # held-out examples; a stage whose results are all on disk does not
     import shutil
 
     assert main(["-q", "teach", *run_args]) == 0
@@ -211,10 +212,19 @@ def test_a_run_folder_carried_without_its_fine_tuned_teacher_fine_tunes_it_again
     answers = {p.name: p.read_bytes() for p in teacher.glob("answers_*.jsonl")}
     metrics = (teacher / "metrics.json").read_bytes()
     shutil.rmtree(teacher / "finetune")
-    assert main(["-q", "attribute", *run_args]) == 0
+    assert main(["-q", "attribute", *run_args]) == 0  # no rationale yet: the teacher is needed
     assert (teacher / "finetune" / "model" / "config.json").is_file()
     remade = json.loads((teacher / "finetune" / "remade.json").read_text())
-    assert remade == {"split": "train", "checked": 17, "agree": 17}  # same training, same answers
+    assert remade == {"split": "test", "checked": 5, "agree": 5}  # same training, same answers
     assert {p.name: p.read_bytes() for p in teacher.glob("answers_*.jsonl")} == answers
     assert (teacher / "metrics.json").read_bytes() == metrics
     assert len(_store(tmp_path)[1]) == 17
+
+    faithful = [*run_args, "analysis.faithfulness=true", "analysis.faithfulness_max_examples=4"]
+    # attribute again (every rationale on disk); analyze (faithfulness scores the teacher); again (scored)
+    for stage, needs_teacher in (("attribute", False), ("analyze", True), ("analyze", False)):
+        shutil.rmtree(teacher / "finetune", ignore_errors=True)
+        assert main(["-q", stage, *faithful]) == 0
+        assert (teacher / "finetune" / "model").is_dir() == needs_teacher
+    summary = json.loads((tmp_path / "run" / "analysis" / "train.json").read_text())
+    assert summary["faithfulness"]["n"] == 4

@@ -51,11 +51,16 @@ def test_time_lines_sum_the_recorded_compute_over_sittings():
     recorded = study.recorded_seconds(tuned, results)
     assert recorded == {"tune_faithfulness_s": 3600.0, "tune_students": 3, "tune_students_train_s": 5400.0,
                         "students": 2, "students_train_s": 10800.0}
-    lines = study.time_lines({"timings": {"tune": 660.9, "attribute": 12.0}, "recorded": recorded})
-    assert lines[0].endswith("tune 661, attribute 12.")
+    sittings = study.with_sitting([], "2026-12-01T10:00:00Z", {"tune": 660.9, "attribute": 12.0})
+    sittings = study.with_sitting(sittings, "2026-12-02T10:00:00Z", {"tune": 0.4, "students": 30.0})
+    assert len(sittings) == 1  # resumed from its files: nothing computed, no row
+    sittings = study.with_sitting(sittings, "2026-12-02T10:00:00Z", {"tune": 0.4, "students": 3600.0})
+    sittings = study.with_sitting(sittings, "2026-12-02T10:00:00Z", {"tune": 0.4, "students": 7200.0})  # rewritten
+    lines = study.time_lines({"sittings": sittings, "recorded": recorded})
+    assert lines[0].endswith("summed over the 2 sitting(s) recorded since 2026-12-01: tune 661, attribute 12, students 7200.")
     assert "faithfulness scoring 1.0 h, training its 3 budget students 1.5 h; training the run's 2 students 3.0 h" \
         in lines[1]
-    assert "training the run's" not in study.time_lines({"timings": {}, "recorded": study.recorded_seconds(tuned, None)})[1]
+    assert "training the run's" not in study.time_lines({"recorded": study.recorded_seconds(tuned, None)})[1]
 
 
 def test_a_remade_teacher_is_named_with_its_agreement():

@@ -83,6 +83,13 @@ def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any
     return teach(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, overwrite=overwrite)
 
 
+def teacher_model(cfg: ExperimentConfig, metrics: dict[str, Any] | None) -> ModelConfig:
+    """The teacher a stage is about to load (``teacher.answer.loadable_teacher``)."""
+    from .teacher.answer import loadable_teacher
+
+    return loadable_teacher(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, metrics)
+
+
 def open_stage_stores(cfg: ExperimentConfig, metrics: dict[str, Any] | None,
                       overwrite: bool = False) -> dict[str, Any]:
     """The attribute stage's rationale store per split (this process's shard under `accelerate launch`).
@@ -124,9 +131,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
         return {split: {"path": str(store.path), "rows": len(store), "new": 0, "seconds": 0.0,
                         "examples_per_s": None, "config_hash": store.header["config_hash"]}
                 for split, store in stores.items()}
-    model_path = (metrics or {}).get("model_path")
-    lm = load_model(ModelConfig(**{**to_dict(cfg.teacher.model), "name": model_path})) if model_path \
-        else load_model(cfg.teacher.model)
+    lm = load_model(teacher_model(cfg, metrics))
     prompter = make_prompter(cfg.task, cfg.teacher, splits["train"], lm.tokenizer)
     out: dict[str, Any] = {}
     for split, store in stores.items():
@@ -155,11 +160,15 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
 
     splits = prepare_stage(cfg)
     out: dict[str, Any] = {}
+    remake = (lambda: teacher_model(cfg, teach_stage(cfg))) if cfg.teacher.finetune else None  # faithfulness's
+    if remake is not None and is_distributed() and cfg.analysis.faithfulness:
+        remake()  # fine-tuning a lost teacher again runs on every process, before the main one goes on alone
     if not is_main():
         return out
     folder = RunDir(cfg.run_dir).analysis
     stores = {split: read_store(store_path(cfg.run_dir, split)) for split in cfg.attribution.splits}
-    faith = faithfulness_stage(cfg.run_dir, stores, cfg.analysis, cfg.teacher.batch_size, cfg.progress)
+    faith = faithfulness_stage(cfg.run_dir, stores, cfg.analysis, cfg.teacher.batch_size, cfg.progress,
+                               before_load=remake)
     for split, (header, rows) in stores.items():
         summary = summarise(rows, {ex.id: ex for ex in splits[split]})
         summary["store"] = {k: header.get(k) for k in ("config_hash", "teacher", "method", "k", "target")}
@@ -191,8 +200,7 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
     teacher = teach_stage(cfg) if kd or any(m.needs_teacher for m in modes) else None
     kd_teacher = None
     if kd:
-        path = (teacher or {}).get("model_path") if cfg.teacher.finetune else None
-        kd_teacher = ModelConfig(**{**to_dict(cfg.teacher.model), **({"name": path} if path else {})})
+        kd_teacher = teacher_model(cfg, teacher)
     answers = read_answers(cfg.run_dir, "train") if any(m.needs_answers for m in modes) else None
     rationales, store_hash = None, None
     if any(m.needs_rationales for m in modes):
@@ -273,21 +281,14 @@ def run(cfg: ExperimentConfig, on_stage: Callable[[str, Any, float], None] | Non
     the stages no mode needs; ``on_stage(stage, result, seconds)`` after each. ``overwrite``: each
     stage replaces the outputs another config made instead of refusing them. Returns every stage's result by name."""
     results: dict[str, Any] = {}
+    ow = {"overwrite": overwrite}
+    stages: dict[str, Callable[[], Any]] = {
+        "prepare": lambda: prepare_stage(cfg, **ow), "teach": lambda: teach_stage(cfg, **ow),
+        "attribute": lambda: attribute_stage(cfg, **ow), "analyze": lambda: analyze_stage(cfg),
+        "students": lambda: student_stage(cfg, **ow), "report": lambda: report_stage(cfg, results["students"])}
     for stage in needed_stages(cfg):
         start = time.perf_counter()
-        if stage == "prepare":
-            result: Any = prepare_stage(cfg, overwrite=overwrite)
-        elif stage == "teach":
-            result = teach_stage(cfg, overwrite=overwrite)
-        elif stage == "attribute":
-            result = attribute_stage(cfg, overwrite=overwrite)
-        elif stage == "analyze":
-            result = analyze_stage(cfg)
-        elif stage == "students":
-            result = student_stage(cfg, overwrite=overwrite)
-        else:
-            result = report_stage(cfg, results["students"])
-        results[stage] = result
+        results[stage] = result = stages[stage]()
         if on_stage is not None:
             on_stage(stage, result, time.perf_counter() - start)
     return results

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +66,11 @@ def faithfulness_stage(
     cfg: AnalysisConfig,
     batch_size: int = 8,
     progress: bool = False,
+    before_load: Callable[[], Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Faithfulness summary per split of ``stores`` (split -> the store's header and rows), {} when
-    ``cfg.faithfulness`` is off. The teacher is loaded once, and only when a row is missing."""
+    ``cfg.faithfulness`` is off. The teacher is loaded once, and only when a row is missing;
+    ``before_load`` runs first (the experiment fine-tunes a missing teacher again there)."""
     if not cfg.faithfulness:
         return {}
     out: dict[str, dict[str, Any]] = {}
@@ -86,6 +88,8 @@ def faithfulness_stage(
                 if lm is None or model != loaded:
                     if lm is not None:
                         release(lm)
+                    elif before_load is not None:
+                        before_load()
                     lm, loaded = load_model(model), model
                 scorer = teacher_scorer(lm, batch_size)
                 rat_cfg = build(RationaleConfig, header.get("rationale") or {}, prefix="rationale.")

@@ -43,9 +43,9 @@ from ..analysis import memoized, score_rows, summarise_faithfulness, teacher_sco
 from ..attribution.registry import ATTRIBUTION_METHODS
 from ..config import build, config_hash, to_dict
 from ..errors import ConfigError
-from ..experiment import ExperimentConfig, open_stage_stores, prepare_stage, teach_stage
+from ..experiment import ExperimentConfig, open_stage_stores, prepare_stage, teach_stage, teacher_model
 from ..io import atomic_open, write_json
-from ..models import ModelConfig, load_model, release
+from ..models import load_model, release
 from ..rationale import RationaleConfig, attribute_split, read_store, reselect, reselect_row, store_path
 from ..rationale.stage import copy_agreeing_rows
 from ..run_dir import RunDir
@@ -176,12 +176,11 @@ def _faithfulness_round(cfg: ExperimentConfig, space: TuneSpace, metrics: dict[s
     teacher is still loaded. Only survivors attribute train: that is most of the round's cost
     (800 examples against 100). The teacher is loaded only if something is missing; k-shot
     demonstrations come from ``full_train``, as in the attribute stage."""
-    path = metrics.get("model_path") if cfg.teacher.finetune else None
     state: dict[str, Any] = {}
 
     def teacher() -> dict[str, Any]:
         if not state:
-            lm = load_model(ModelConfig(**{**to_dict(cfg.teacher.model), **({"name": path} if path else {})}))
+            lm = load_model(teacher_model(cfg, metrics))
             state.update(lm=lm, prompter=make_prompter(cfg.task, cfg.teacher, full_train, lm.tokenizer),
                          scorer=memoized(teacher_scorer(lm, cfg.teacher.batch_size)))  # shared prompts once
         return state

@@ -158,9 +158,10 @@ def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str,
                      run_dir: str | Path, metrics: dict[str, Any], check: int = 40) -> None:
     """Fine-tune the teacher again where its answers are kept but its weights are not (a run folder
     carried to another machine without them): the same base model, config and pairs, so the same
-    training. The remade model answers the first ``check`` examples of its first answered split
-    again and the agreement with the kept answers is logged and written to
-    ``teacher/finetune/remade.json``. A complete model in place is left alone."""
+    training. The remade model answers the first ``check`` examples of an answered split again,
+    the largest one held out from the fine-tuning (train if none), and the agreement with the kept
+    answers is logged and written to ``teacher/finetune/remade.json``. A complete model in place is
+    left alone."""
     from ..training.sft import trained_fingerprint
     from .finetune import finetune_teacher
 
@@ -176,9 +177,11 @@ def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str,
     if Path(lm.path).resolve() != folder.resolve():
         raise ConfigError(f"{out_dir / 'metrics.json'}: model_path {folder} is not where this run fine-tunes "
                           f"its teacher ({lm.path})")
-    split = next((s for s in cfg.splits if RunDir(run_dir).answers(s).is_file()), None)
+    answered = {s: read_answers(run_dir, s) for s in cfg.splits if RunDir(run_dir).answers(s).is_file()}
+    held_out = [s for s in answered if s != "train"]  # the largest: train is what it was fine-tuned on
+    split = max(held_out, key=lambda s: len(answered[s])) if held_out else next(iter(answered), None)
     if split is not None and is_main():
-        kept = {i: row["answer"] for i, row in read_answers(run_dir, split).items()}
+        kept = {i: row["answer"] for i, row in answered[split].items()}
         examples = [ex for ex in splits[split] if ex.id in kept][:check]
         rows = answer_examples(lm, prompter, examples, cfg)
         report = {"split": split, "checked": len(rows), "agree": sum(r["answer"] == kept[r["id"]] for r in rows)}
@@ -186,6 +189,19 @@ def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str,
                        report["agree"], report["checked"], split)
         write_json(out_dir / "finetune" / "remade.json", report)
     release(lm)
+
+
+def loadable_teacher(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]],
+                     run_dir: str | Path, metrics: dict[str, Any] | None) -> ModelConfig:
+    """The teacher to load (to attribute, score faithfulness or distil logits): the model the teacher
+    stage fine-tuned, or the configured one. Stages call this only when they are about to load it,
+    so a run folder carried to another machine with the teacher's answers but not its weights
+    fine-tunes it again only when something still needs it (``remake_finetuned``)."""
+    path = (metrics or {}).get("model_path") if cfg.finetune else None
+    if not path:
+        return cfg.model
+    remake_finetuned(task_cfg, cfg, splits, run_dir, metrics or {})
+    return ModelConfig(**{**to_dict(cfg.model), "name": path})
 
 
 def teach(
@@ -202,9 +218,7 @@ def teach(
     done = reuse_or_refuse(metrics_path, digest, "teacher answers", overwrite)
     if done is not None:
         announce_reuse(logger, "teacher answers", out_dir)
-        if cfg.finetune and done.get("model_path"):
-            remake_finetuned(task_cfg, cfg, splits, run_dir, done)
-        return done
+        return done  # a fine-tuned model lost since is made again when a stage loads it (remake_finetuned)
     make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
     lm = load_model(cfg.model)
     prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
