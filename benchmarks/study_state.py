@@ -42,9 +42,10 @@ def _sha(text: str) -> str:
 
 
 def skipped(rel: Path) -> bool:
-    """Whether ``rel`` (a path inside the run folder) stays behind."""
+    """Whether ``rel`` (a path inside the run folder) stays behind; hidden names are the temporary
+    files and folders of writes in progress (renamed into place when complete)."""
     return (rel.suffix in SKIP_SUFFIXES or any(p in SKIP_DIRS or p.startswith("checkpoint") for p in rel.parts[:-1])
-            or rel.name.startswith("checkpoint"))
+            or rel.name.startswith("checkpoint") or any(p.startswith(".") for p in rel.parts))
 
 
 def pack_row(row: dict[str, Any], where: str = "") -> dict[str, Any]:
@@ -157,11 +158,13 @@ def _save_files(run_dir: Path, tmp: Path, texts: list[str]) -> int:
         rel = path.relative_to(run_dir)
         if skipped(rel):
             continue
-        if path.suffix == ".jsonl":
-            rows = _rows(path)
-            text = _dump([pack_row(r, str(path)) for r in rows])
-        else:
-            text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix == ".jsonl":
+                text = _dump([pack_row(r, str(path)) for r in _rows(path)])
+            else:
+                text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:  # replaced or removed while the job runs: the next save takes what follows
+            continue
         for t in texts:
             if t in text:
                 raise SystemExit(f"{path}: holds an example's text ({t[:40]!r}...); not saved")

@@ -139,6 +139,29 @@ def test_two_saves_of_one_run_at_once_take_turns(tiny_run, tmp_path):
     assert not (tmp_path / "state.tmp").exists() and (tmp_path / "state" / "config.yaml").exists()
 
 
+def test_a_save_while_the_job_writes_leaves_out_its_temporary_files(tiny_run, tmp_path, monkeypatch):
+    # the periodic saver met a student's temporary file that was renamed before it read it (FileNotFoundError)
+    tiny_run, _ = tiny_run
+    _, texts = _prompts_and_texts(tiny_run)
+    (tiny_run / "students" / ".tmp123P90").write_text("{}")  # a write in progress
+    (tiny_run / "students" / ".best.tmp").mkdir()
+    (tiny_run / "students" / ".best.tmp" / "metrics.json").write_text("{}")
+    vanished = tiny_run / "report" / "gone.json"
+    vanished.write_text("{}")
+    read_text = Path.read_text
+
+    def renamed_meanwhile(self, *args, **kwargs):
+        if self == vanished:
+            raise FileNotFoundError(str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", renamed_meanwhile)
+    study_state.save(tiny_run, tmp_path / "state", texts)
+    saved = {p.relative_to(tmp_path / "state").as_posix() for p in (tmp_path / "state").rglob("*") if p.is_file()}
+    assert not any(name.split("/")[-1].startswith(".") or "/." in name for name in saved)
+    assert "report/gone.json" not in saved and "config.yaml" in saved
+
+
 def _with_first_rationale(run: Path, to: Path, words) -> dict:
     """A copy of ``run`` whose first train rationale row has the words ``words(row)``."""
     shutil.copytree(run, to)
