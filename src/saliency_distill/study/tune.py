@@ -320,5 +320,5 @@ def tune_table(out: dict[str, Any]) -> str:
                                 f"rationale.k={best['k']:g} "
                                 f"({100 * best['accuracy']:.1f}% on validation); student.alpha_by_mode="
                                 + ", ".join(f"{m} {a:g}" for m, a in (out.get("alpha_by_mode") or {}).items())),
-              f"Time: {out['timing']}", ""]
+              f"Wall time of the last call, s (work already on disk is read, not redone): {out['timing']}", ""]
     return "\n".join(lines)
