@@ -201,8 +201,9 @@ def time_lines(d: dict[str, Any]) -> list[str]:
         for stage, seconds in s["timings"].items():
             total[stage] = total.get(stage, 0.0) + seconds
     wall = ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in total.items())
-    lines = [f"- Wall time per stage (s), summed over the {len(sittings)} sitting(s) recorded since "
-             f"{sittings[0]['started'][:10] if sittings else 'n/a'}: {wall or 'none recorded'}."]
+    lines = [f"- Wall time per stage (s), summed over the {len(sittings)} sitting(s) that finished a stage since "
+             f"{sittings[0]['started'][:10] if sittings else 'n/a'} (a sitting stopped mid-stage records "
+             f"nothing for it): {wall or 'none recorded'}."]
     r = d.get("recorded")
     if r:
         text = (f"- Compute recorded in the run's files, over every sitting: tune's faithfulness scoring "

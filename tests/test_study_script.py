@@ -57,7 +57,8 @@ def test_time_lines_sum_the_recorded_compute_over_sittings():
     sittings = study.with_sitting(sittings, "2026-12-02T10:00:00Z", {"tune": 0.4, "students": 3600.0})
     sittings = study.with_sitting(sittings, "2026-12-02T10:00:00Z", {"tune": 0.4, "students": 7200.0})  # rewritten
     lines = study.time_lines({"sittings": sittings, "recorded": recorded})
-    assert lines[0].endswith("summed over the 2 sitting(s) recorded since 2026-12-01: tune 661, attribute 12, students 7200.")
+    assert lines[0].endswith("summed over the 2 sitting(s) that finished a stage since 2026-12-01 "
+                            "(a sitting stopped mid-stage records nothing for it): tune 661, attribute 12, students 7200.")
     assert "faithfulness scoring 1.0 h, training its 3 budget students 1.5 h; training the run's 2 students 3.0 h" \
         in lines[1]
     assert "training the run's" not in study.time_lines({"recorded": study.recorded_seconds(tuned, None)})[1]
