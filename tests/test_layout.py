@@ -5,6 +5,7 @@ class is defined inside a function."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "src" / "saliency_distill"
@@ -86,3 +87,12 @@ def test_files_stay_small_and_classes_are_not_defined_in_functions():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 nested += [f"{name}.{node.name}: {c.name}" for c in ast.walk(node) if isinstance(c, ast.ClassDef)]
     assert not nested, nested
+
+
+def test_the_documented_layout_is_the_checked_one():
+    """docs/pipeline.md lists the layers in the order this test enforces, and the base modules."""
+    docs = (PACKAGE.parents[1] / "docs" / "pipeline.md").read_text()
+    section = docs[docs.index("## Code layout"):]
+    named = [m.group(1) for m in re.finditer(r"`([a-z_]+)(?:/|\.py)`", section)]
+    assert [n for n in named if n not in BASE] == [n for n in LAYERS if not n.startswith("__")]
+    assert set(named) & BASE == BASE
