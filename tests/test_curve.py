@@ -54,6 +54,30 @@ def test_points_have_seed_means_and_bootstrap_intervals():
     assert (always.difference, always.lower, always.upper) == (100.0, 100.0, 100.0)
 
 
+def test_each_share_has_a_paired_difference_against_standard():
+    ids = [f"q{i}" for i in range(40)]
+    standard = {str(s): {q: i < 20 for i, q in enumerate(ids)} for s in (0, 1)}  # 50%
+    better = {str(s): {q: i < 30 for i, q in enumerate(ids)} for s in (0, 1)}  # 75%: +25 points, same examples
+    records = [{"fraction": 0.5, "mode": m, "seed": s, "accuracy": a}
+               for m, a in (("standard", 0.5), ("saliency", 0.75)) for s in (0, 1)]
+    records += [{"kind": "correctness", "fraction": 0.5, "mode": "standard", "correct": standard},
+                {"kind": "correctness", "fraction": 0.5, "mode": "saliency", "correct": better},
+                {"fraction": 1.0, "mode": "saliency", "seed": 0, "accuracy": 0.9}]
+    cell = {(p["fraction"], p["mode"]): p for p in curve_points(records, n_resamples=500)}
+    d = cell[(0.5, "saliency")]["vs_standard"]
+    assert d["difference"] == pytest.approx(25.0) and 0 < d["lower"] < 25.0 < d["upper"]
+    assert cell[(0.5, "standard")]["vs_standard"] is None  # not against itself
+    assert cell[(1.0, "saliency")]["vs_standard"] is None  # no standard (nor predictions) at that share
+    table = curve_table(list(cell.values()), {"0.5": 40, "1.0": 80}, "cqa")
+    assert "| train share | saliency |" in table and "| 50% | +25.0 [" in table and "]* |" in table
+    assert "| 100% | - |" in table
+    # identical answers: a difference of exactly 0 and no star
+    same = curve_points([r if r.get("mode") != "saliency" or r.get("kind") != "correctness" else {**r, "correct": standard}
+                         for r in records], n_resamples=100)
+    tied = next(p for p in same if (p["fraction"], p["mode"]) == (0.5, "saliency"))["vs_standard"]
+    assert (tied["difference"], tied["lower"], tied["upper"]) == (0.0, 0.0, 0.0)
+
+
 def test_curve_svg_is_one_line_and_band_per_mode():
     points = [{"fraction": f, "mode": m, "mean": 50 + 10 * f + i, "lower": 40 + i, "upper": 70 + i}
               for i, m in enumerate(["standard", "sal<iency>"]) for f in (0.25, 0.5, 1.0)]

@@ -6,7 +6,8 @@ The teacher answers and the rationales are computed once, on the full train spli
 by one seeded shuffle, so a curve compares more data, not other data. The 100% point is the
 run's own student stage (``<run_dir>/students``); the others live in
 ``<run_dir>/curve/<pct>/students``. Each point is the mean accuracy over seeds with a 95%
-cluster-bootstrap interval over the test examples (each keeping all its seeds).
+cluster-bootstrap interval over the test examples (each keeping all its seeds), and, for every mode
+but ``standard``, the paired difference against ``standard`` at the same share with its interval.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..data import Example
 from ..errors import ConfigError
 from ..experiment import ExperimentConfig, prepare_stage, report_stage, student_stage
 from ..io import atomic_open, write_json
-from ..reporting import accuracy_interval, curve_svg, read_correctness, write_svg
+from ..reporting import accuracy_interval, curve_svg, paired_bootstrap, read_correctness, write_svg
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,11 @@ def run_curve(cfg: ExperimentConfig, fractions: Sequence[float], n_resamples: in
 def curve_points(records: Sequence[Mapping[str, Any]], n_resamples: int = 2000) -> list[dict[str, Any]]:
     """One point per (fraction, mode): ``fraction``, ``mode``, ``mean`` (accuracy in %, over the
     seeds' runs), ``lower`` / ``upper`` (the 95% cluster-bootstrap interval, None without
-    per-example predictions), ``seeds``; from result records (with ``fraction``) and
-    ``{"kind": "correctness", "fraction", "mode", "correct": {seed: {id: bool}}}`` entries."""
+    per-example predictions), ``seeds``, and ``vs_standard`` (``{"difference", "lower", "upper"}``
+    in points: the paired cluster bootstrap of this mode minus ``standard`` at the same fraction;
+    None for ``standard`` itself or without both modes' predictions); from result records (with
+    ``fraction``) and ``{"kind": "correctness", "fraction", "mode", "correct": {seed: {id: bool}}}``
+    entries."""
     correct = {(r["fraction"], r["mode"]): r["correct"] for r in records if r.get("kind") == "correctness"}
     groups: dict[tuple[float, str], list[float]] = {}
     for r in records:
@@ -107,13 +111,21 @@ def curve_points(records: Sequence[Mapping[str, Any]], n_resamples: int = 2000) 
     points = []
     for (fraction, mode), accs in groups.items():
         point: dict[str, Any] = {"fraction": fraction, "mode": mode, "mean": sum(accs) / len(accs),
-                                 "lower": None, "upper": None, "seeds": len(accs)}
+                                 "lower": None, "upper": None, "seeds": len(accs), "vs_standard": None}
         per_seed = correct.get((fraction, mode))
         if per_seed:
-            interval = accuracy_interval({int(s): c for s, c in per_seed.items()}, n_resamples=n_resamples)
+            interval = accuracy_interval(_by_seed(per_seed), n_resamples=n_resamples)
             point.update(lower=interval.lower, upper=interval.upper)
+        standard = correct.get((fraction, "standard"))
+        if per_seed and standard and mode != "standard":
+            d = paired_bootstrap(_by_seed(per_seed), _by_seed(standard), n_resamples=n_resamples)
+            point["vs_standard"] = {"difference": d.difference, "lower": d.lower, "upper": d.upper}
         points.append(point)
     return sorted(points, key=lambda p: (p["fraction"], p["mode"]))
+
+
+def _by_seed(correct: Mapping[str, Mapping[str, bool]]) -> dict[int, Mapping[str, bool]]:
+    return {int(s): c for s, c in correct.items()}
 
 
 def curve_table(points: Sequence[Mapping[str, Any]], train_examples: Mapping[str, int], task: str) -> str:
@@ -137,4 +149,17 @@ def curve_table(points: Sequence[Mapping[str, Any]], train_examples: Mapping[str
             else:
                 cells.append(f"{p['mean']:.1f} [{p['lower']:.1f}, {p['upper']:.1f}]")
         lines.append(f"| {100 * f:g}% | {train_examples.get(str(f), '')} | " + " | ".join(cells) + " |")
+    rivals = [m for m in modes if any(cell.get((f, m), {}).get("vs_standard") for f in fractions)]
+    if rivals:
+        lines += ["", "Each mode minus `standard` at the same share, in points [paired 95% cluster-bootstrap "
+                  "interval over the test examples and seeds; * where it excludes 0].", "",
+                  "| train share | " + " | ".join(rivals) + " |", "|---|" + "---:|" * len(rivals)]
+        for f in fractions:
+            cells = []
+            for mode in rivals:
+                d = (cell.get((f, mode)) or {}).get("vs_standard")
+                star = "*" if d and (d["lower"] > 0 or d["upper"] < 0) else ""
+                text = "-" if d is None else f"{d['difference']:+.1f} [{d['lower']:+.1f}, {d['upper']:+.1f}]"
+                cells.append(text + star)
+            lines.append(f"| {100 * f:g}% | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
