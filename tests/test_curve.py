@@ -64,17 +64,18 @@ def test_each_share_has_a_paired_difference_against_standard():
                 {"kind": "correctness", "fraction": 0.5, "mode": "saliency", "correct": better},
                 {"fraction": 1.0, "mode": "saliency", "seed": 0, "accuracy": 0.9}]
     cell = {(p["fraction"], p["mode"]): p for p in curve_points(records, n_resamples=500)}
-    d = cell[(0.5, "saliency")]["vs_standard"]
+    d = cell[(0.5, "saliency")]["vs"]["standard"]
     assert d["difference"] == pytest.approx(25.0) and 0 < d["lower"] < 25.0 < d["upper"]
-    assert cell[(0.5, "standard")]["vs_standard"] is None  # not against itself
-    assert cell[(1.0, "saliency")]["vs_standard"] is None  # no standard (nor predictions) at that share
+    assert cell[(0.5, "standard")]["vs"] == {}  # not against itself
+    assert cell[(1.0, "saliency")]["vs"] == {}  # no standard (nor predictions) at that share
     table = curve_table(list(cell.values()), {"0.5": 40, "1.0": 80}, "cqa")
+    assert "minus `standard`" in table and "minus `random-words`" not in table  # no random-words run
     assert "| train share | saliency |" in table and "| 50% | +25.0 [" in table and "]* |" in table
     assert "| 100% | - |" in table
     # identical answers: a difference of exactly 0 and no star
     same = curve_points([r if r.get("mode") != "saliency" or r.get("kind") != "correctness" else {**r, "correct": standard}
                          for r in records], n_resamples=100)
-    tied = next(p for p in same if (p["fraction"], p["mode"]) == (0.5, "saliency"))["vs_standard"]
+    tied = next(p for p in same if (p["fraction"], p["mode"]) == (0.5, "saliency"))["vs"]["standard"]
     assert (tied["difference"], tied["lower"], tied["upper"]) == (0.0, 0.0, 0.0)
 
 

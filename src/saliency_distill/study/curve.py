@@ -6,8 +6,9 @@ The teacher answers and the rationales are computed once, on the full train spli
 by one seeded shuffle, so a curve compares more data, not other data. The 100% point is the
 run's own student stage (``<run_dir>/students``); the others live in
 ``<run_dir>/curve/<pct>/students``. Each point is the mean accuracy over seeds with a 95%
-cluster-bootstrap interval over the test examples (each keeping all its seeds), and, for every mode
-but ``standard``, the paired difference against ``standard`` at the same share with its interval.
+cluster-bootstrap interval over the test examples (each keeping all its seeds), and the paired
+differences at the same share against the baselines of the main report (``standard``,
+``llm-rationale``, ``random-words``: :func:`~saliency_distill.reporting.compare_modes`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..data import Example
 from ..errors import ConfigError
 from ..experiment import ExperimentConfig, prepare_stage, report_stage, student_stage
 from ..io import atomic_open, write_json
-from ..reporting import accuracy_interval, curve_svg, paired_bootstrap, read_correctness, write_svg
+from ..reporting import accuracy_interval, compare_modes, curve_svg, read_correctness, write_svg
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +99,11 @@ def run_curve(cfg: ExperimentConfig, fractions: Sequence[float], n_resamples: in
 def curve_points(records: Sequence[Mapping[str, Any]], n_resamples: int = 2000) -> list[dict[str, Any]]:
     """One point per (fraction, mode): ``fraction``, ``mode``, ``mean`` (accuracy in %, over the
     seeds' runs), ``lower`` / ``upper`` (the 95% cluster-bootstrap interval, None without
-    per-example predictions), ``seeds``, and ``vs_standard`` (``{"difference", "lower", "upper"}``
-    in points: the paired cluster bootstrap of this mode minus ``standard`` at the same fraction;
-    None for ``standard`` itself or without both modes' predictions); from result records (with
-    ``fraction``) and ``{"kind": "correctness", "fraction", "mode", "correct": {seed: {id: bool}}}``
-    entries."""
+    per-example predictions), ``seeds``, and ``vs`` (baseline -> ``{"difference", "lower", "upper"}``
+    in points: the paired cluster bootstrap of this mode minus that baseline at the same fraction,
+    for the pairs :func:`~saliency_distill.reporting.comparisons` makes and both modes' predictions
+    allow); from result records (with ``fraction``) and ``{"kind": "correctness", "fraction",
+    "mode", "correct": {seed: {id: bool}}}`` entries."""
     correct = {(r["fraction"], r["mode"]): r["correct"] for r in records if r.get("kind") == "correctness"}
     groups: dict[tuple[float, str], list[float]] = {}
     for r in records:
@@ -111,16 +112,18 @@ def curve_points(records: Sequence[Mapping[str, Any]], n_resamples: int = 2000) 
     points = []
     for (fraction, mode), accs in groups.items():
         point: dict[str, Any] = {"fraction": fraction, "mode": mode, "mean": sum(accs) / len(accs),
-                                 "lower": None, "upper": None, "seeds": len(accs), "vs_standard": None}
+                                 "lower": None, "upper": None, "seeds": len(accs), "vs": {}}
         per_seed = correct.get((fraction, mode))
         if per_seed:
             interval = accuracy_interval(_by_seed(per_seed), n_resamples=n_resamples)
             point.update(lower=interval.lower, upper=interval.upper)
-        standard = correct.get((fraction, "standard"))
-        if per_seed and standard and mode != "standard":
-            d = paired_bootstrap(_by_seed(per_seed), _by_seed(standard), n_resamples=n_resamples)
-            point["vs_standard"] = {"difference": d.difference, "lower": d.lower, "upper": d.upper}
         points.append(point)
+    for fraction in {p["fraction"] for p in points}:
+        mine = {p["mode"]: p for p in points if p["fraction"] == fraction}
+        answers = {m: _by_seed(c) for (f, m), c in correct.items() if f == fraction}
+        for entry in compare_modes(answers, list(mine), n_resamples=n_resamples):
+            if entry["difference"] is not None:
+                mine[entry["mode"]]["vs"][entry["baseline"]] = {k: entry[k] for k in ("difference", "lower", "upper")}
     return sorted(points, key=lambda p: (p["fraction"], p["mode"]))
 
 
@@ -149,15 +152,16 @@ def curve_table(points: Sequence[Mapping[str, Any]], train_examples: Mapping[str
             else:
                 cells.append(f"{p['mean']:.1f} [{p['lower']:.1f}, {p['upper']:.1f}]")
         lines.append(f"| {100 * f:g}% | {train_examples.get(str(f), '')} | " + " | ".join(cells) + " |")
-    rivals = [m for m in modes if any(cell.get((f, m), {}).get("vs_standard") for f in fractions)]
-    if rivals:
-        lines += ["", "Each mode minus `standard` at the same share, in points [paired 95% cluster-bootstrap "
+    baselines = list(dict.fromkeys(b for p in points for b in p.get("vs") or {}))
+    for baseline in baselines:
+        rivals = [m for m in modes if any(baseline in (cell.get((f, m)) or {}).get("vs", {}) for f in fractions)]
+        lines += ["", f"Each mode minus `{baseline}` at the same share, in points [paired 95% cluster-bootstrap "
                   "interval over the test examples and seeds; * where it excludes 0].", "",
                   "| train share | " + " | ".join(rivals) + " |", "|---|" + "---:|" * len(rivals)]
         for f in fractions:
             cells = []
             for mode in rivals:
-                d = (cell.get((f, mode)) or {}).get("vs_standard")
+                d = ((cell.get((f, mode)) or {}).get("vs") or {}).get(baseline)
                 star = "*" if d and (d["lower"] > 0 or d["upper"] < 0) else ""
                 text = "-" if d is None else f"{d['difference']:+.1f} [{d['lower']:+.1f}, {d['upper']:+.1f}]"
                 cells.append(text + star)
