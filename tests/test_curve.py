@@ -76,7 +76,8 @@ def test_each_share_has_a_paired_difference_against_standard():
     same = curve_points([r if r.get("mode") != "saliency" or r.get("kind") != "correctness" else {**r, "correct": standard}
                          for r in records], n_resamples=100)
     tied = next(p for p in same if (p["fraction"], p["mode"]) == (0.5, "saliency"))["vs"]["standard"]
-    assert (tied["difference"], tied["lower"], tied["upper"]) == (0.0, 0.0, 0.0)
+    assert (tied["difference"], tied["lower"], tied["upper"], tied["excludes_zero"]) == (0.0, 0.0, 0.0, False)
+    assert "| 50% | +0.0 [+0.0, +0.0] |" in curve_table(same, {"0.5": 40, "1.0": 80}, "cqa")
 
 
 def test_curve_svg_is_one_line_and_band_per_mode():

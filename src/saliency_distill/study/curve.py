@@ -29,6 +29,7 @@ from ..reporting import accuracy_interval, compare_modes, curve_svg, read_correc
 logger = logging.getLogger(__name__)
 
 FILES = ("curve.md", "curve.json", "curve.svg")
+KEPT = ("difference", "lower", "upper", "excludes_zero")  # of each paired comparison, per point and baseline
 
 
 def check_fractions(fractions: Sequence[float]) -> list[float]:
@@ -99,8 +100,8 @@ def run_curve(cfg: ExperimentConfig, fractions: Sequence[float], n_resamples: in
 def curve_points(records: Sequence[Mapping[str, Any]], n_resamples: int = 2000) -> list[dict[str, Any]]:
     """One point per (fraction, mode): ``fraction``, ``mode``, ``mean`` (accuracy in %, over the
     seeds' runs), ``lower`` / ``upper`` (the 95% cluster-bootstrap interval, None without
-    per-example predictions), ``seeds``, and ``vs`` (baseline -> ``{"difference", "lower", "upper"}``
-    in points: the paired cluster bootstrap of this mode minus that baseline at the same fraction,
+    per-example predictions), ``seeds``, and ``vs`` (baseline -> ``{"difference", "lower", "upper",
+    "excludes_zero"}`` in points: the paired cluster bootstrap of this mode minus that baseline at the same fraction,
     for the pairs :func:`~saliency_distill.reporting.comparisons` makes and both modes' predictions
     allow); from result records (with ``fraction``) and ``{"kind": "correctness", "fraction",
     "mode", "correct": {seed: {id: bool}}}`` entries."""
@@ -123,7 +124,7 @@ def curve_points(records: Sequence[Mapping[str, Any]], n_resamples: int = 2000) 
         answers = {m: _by_seed(c) for (f, m), c in correct.items() if f == fraction}
         for entry in compare_modes(answers, list(mine), n_resamples=n_resamples):
             if entry["difference"] is not None:
-                mine[entry["mode"]]["vs"][entry["baseline"]] = {k: entry[k] for k in ("difference", "lower", "upper")}
+                mine[entry["mode"]]["vs"][entry["baseline"]] = {k: entry[k] for k in KEPT}
     return sorted(points, key=lambda p: (p["fraction"], p["mode"]))
 
 
@@ -162,7 +163,7 @@ def curve_table(points: Sequence[Mapping[str, Any]], train_examples: Mapping[str
             cells = []
             for mode in rivals:
                 d = ((cell.get((f, mode)) or {}).get("vs") or {}).get(baseline)
-                star = "*" if d and (d["lower"] > 0 or d["upper"] < 0) else ""
+                star = "*" if d and d["excludes_zero"] else ""
                 text = "-" if d is None else f"{d['difference']:+.1f} [{d['lower']:+.1f}, {d['upper']:+.1f}]"
                 cells.append(text + star)
             lines.append(f"| {100 * f:g}% | " + " | ".join(cells) + " |")
