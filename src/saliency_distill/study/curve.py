@@ -133,7 +133,9 @@ def _by_seed(correct: Mapping[str, Mapping[str, bool]]) -> dict[int, Mapping[str
 
 
 def curve_table(points: Sequence[Mapping[str, Any]], train_examples: Mapping[str, int], task: str) -> str:
-    """Markdown: one row per fraction, one column per mode, "mean [lower, upper]" in %."""
+    """Markdown: one row per fraction, one column per mode, "mean [lower, upper]" in %; then, per
+    baseline in the points' ``vs``, a table of each mode's paired difference from it (* where its
+    interval excludes 0)."""
     modes = list(dict.fromkeys(p["mode"] for p in points))
     fractions = sorted({p["fraction"] for p in points})
     cell = {(p["fraction"], p["mode"]): p for p in points}
@@ -153,16 +155,19 @@ def curve_table(points: Sequence[Mapping[str, Any]], train_examples: Mapping[str
             else:
                 cells.append(f"{p['mean']:.1f} [{p['lower']:.1f}, {p['upper']:.1f}]")
         lines.append(f"| {100 * f:g}% | {train_examples.get(str(f), '')} | " + " | ".join(cells) + " |")
+    def versus(f: float, mode: str, baseline: str) -> Mapping[str, Any] | None:
+        return ((cell.get((f, mode)) or {}).get("vs") or {}).get(baseline)
+
     baselines = list(dict.fromkeys(b for p in points for b in p.get("vs") or {}))
     for baseline in baselines:
-        rivals = [m for m in modes if any(baseline in (cell.get((f, m)) or {}).get("vs", {}) for f in fractions)]
+        rivals = [m for m in modes if any(versus(f, m, baseline) for f in fractions)]
         lines += ["", f"Each mode minus `{baseline}` at the same share, in points [paired 95% cluster-bootstrap "
                   "interval over the test examples and seeds; * where it excludes 0].", "",
                   "| train share | " + " | ".join(rivals) + " |", "|---|" + "---:|" * len(rivals)]
         for f in fractions:
             cells = []
             for mode in rivals:
-                d = ((cell.get((f, mode)) or {}).get("vs") or {}).get(baseline)
+                d = versus(f, mode, baseline)
                 star = "*" if d and d["excludes_zero"] else ""
                 text = "-" if d is None else f"{d['difference']:+.1f} [{d['lower']:+.1f}, {d['upper']:+.1f}]"
                 cells.append(text + star)
