@@ -1,6 +1,6 @@
 """The package layout follows the pipeline: each folder imports only folders below it in LAYERS,
-no module imports its own package's modules in a cycle, no file is much over 300 lines and no
-class is defined inside a function."""
+no module imports its own package's modules in a cycle (not even lazily or for type checking), no
+file is much over 300 lines and no class is defined inside a function."""
 
 from __future__ import annotations
 
@@ -57,16 +57,22 @@ def test_each_folder_imports_only_folders_below_it():
     assert not upward, upward
 
 
-def test_no_import_cycle_inside_a_package():
-    modules = _modules()
-    graph = {name: {t for t in _imports(name, path, top_level_only=True) if t in modules and t != name}
-             for name, path in modules.items()}
+def _graph(modules: dict[str, Path], top_level_only: bool = False) -> dict[str, set[str]]:
+    """Each module's imports of the package's own modules (lazy and ``TYPE_CHECKING`` ones included
+    unless ``top_level_only``)."""
+    return {name: {t for t in _imports(name, path, top_level_only) if t in modules and t != name}
+            for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """For each module that can reach itself through modules of its own folder (``__init__`` aside),
+    one such circle, starting with it."""
 
     def cycle_from(start: str) -> list[str] | None:
         stack, seen = [(start, [start])], set()
         while stack:
             node, trail = stack.pop()
-            for nxt in graph.get(node, ()):
+            for nxt in sorted(graph.get(node, ())):
                 if nxt == start:
                     return trail
                 if nxt not in seen and not nxt.endswith("__init__") and _unit(nxt) == _unit(start):
@@ -74,8 +80,24 @@ def test_no_import_cycle_inside_a_package():
                     stack.append((nxt, [*trail, nxt]))
         return None
 
-    cycles = [c for c in (cycle_from(m) for m in graph if not m.endswith("__init__")) if c]
+    return [c for c in (cycle_from(m) for m in sorted(graph) if not m.endswith("__init__")) if c]
+
+
+def test_no_import_cycle_inside_a_package():
+    """No circle inside a folder, counting every import: top-level, function-level (lazy) and
+    ``if TYPE_CHECKING:`` ones. A lazy import only hides a circle from the interpreter; the
+    modules still need each other."""
+    cycles = _cycles(_graph(_modules()))
     assert not cycles, cycles
+
+
+def test_the_cycle_check_counts_lazy_and_type_checking_imports(tmp_path):
+    (tmp_path / "a.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from .b import B\n")
+    (tmp_path / "b.py").write_text("def f():\n    from .a import A\n")
+    (tmp_path / "c.py").write_text("from . import a\n")
+    modules = {f"pkg.{n}": tmp_path / f"{n}.py" for n in "abc"}
+    assert _cycles(_graph(modules)) == [["pkg.a", "pkg.b"], ["pkg.b", "pkg.a"]]
+    assert _cycles(_graph(modules, top_level_only=True)) == []
 
 
 def test_files_stay_small_and_classes_are_not_defined_in_functions():

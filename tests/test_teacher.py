@@ -6,7 +6,8 @@ from saliency_distill.data import Example, TaskConfig, get_task
 from saliency_distill.errors import ConfigError
 from saliency_distill.models import load_model
 from saliency_distill.teacher import TeacherConfig, answer_examples, generate_answers, is_correct
-from saliency_distill.teacher.generate import length_order
+from saliency_distill.data.answers import canonical_equation
+from saliency_distill.teacher.generate import cut_at_stop, length_order
 from saliency_distill.teacher.prompt import TeacherPrompter
 
 
@@ -46,8 +47,12 @@ def test_answer_examples_free_form_and_choice(tiny_model_dirs):
     exs = [Example(id=f"s{i}", fields={"question": f"Luke scored {i} points"}, label=f"( {i}.0 + 1.0 )",
                    meta={"answer": i + 1.0}) for i in range(3)]
     prompter = TeacherPrompter(svamp, TaskConfig(name="svamp", path="-"))
-    rows = answer_examples(lm, prompter, exs, TeacherConfig(max_new_tokens=4))
-    assert [r["id"] for r in rows] == ["s0", "s1", "s2"] and all(isinstance(r["answer"], str) for r in rows)
+    cfg = TeacherConfig(max_new_tokens=4)
+    rows = answer_examples(lm, prompter, exs, cfg)
+    assert [r["id"] for r in rows] == ["s0", "s1", "s2"] and all(isinstance(r["raw"], str) for r in rows)
+    for row in rows:  # a random model writes no equation: its answer is None, never the raw text
+        assert row["answer"] == row["target"] == canonical_equation(cut_at_stop(row["raw"], cfg.stop))
+        assert row["correct"] is False or row["answer"] is not None
     quartz = get_task("quartz")
     exs = [Example(id="q", fields={"question": "More resistors: the resistance"}, label="increases",
                    choices=("increases", "decreases"))]

@@ -103,7 +103,9 @@ def test_demonstrations_never_contain_the_scored_example():
     pool = [choice_example(i, answer=i % 3) for i in range(6)]
     prompter = TeacherPrompter(CQA, CQA_CFG, "letter", shots=3, demo_pool=pool, seed=0)
     drawn = prompter.describe()["demonstrations"]
-    assert len(drawn) == 4  # shots + 1 spare
+    assert len(drawn) == 6  # a label set: balanced, one per label plus one spare per label
+    random_draw = TeacherPrompter(CQA, CQA_CFG, "letter", shots=3, demo_pool=pool, seed=0, balanced=False)
+    assert len(random_draw.describe()["demonstrations"]) == 4  # shots + 1 spare
     for ex in pool:
         demos = prompter.demonstrations(ex.id)
         assert len(demos) == 3 and ex.id not in {d.id for d in demos}
@@ -210,7 +212,11 @@ def test_teach_writes_the_quality_report_and_warns_of_collapse(qwen, tmp_path, m
     metrics = teach(CQA_CFG, cfg, {"train": exs, "validation": [], "test": exs}, tmp_path / "run")
     q = metrics["quality"]["test"]
     assert q["answer_distribution"] == {"table": 9} and q["collapsed"] and q["accuracy"] == pytest.approx(1 / 3)
-    assert len(metrics["warnings"]) == 1 and "collapsed" in metrics["warnings"][0]
+    collapsed, *missing = metrics["warnings"]
+    assert "collapsed" in collapsed  # and beside it, one line per class it never says
+    assert len(missing) == 2 and "'cupboard' for 0.0%" in missing[0] and "'dog' for 0.0%" in missing[1]
+    assert q["recall"] == {"cupboard": 0.0, "dog": 0.0, "table": 1.0} and q["under_predicted"] == ["cupboard", "dog"]
+    assert q["confusion"]["dog"] == {"table": 3}
     assert metrics["prompt"]["format"] == "letter"
     saved = json.loads((tmp_path / "run" / "teacher" / "metrics.json").read_text())
     assert saved["quality"]["test"]["ci95"] == q["ci95"]

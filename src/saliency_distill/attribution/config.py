@@ -7,6 +7,7 @@ from typing import Literal
 
 from ..config import field
 from ..errors import ConfigError
+from .methods import ATTRIBUTION_METHODS
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,6 @@ class AttributionConfig:
     splits: list[str] = field(["train"], "splits whose examples get rationales")
 
     def __post_init__(self) -> None:
-        from .registry import ATTRIBUTION_METHODS
-
         if self.method not in ATTRIBUTION_METHODS:
             raise ConfigError(
                 f"config key 'attribution.method': unknown method {self.method!r} "

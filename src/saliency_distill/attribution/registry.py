@@ -1,9 +1,11 @@
-"""The attribution methods by name."""
+"""The attribution methods by name (the names themselves are in :mod:`.methods`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from .methods import ATTRIBUTION_METHODS
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
@@ -25,9 +27,6 @@ def _methods() -> dict[str, Method]:
         "integrated_gradients": integrated_gradients,
         "attention": attention,
     }
-
-
-ATTRIBUTION_METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients", "attention")
 
 
 def list_methods() -> list[str]:

@@ -12,7 +12,7 @@ import re
 import string
 
 from ..errors import DataError
-from .arithmetic import ArithmeticError_, evaluate
+from .arithmetic import ArithmeticError_, evaluate, parse, show
 from .example import Example
 
 TOLERANCE = 1e-4
@@ -43,6 +43,28 @@ def is_arithmetic(example: Example) -> bool:
 _LEADING_ARITHMETIC = re.compile(r"^[\d.+\-*/()\s]+")
 
 
+def _leading_expression(text: str) -> str | None:
+    """The part of ``text`` that :func:`equation_value` reads as the equation, or None."""
+    if text.count("=") == 1:
+        text = text.split("=", 1)[0]
+    try:
+        evaluate(text)
+        return text
+    except (ArithmeticError_, RecursionError):  # deep nesting must not crash an evaluation run
+        pass
+    match = _LEADING_ARITHMETIC.match(text)
+    lead = match.group(0).rstrip() if match else ""
+    while lead:
+        if any(c.isdigit() for c in lead):
+            try:
+                evaluate(lead)
+                return lead
+            except (ArithmeticError_, RecursionError):
+                pass
+        lead = lead[:-1].rstrip()
+    return None
+
+
 def equation_value(text: str) -> float | None:
     """The value of an arithmetic expression, or None when it is not one.
 
@@ -51,22 +73,16 @@ def equation_value(text: str) -> float | None:
     ("( 7.0 * 30.0 )Human: ...", "( 4.0 - 1.0 ) ) )") counts as its longest leading part that is
     a whole expression; words alone are not an answer.
     """
-    if text.count("=") == 1:
-        text = text.split("=", 1)[0]
-    try:
-        return evaluate(text)
-    except (ArithmeticError_, RecursionError):  # deep nesting must not crash an evaluation run
-        pass
-    match = _LEADING_ARITHMETIC.match(text)
-    lead = match.group(0).rstrip() if match else ""
-    while lead:
-        if any(c.isdigit() for c in lead):
-            try:
-                return evaluate(lead)
-            except (ArithmeticError_, RecursionError):
-                pass
-        lead = lead[:-1].rstrip()
-    return None
+    expression = _leading_expression(text)
+    return None if expression is None else evaluate(expression)
+
+
+def canonical_equation(text: str) -> str | None:
+    """The equation that :func:`equation_value` reads in ``text``, printed in SVAMP's style
+    (``"( 17.0 + 15.0 + 2.0 )Human: ..."`` -> ``"( ( 17.0 + 15.0 ) + 2.0 )"``), or None when
+    ``text`` holds no equation. Its value is ``equation_value(text)``."""
+    expression = _leading_expression(text)
+    return None if expression is None else show(parse(expression))
 
 
 def exact_match(prediction: str, example: Example) -> bool:

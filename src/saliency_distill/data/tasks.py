@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import ConfigError
+from .answers import canonical_equation
 from .config import TaskConfig
 from .dsbs import load_anli1, load_cqa, load_esnli, load_svamp
 from .example import Example, Prompt, render
@@ -32,6 +33,15 @@ class Task:
     # (None where the project does not know it, e.g. the user's own file).
     licence: str | None = None
     hub_dataset: str | None = None
+    # Free-form tasks: how a generated answer (already cut at the teacher's stop sequences) becomes
+    # the target a student learns; None means "no answer". Default: the stripped text.
+    canonical: Callable[[str], str | None] | None = None
+
+    def canonicalise(self, text: str) -> str | None:
+        """A free-form answer in this task's canonical form, or None when it holds no answer."""
+        if self.canonical is not None:
+            return self.canonical(text)
+        return text.strip() or None
 
     def template_for(self, cfg: TaskConfig) -> str:
         if cfg.template:
@@ -60,7 +70,7 @@ TASKS: dict[str, Task] = {
              "MIT (CommonsenseQA); CoS-E explanations BSD-3-Clause; DSbS archive Apache-2.0", "tau/commonsense_qa"),
         Task("svamp", "SVAMP math word problems; label = equation (DSbS folder)",
              lambda c: load_svamp(c.path), "Question: {question}\nEquation:", "free",
-             "MIT (SVAMP); DSbS archive Apache-2.0"),
+             "MIT (SVAMP); DSbS archive Apache-2.0", canonical=canonical_equation),
         Task("anli1", "Adversarial NLI round 1, 3 labels (DSbS folder)",
              lambda c: load_anli1(c.path), NLI_TEMPLATE, "choice",
              "CC BY-NC 4.0 (ANLI, research use); DSbS archive Apache-2.0", "facebook/anli"),

@@ -136,6 +136,16 @@ def attribute_split(
         missing = [ex.id for ex in todo if ex.id not in teacher_answers]
         if missing:
             raise DataError(f"example {missing[0]}: no teacher answer (re-run `teach` for this split)")
+    if attr_cfg.target == "teacher" and teacher_answers is not None:
+        # A free-form teacher that gave no answer (no equation) has nothing to attribute: its row
+        # has no words and an empty rationale, so its students train on the label alone.
+        unanswered = [(ex, p) for ex, p in zip(todo, prompts) if teacher_answers[ex.id]["answer"] is None]
+        store.append([{"id": ex.id, "teacher_answer": None, "gold": ex.label, "target": None,
+                       "teacher_correct": False, "prompt": p.text, "words": [], "rationale_words": [],
+                       "rationale": "", "logprob": None, "no_answer": True} for ex, p in unanswered])
+        skip = {ex.id for ex, _ in unanswered}
+        kept = [(ex, p) for ex, p in zip(todo, prompts) if ex.id not in skip]
+        todo, prompts = [ex for ex, _ in kept], [p for _, p in kept]
     if attr_cfg.target == "teacher":
         # Rows written before answer formats existed have no "target": the answer was the text.
         answers = [teacher_answers[ex.id].get("target", teacher_answers[ex.id]["answer"])  # type: ignore[index]

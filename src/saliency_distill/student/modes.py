@@ -3,7 +3,8 @@
 All modes train on the same examples and are evaluated the same way, on the "predict" task:
 
 - ``standard``: x, predict -> gold label (standard fine-tuning, the first baseline);
-- ``teacher-label``: x, predict -> the teacher's answer (sequence-level distillation);
+- ``teacher-label``: x, predict -> the teacher's answer (sequence-level distillation; examples it gave
+  no answer for are left out);
 - ``saliency`` (the method): x, predict -> gold label and x, explain -> the teacher's
   rationale words, weighted alpha / (1 - alpha);
 - ``llm-rationale``: the same multi-task recipe with the dataset's LLM-written rationale
@@ -157,6 +158,7 @@ def build_pairs(
     if spec.soft:
         _check_soft(mode, task, task_cfg, examples, teacher_answers)
     out = TrainingPairs([], [], [], [])
+    unanswered = 0
     for ex in examples:
         text = task.render(ex, task_cfg).text
         label = ex.label
@@ -164,6 +166,9 @@ def build_pairs(
             if teacher_answers is None or ex.id not in teacher_answers:
                 raise DataError(f"example {ex.id}: no teacher answer (run `saliency-distill teach` on train)")
             label = teacher_answers[ex.id]["answer"]
+            if label is None:  # the teacher gave no answer (a free-form one without an equation)
+                unanswered += 1
+                continue
         _add(out, ex.id, fill(predict_template, text), label, PREDICT)
         explanation = None
         if spec.explain in ("saliency", "random"):
@@ -181,6 +186,9 @@ def build_pairs(
             scores = teacher_answers[ex.id]["logprobs"]  # type: ignore[index]
             for choice, score in zip(ex.choices or (), scores):
                 _add(out, ex.id, fill(predict_template, text), choice, OPTION, float(score))
+    if unanswered:
+        logger.warning("mode %s: the teacher gave no answer for %d of %d train examples; they are left out",
+                       mode, unanswered, len(examples))
     return out
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._version import __version__
 from ..config import config_hash, to_dict
@@ -24,7 +24,8 @@ from ..io import write_json
 from .modes import MODES, fill
 
 if TYPE_CHECKING:
-    from .stage import StudentConfig
+    from ..evaluation import EvalConfig
+    from ..models import ModelConfig
 
 RECORD_FILE = "saliency_distill.json"
 KIND = "saliency-distill student"
@@ -32,6 +33,26 @@ VERSION = 1
 # Keys predict needs; a record without one of them is not a student's.
 REQUIRED = ("kind", "prompt_template", "predict_template", "task", "max_new_tokens", "model")
 TASK_REQUIRED = ("name", "template", "answer", "input_fields")
+
+
+class StudentSettings(Protocol):
+    """What a record reads of the student's config: :class:`~saliency_distill.student.StudentConfig`
+    has these (this module does not import the stage, which imports it)."""
+
+    @property
+    def model(self) -> ModelConfig: ...
+    @property
+    def eval(self) -> EvalConfig: ...
+    @property
+    def predict_tag(self) -> str: ...
+    @property
+    def explain_tag(self) -> str: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def loss_average(self) -> str: ...
+    @property
+    def logit_kd(self) -> float: ...
 
 
 def input_fields(task_cfg: TaskConfig, train: Sequence[Example]) -> dict[str, Any]:
@@ -50,7 +71,7 @@ def input_fields(task_cfg: TaskConfig, train: Sequence[Example]) -> dict[str, An
 
 
 def student_record(
-    task_cfg: TaskConfig, cfg: StudentConfig, mode: str, seed: int, kind: str, templates: tuple[str, str],
+    task_cfg: TaskConfig, cfg: StudentSettings, mode: str, seed: int, kind: str, templates: tuple[str, str],
     train: Sequence[Example], run_hash: str, provenance: Mapping[str, Any] | None = None,
     trained: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:

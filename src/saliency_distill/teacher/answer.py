@@ -1,8 +1,11 @@
 """The teach stage: the teacher answers every example (after optional fine-tuning).
 
-Choice tasks: the choice with the highest log-likelihood (summed or length-normalised).
-Free-form tasks: greedy generation, correct when it evaluates to the gold value (SVAMP) or
-matches the gold text. Answers and accuracies are written to ``<run_dir>/teacher/``.
+Choice tasks: the choice with the highest log-likelihood (summed or length-normalised), after an
+optional label-prior calibration (:mod:`.calibration`). Free-form tasks: greedy generation that
+ends at the first stop string (``teacher.stop``), put in the task's canonical form (SVAMP: the
+equation parsed and printed back; no equation is no answer); correct when it evaluates to the
+gold value (SVAMP) or matches the gold text. Answers and accuracies are written to
+``<run_dir>/teacher/``.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
 from ..training import TrainConfig
 from ..training.config import resolve_bf16
 from ..training.sft import identity
-from .generate import generate_answers
-from .prompt import TeacherPrompter
-from .quality import answer_quality, collapse_warning
+from .calibration import CALIBRATIONS, calibrate_answers, fit_calibration
+from .generate import cut_at_stop, generate_continuations
+from .prompt import TeacherPrompter, check_calibration
+from .quality import answer_quality, class_warnings, collapse_warning
 from .scoring import score_choices
 
 logger = logging.getLogger(__name__)
@@ -50,6 +54,18 @@ class TeacherConfig:
         "better on every task in benchmarks/results/teacher_quality.md), text for free-form ones",
     )
     shots: int = field(0, "demonstrations from the train split before each prompt (seeded; never the example itself)")
+    demonstrations: Literal["balanced", "random"] = field(
+        "balanced", "how the shots are drawn: balanced across the labels where the task has a label set "
+        "(one per label in a seeded order, round robin), or a plain random draw")
+    demo_seed: int | None = field(None, "seed of the demonstrations' draw (null: task.seed)")
+    calibration: Literal["none", "contextual", "prior"] = field(
+        "none", "choice tasks: correct the teacher's label prior; contextual divides the option "
+        "probabilities by those of content-free inputs under the same prompt (Zhao et al. 2021), "
+        "prior rescales them so the mean answer distribution on validation matches the gold one")
+    stop: list[str] = field(
+        ["\n", "Human:", "Question:", "User:"],
+        "free-form tasks: generation ends at the first of these strings (or EOS); the text before it is "
+        "the answer")
     chat: bool = field(False, "wrap the prompt in the model's chat template, with an instruction")
     splits: list[str] = field(["train", "validation", "test"], "splits the teacher answers")
     batch_size: int = field(8, "examples per scoring/generation batch")
@@ -61,6 +77,18 @@ class TeacherConfig:
             raise ConfigError(f"config key 'teacher.splits': unknown split {bad[0]!r}")
         if self.shots < 0:
             raise ConfigError(f"config key 'teacher.shots': {self.shots} must be >= 0")
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(f"config key 'teacher.calibration': {self.calibration!r} is not one of "
+                              f"{list(CALIBRATIONS)}")
+        if self.demonstrations not in ("balanced", "random"):
+            raise ConfigError(f"config key 'teacher.demonstrations': {self.demonstrations!r} is not one of "
+                              "['balanced', 'random']")
+        if self.calibration == "prior" and "validation" not in self.splits:
+            raise ConfigError("config key 'teacher.calibration': prior is fitted on the validation split's "
+                              "answers; add validation to teacher.splits")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ConfigError("config key 'teacher.stop': a stop sequence is empty (it would end every answer "
+                              "before it starts)")
         object.__setattr__(self, "train", resolve_bf16(self.train, self.model.device))  # bf16: auto
 
 
@@ -74,8 +102,11 @@ def make_prompter(
     task_cfg: TaskConfig, cfg: TeacherConfig, train: list[Example], tokenizer: Any = None
 ) -> TeacherPrompter:
     """How this teacher config asks ``task_cfg``'s examples (demonstrations from ``train``)."""
-    return TeacherPrompter(get_task(task_cfg.name), task_cfg, cfg.format, cfg.shots, cfg.chat,
-                           demo_pool=train, tokenizer=tokenizer, seed=task_cfg.seed)
+    task = get_task(task_cfg.name)
+    check_calibration(task, task_cfg, cfg.calibration)
+    seed = task_cfg.seed if cfg.demo_seed is None else cfg.demo_seed
+    return TeacherPrompter(task, task_cfg, cfg.format, cfg.shots, cfg.chat, demo_pool=train, tokenizer=tokenizer,
+                           seed=seed, balanced=cfg.demonstrations == "balanced")
 
 
 def check_prompt_lengths(lm: LoadedModel, prompts: list[str], ids: list[str], cfg: TeacherConfig) -> None:
@@ -98,8 +129,10 @@ def check_prompt_lengths(lm: LoadedModel, prompts: list[str], ids: list[str], cf
 def answer_examples(
     lm: LoadedModel, prompter: TeacherPrompter, examples: list[Example], cfg: TeacherConfig
 ) -> list[dict[str, Any]]:
-    """One row per example: the answer (a choice's text, or generated text), the string scored
-    after the prompt (``target``: the option text or letter), correctness and the scores."""
+    """One row per example: the answer (a choice's text, or the canonical generated answer, None
+    when there is none), the string scored or generated after the prompt (``target``: the option
+    text or letter, the canonical answer), correctness and the scores (choices) or the raw
+    continuation (free-form)."""
     prompts = [prompter.render(ex).text for ex in examples]
     rows: list[dict[str, Any]] = []
     if prompter.kind == "choice":
@@ -117,10 +150,11 @@ def answer_examples(
                 "logprobs": [round(s, 4) for s in scores.sums[i]], "lengths": scores.lengths[i],
             })
     else:
-        answers = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size)
-        for ex, answer in zip(examples, answers):
+        raws = generate_continuations(lm, prompts, cfg.max_new_tokens, cfg.batch_size, cfg.stop)
+        for ex, raw in zip(examples, raws):
+            answer = prompter.task.canonicalise(cut_at_stop(raw, cfg.stop))
             rows.append({"id": ex.id, "answer": answer, "target": answer, "gold": ex.label,
-                         "correct": is_correct(ex, answer)})
+                         "correct": answer is not None and is_correct(ex, answer), "raw": raw})
     return rows
 
 
@@ -151,7 +185,7 @@ def answer_resumably(
 def accuracy(rows: list[dict[str, Any]], gold: dict[str, Example], key: str = "answer") -> float:
     if not rows:
         return float("nan")
-    return sum(is_correct(gold[r["id"]], r[key]) for r in rows) / len(rows)
+    return sum(r[key] is not None and is_correct(gold[r["id"]], r[key]) for r in rows) / len(rows)
 
 
 def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]],
@@ -235,25 +269,38 @@ def teach(
         # Fine-tuning above ran data-parallel; answering writes shared files: the main process does it.
         barrier()
         return json.loads(metrics_path.read_text())
+    answered, seconds = {}, {}
     partials = []
     for split in cfg.splits:
-        examples = splits[split]
-        logger.debug("teacher answering %d %s examples", len(examples), split)
+        logger.debug("teacher answering %d %s examples", len(splits[split]), split)
         partial = out_dir / f"answers_{split}.partial.jsonl"
-        rows, seconds, answered = answer_resumably(lm, prompter, examples, cfg, partial, digest, overwrite)
+        rows, spent, n = answer_resumably(lm, prompter, splits[split], cfg, partial, digest, overwrite)
+        answered[split], seconds[split] = rows, (round(spent / n, 4) if n else None)  # this process's
+        partials.append(partial)  # kept until the stage is complete: a kill keeps every split's rows
+    calibration = None
+    if cfg.calibration != "none":
+        calibration = metrics["calibration"] = fit_calibration(lm, prompter, cfg, splits, answered)
+    for split, rows in answered.items():
+        examples = splits[split]
+        quality_before = answer_quality(rows, examples) if calibration else None
+        if calibration:
+            rows = calibrate_answers(rows, examples, prompter, calibration, cfg.scoring)
         write_jsonl(out_dir / f"answers_{split}.jsonl", rows)
-        partials.append(partial)  # kept until the stage is complete: a later split's kill keeps this one's rows
         gold = {ex.id: ex for ex in examples}
         acc = {"accuracy": accuracy(rows, gold), "n": len(rows)}
         if rows and "answer_sum" in rows[0]:
             acc["accuracy_sum"] = accuracy(rows, gold, "answer_sum")
             acc["accuracy_mean"] = accuracy(rows, gold, "answer_mean")
+        if quality_before:
+            acc["accuracy_uncalibrated"] = quality_before["accuracy"]
         metrics["accuracy"][split] = acc
         quality = answer_quality(rows, examples)
-        quality["seconds_per_example"] = round(seconds / answered, 4) if answered else None  # this process's
+        quality["seconds_per_example"] = seconds[split]
+        if quality_before:
+            quality["uncalibrated"] = {k: quality_before.get(k) for k in
+                                       ("accuracy", "answer_distribution", "recall")}
         metrics["quality"][split] = quality
-        warning = collapse_warning(split, quality)
-        if warning:
+        for warning in filter(None, [collapse_warning(split, quality), *class_warnings(split, quality)]):
             logger.warning(warning)
             metrics["warnings"].append(warning)
     metrics["model_path"] = lm.path

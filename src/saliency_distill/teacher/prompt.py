@@ -9,7 +9,11 @@ texts). :class:`TeacherPrompter` builds what the teacher actually reads around i
   For a closed label set that the task's template does not list (NLI), the labels are added as
   lettered options; they are template, not content, so they never become rationale words.
 - ``shots`` demonstrations from the train split (a seeded draw, never the scored example
-  itself), each a rendered prompt followed by its gold answer in the same format.
+  itself), each a rendered prompt followed by its gold answer in the same format. Where the
+  task has a label set (NLI), the draw is balanced across the labels by default: with three
+  labels and three shots, one of each in a seeded order, so that the draw cannot leave a class
+  out of the prompt (a 3-shot e-SNLI teacher whose demonstrations missed "neutral" answered it
+  2 times in 250).
 - ``chat`` wraps the prompt in the model's chat template with an instruction; the reply starts
   with "Answer:" so the scored continuation is the same as without it.
 
@@ -22,6 +26,7 @@ log p(the answer as the teacher gave it | the prompt it read).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -71,6 +76,13 @@ def check_format(task: Task, task_cfg: TaskConfig, answer_format: str) -> None:
         )
 
 
+def check_calibration(task: Task, task_cfg: TaskConfig, calibration: str) -> None:
+    """Calibration corrects the options' scores: a one-line error naming the key on a free-form task."""
+    if calibration != "none" and task.answer_type(task_cfg) != "choice":
+        raise ConfigError(f"config key 'teacher.calibration': {calibration} calibrates the options of a "
+                          f"choice task; task '{task_cfg.name}' has free-form answers (use none)")
+
+
 class TeacherPrompter:
     """Prompts and scored answer strings for one task under one way of asking."""
 
@@ -84,6 +96,7 @@ class TeacherPrompter:
         demo_pool: Sequence[Example] = (),
         tokenizer: Any = None,
         seed: int = 0,
+        balanced: bool = True,
     ) -> None:
         check_format(task, task_cfg, answer_format)
         self.task, self.task_cfg = task, task_cfg
@@ -104,10 +117,9 @@ class TeacherPrompter:
                     f"config key 'teacher.shots': {shots} demonstrations need at least {shots + 1} "
                     f"train examples (one may be the scored example); the train split has {len(pool)}"
                 )
-            # One seeded draw of shots + 1: an example that is itself drawn gets the spare one.
-            self._pool = random.Random(f"{seed}:teacher-shots").sample(pool, shots + 1)
+            self._pool, self._slots = draw_demonstrations(pool, shots, seed, balanced)
         else:
-            self._pool = []
+            self._pool, self._slots = [], []
         self._chat_head = self._chat_tail = ""
         if chat:
             template = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
@@ -146,7 +158,18 @@ class TeacherPrompter:
         return render(self.template, example, choices_are_content=self.choices_are_content)
 
     def demonstrations(self, example_id: str) -> list[Example]:
-        return [ex for ex in self._pool if ex.id != example_id][: self.shots]
+        """The demonstrations shown before ``example_id``: the draw, with a drawn example replaced
+        by its spare (of the same label where the draw is balanced)."""
+        if not self._slots:
+            return [ex for ex in self._pool if ex.id != example_id][: self.shots]
+        left = {label: [ex for ex in drawn if ex.id != example_id] for label, drawn in self._by_label().items()}
+        return [left[label].pop(0) for label in self._slots]
+
+    def _by_label(self) -> dict[str, list[Example]]:
+        out: dict[str, list[Example]] = {}
+        for ex in self._pool:
+            out.setdefault(ex.label, []).append(ex)
+        return out
 
     def render(self, example: Example) -> Prompt:
         """The teacher's prompt for ``example``; content spans cover ``example``'s content only."""
@@ -163,7 +186,37 @@ class TeacherPrompter:
 
     def describe(self) -> dict[str, Any]:
         return {"format": self.format, "shots": self.shots, "chat": self.chat,
-                "demonstrations": [ex.id for ex in self._pool]}
+                "demonstrations": [ex.id for ex in self._pool],
+                "draw": "balanced" if self._slots else "random"}
+
+
+def label_set(examples: Sequence[Example]) -> tuple[str, ...] | None:
+    """The options every example shares (NLI's labels, a file's label set), else None."""
+    choices = {ex.choices for ex in examples}
+    return next(iter(choices)) if len(choices) == 1 and None not in choices else None
+
+
+def draw_demonstrations(
+    pool: Sequence[Example], shots: int, seed: int, balanced: bool = True
+) -> tuple[list[Example], list[str]]:
+    """The drawn demonstrations and, for a balanced draw, the label of each of the ``shots`` slots.
+
+    A random draw takes ``shots + 1`` examples: an example that is itself drawn gets the spare one.
+    A balanced draw (a label set, ``balanced``) fills the slots round-robin over the labels in a
+    seeded order and takes one spare per label, so a replaced demonstration keeps its label. A
+    label with too few train examples for its slots falls back to the random draw."""
+    rng = random.Random(f"{seed}:teacher-shots")
+    labels = label_set(pool) if balanced else None
+    if labels:
+        by_label = {label: [ex for ex in pool if ex.label == label] for label in labels}
+        present = [label for label in labels if by_label[label]]
+        order = rng.sample(present, len(present))
+        slots = [order[i % len(order)] for i in range(shots)]
+        need = Counter(slots)
+        if all(len(by_label[label]) > n for label, n in need.items()):
+            drawn = [ex for label in order if need[label] for ex in rng.sample(by_label[label], need[label] + 1)]
+            return drawn, slots
+    return rng.sample(list(pool), shots + 1), []
 
 
 def _shift(prompt: Prompt, by: int) -> tuple[tuple[int, int], ...]:
