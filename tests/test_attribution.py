@@ -242,6 +242,16 @@ def test_bad_inputs(llama):
         attribute(llama, PROMPTS[:1], ANSWERS[:1], AttributionConfig(max_length=8), ids=["long-1"])
 
 
+def test_the_config_accepts_exactly_the_registered_methods():
+    """The names live apart from the registry (so that the config need not import it): they must
+    still be the registry's methods, in its order."""
+    from saliency_distill.attribution.registry import _methods
+
+    assert list(_methods()) == list_methods()
+    for method in list_methods():
+        assert AttributionConfig(method=method).method == method
+
+
 def test_content_scope_keeps_template_tokens_as_context(llama):
     # Only "plate" and "cupboard" move to the baseline: every other token scores exactly 0,
     # and completeness holds against the baseline that moved only those words.

@@ -3,10 +3,10 @@ from __future__ import annotations
 import pytest
 
 from saliency_distill.data import Example, TaskConfig, get_task
+from saliency_distill.data.answers import canonical_equation
 from saliency_distill.errors import ConfigError
 from saliency_distill.models import load_model
 from saliency_distill.teacher import TeacherConfig, answer_examples, generate_answers, is_correct
-from saliency_distill.data.answers import canonical_equation
 from saliency_distill.teacher.generate import cut_at_stop, length_order
 from saliency_distill.teacher.prompt import TeacherPrompter
 

@@ -50,8 +50,8 @@ class ExperimentConfig:
             raise ConfigError(f"config key 'preview': {self.preview} must be >= 0")
         from .teacher.prompt import check_calibration, check_format
 
-        check_format(get_task(self.task.name), self.task, self.teacher.format)
-        check_calibration(get_task(self.task.name), self.task, self.teacher.calibration)
+        task = get_task(self.task.name)
+        check_format(task, self.task, self.teacher.format), check_calibration(task, self.task, self.teacher.calibration)
         # Every model name resolves before any stage runs (nothing is converted or downloaded here).
         check_name(self.teacher.model.name, "teacher.model.name")
         check_name(self.student.model.name, "student.model.name")
