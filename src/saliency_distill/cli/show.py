@@ -22,10 +22,17 @@ def print_teacher(metrics: dict) -> None:
         if "accuracy_sum" in acc:
             extra = f"  (sum {acc['accuracy_sum']:.3f}, mean {acc['accuracy_mean']:.3f})"
         print(f"  {split:<10} accuracy {acc['accuracy']:.3f}{ci} on {acc['n']} examples{extra}")
+        if "accuracy_uncalibrated" in acc:
+            print(f"  {'':<10} uncalibrated accuracy {acc['accuracy_uncalibrated']:.3f} "
+                  f"(calibration: {(metrics.get('calibration') or {}).get('method')})")
         if q.get("answer_distribution") and q.get("gold_distribution"):
             dist = ", ".join(f"{k} {v}" for k, v in q["answer_distribution"].items())
             gold = ", ".join(f"{k} {v}" for k, v in q["gold_distribution"].items())
             print(f"  {'':<10} answers: {dist}  (gold: {gold})")
+        if q.get("recall"):
+            print(f"  {'':<10} recall per gold class: " + ", ".join(f"{k} {v:.2f}" for k, v in q["recall"].items()))
+        if q.get("no_answer"):
+            print(f"  {'':<10} no answer (nothing the task reads as one) for {q['no_answer']} examples")
     for warning in metrics.get("warnings") or []:
         print(f"  {warning}")
 

@@ -84,6 +84,36 @@ def _split_quality(split: str, quality: Mapping[str, Any]) -> str:
     if majority is not None:
         parts.append(f'<p class="muted">Majority class: {100 * majority:.1f}% of the gold answers.</p>')
     parts.append(_distribution(quality))
+    parts.append(_recall(quality))
+    return "".join(parts)
+
+
+def _recall(quality: Mapping[str, Any]) -> str:
+    """Recall per gold class, a warning line per class the teacher under-predicts, and the
+    confusion matrix of a label set (gold in rows)."""
+    recall = quality.get("recall")
+    if not isinstance(recall, Mapping) or not recall:
+        return ""
+
+    def listed(values: Mapping[str, Any]) -> str:
+        return ", ".join(f"{esc(c)} {100 * (_number(v) or 0.0):.1f}%" for c, v in values.items())
+
+    parts = [f"<p>Recall per gold class: {listed(recall)}.</p>"]
+    for c in quality.get("under_predicted") or ():
+        parts.append(f'<p class="warning">The teacher answers {esc(c)} at under a third of its gold share: '
+                     "students distilled from it rarely see that class.</p>")
+    before = quality.get("uncalibrated")
+    if isinstance(before, Mapping) and (accuracy := _number(before.get("accuracy"))) is not None:
+        recall_before = f", recall {listed(before['recall'])}" if isinstance(before.get("recall"), Mapping) else ""
+        parts.append(f'<p class="muted">Before calibration: accuracy {100 * accuracy:.2f}%{recall_before}.</p>')
+    confusion = quality.get("confusion")
+    if isinstance(confusion, Mapping) and confusion:
+        said = list(dict.fromkeys(p for row in confusion.values() if isinstance(row, Mapping) for p in row))
+        head = "<tr><th>gold / teacher</th>" + "".join(f"<th>{esc(p)}</th>" for p in said) + "</tr>"
+        body = "".join(
+            f"<tr><th>{esc(g)}</th>" + "".join(f"<td>{esc(row.get(p, 0))}</td>" for p in said) + "</tr>"
+            for g, row in confusion.items() if isinstance(row, Mapping))
+        parts.append(f'<table class="confusion">{head}{body}</table>')
     return "".join(parts)
 
 
