@@ -65,13 +65,20 @@ def splits_for(dataset: str, data: str, max_validation: int, max_test: int | Non
 
 
 def row_key(r: dict[str, Any]) -> str:
+    """A row's identity; rows made before demonstration draws were recorded are the random draw 0."""
     return (f"{r['dataset']}|{r['model']}|{r['format']}|{r['shots']}|{r['chat']}|{r['dtype']}|"
-            f"{r.get('finetune', 'none')}|{r['split']}")
+            f"{r.get('finetune', 'none')}|{r['split']}|{r.get('demonstrations', 'random')}|{r.get('draw', 0)}")
+
+
+def demos(r: dict[str, Any]) -> str:
+    """How a row's demonstrations were drawn: "random #0" (the draw's seed), "-" without shots."""
+    return f"{r.get('demonstrations', 'random')} #{r.get('draw', 0)}" if r["shots"] else "-"
 
 
 def plan(datasets: list[str], models: list[str], formats: list[str], shots: list[int], chat: bool,
          fp32: bool, lora: list[str] = (), lora_train: int = 1000,
-         shot_formats: list[str] | None = None) -> list[dict[str, Any]]:
+         shot_formats: list[str] | None = None, draws: int = 1,
+         demonstrations: list[str] = ("random",)) -> list[dict[str, Any]]:
     shot_formats = formats if shot_formats is None else shot_formats
     from saliency_distill.data import TaskConfig, get_task
 
@@ -82,8 +89,13 @@ def plan(datasets: list[str], models: list[str], formats: list[str], shots: list
             for dataset in datasets:
                 free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
                 for fmt in (["text"] if free else formats if n == 0 else shot_formats):
-                    rows.append({"dataset": dataset, "model": model, "format": fmt, "shots": n, "chat": False,
-                                 "dtype": "bfloat16", "split": "validation"})
+                    row = {"dataset": dataset, "model": model, "format": fmt, "shots": n, "chat": False,
+                           "dtype": "bfloat16", "split": "validation"}
+                    if n == 0:
+                        rows.append(row)
+                        continue
+                    # k-shot: each way of drawing the demonstrations, each draw (its seed) a row
+                    rows += [{**row, "demonstrations": how, "draw": d} for how in demonstrations for d in range(draws)]
     if chat:  # the chat template, on the larger model's letter (or text) zero-shot row
         for dataset in datasets:
             free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
@@ -128,7 +140,8 @@ def run_row(r: dict[str, Any], data: str, max_validation: int, teachers: Teacher
 
     task_cfg, splits = splits_for(r["dataset"], data, max_validation, max_test)
     cfg = TeacherConfig(format=r["format"], shots=r["shots"], chat=r["chat"], finetune=False,
-                        batch_size=8, max_new_tokens=32)
+                        batch_size=8, max_new_tokens=32, demonstrations=r.get("demonstrations", "random"),
+                        demo_seed=r.get("draw", 0))
     lm = teachers.get(r["model"], r["dtype"])
     prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
     extra: dict[str, Any] = {}
@@ -142,7 +155,8 @@ def run_row(r: dict[str, Any], data: str, max_validation: int, teachers: Teacher
     q = answer_quality(rows, examples)
     return {**r, "n": q["n"], "accuracy": q["accuracy"], "ci95": q["ci95"], "majority_share": q["majority_share"],
             "top_answer": q["top_answer"], "top_answer_share": q["top_answer_share"], "collapsed": q["collapsed"],
-            "answer_distribution": q["answer_distribution"], "s_per_example": round(seconds / max(len(rows), 1), 3),
+            "answer_distribution": q["answer_distribution"], "recall": q.get("recall"),
+            "under_predicted": q.get("under_predicted"), "s_per_example": round(seconds / max(len(rows), 1), 3),
             "peak_rss_gb": peak_rss_gb(), "date": time.strftime("%Y-%m-%d %H:%M"), **extra}
 
 
@@ -176,6 +190,30 @@ def choose(rows: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
                                    not r["chat"], r["dtype"] == "bfloat16"))
 
 
+def spread(rows: list[dict[str, Any]]) -> list[str]:
+    """Per k-shot setting measured with more than one demonstration draw: the mean, min and max
+    validation accuracy over the draws, and the lowest recall of any class in any draw."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["shots"] and r["split"] == "validation":
+            groups.setdefault(row_key({**r, "draw": "*"}), []).append(r)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return []
+    out = ["", "## Spread over demonstration draws (validation)", "",
+           "| dataset | model | format | shots | demonstrations | draws | n | accuracy mean | min | max | lowest class "
+           "recall (draw) |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    for group in groups.values():
+        r, accs = group[0], [g["accuracy"] for g in group]
+        worst = min(((c, v, g.get("draw", 0)) for g in group for c, v in (g.get("recall") or {}).items()),
+                    key=lambda t: t[1], default=None)
+        low = f"{worst[0]} {100 * worst[1]:.1f} (#{worst[2]})" if worst else "-"
+        out.append(f"| {r['dataset']} | {MODELS[r['model']]} | {r['format']} | {r['shots']} | "
+                   f"{r.get('demonstrations', 'random')} | {len(group)} | {r['n']} | {100 * sum(accs) / len(accs):.1f} "
+                   f"| {100 * min(accs):.1f} | {100 * max(accs):.1f} | {low} |")
+    return out
+
+
 def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f}"
@@ -194,20 +232,25 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "first N train examples (all of them when the split is smaller), 1 epoch, batch 8, lr 2e-4, bf16",
         "(its s/step and peak RSS in the last section; s/step is wall time over steps, other jobs included).",
         "",
-        "| dataset | model | format | shots | chat | dtype | fine-tuning | split | n | accuracy | 95% CI | majority "
-        "| top answer | s/example | peak RSS GB |",
-        "|---|---|---|---:|---|---|---|---|---:|---:|---|---:|---|---:|---:|",
+        "Demonstrations: `random #d` a plain seeded draw, `balanced #d` one per label in a seeded order (label",
+        "sets), d the draw's seed (rows made before draws were recorded are `random #0`).",
+        "",
+        "| dataset | model | format | shots | demonstrations | chat | dtype | fine-tuning | split | n | accuracy "
+        "| 95% CI | majority | top answer | s/example | peak RSS GB |",
+        "|---|---|---|---:|---|---|---|---|---|---:|---:|---|---:|---|---:|---:|",
     ]
     order = {d: i for i, d in enumerate(DATASETS)}
     for r in sorted(rows, key=lambda r: (order.get(r["dataset"], 99), r["split"] != "validation", r["model"],
-                                         r["format"], r["shots"], r["chat"], r["dtype"])):
+                                         r["format"], r["shots"], demos(r), r["chat"], r["dtype"])):
         ci = f"{pct(r['ci95'][0])}-{pct(r['ci95'][1])}"
         top = f"{r['top_answer']} {pct(r['top_answer_share'])}%" + (" COLLAPSED" if r["collapsed"] else "")
         lines.append(
-            f"| {r['dataset']} | {MODELS[r['model']]} | {r['format']} | {r['shots']} | {'yes' if r['chat'] else 'no'} "
+            f"| {r['dataset']} | {MODELS[r['model']]} | {r['format']} | {r['shots']} | {demos(r)} "
+            f"| {'yes' if r['chat'] else 'no'} "
             f"| {r['dtype']} | {r.get('finetune', 'none')} | {r['split']} | {r['n']} | {pct(r['accuracy'])} | {ci} | {pct(r['majority_share'])} "
             f"| {top} | {r['s_per_example']:.2f} | {r['peak_rss_gb']} |"
         )
+    lines += spread(rows)
     lines += ["", "## Chosen per dataset (on validation) and its test accuracy", "",
               "| dataset | chosen | validation | test | target (test) |", "|---|---|---:|---:|---|"]
     for d in DATASETS:
@@ -245,6 +288,9 @@ def main() -> None:
     ap.add_argument("--lora", default="", help="datasets whose larger-model row is also LoRA-fine-tuned")
     ap.add_argument("--lora-train", type=int, default=1000, help="train examples for the LoRA rows")
     ap.add_argument("--max-validation", type=int, default=200)
+    ap.add_argument("--draws", type=int, default=1, help="demonstration draws (seeds 0..N-1) per k-shot row")
+    ap.add_argument("--demonstrations", default="random",
+                    help="how k-shot rows draw their demonstrations: random, balanced or both (comma-separated)")
     ap.add_argument("--no-test", action="store_true", help="validation rows only")
     ap.add_argument("--max-test", type=int, default=None,
                     help="a seeded subsample of the test split (default: all of it)")
@@ -274,7 +320,8 @@ def main() -> None:
         teachers = Teachers()
         todo = plan(datasets, args.models.split(","), args.formats.split(","),
                     [int(s) for s in args.shots.split(",")], args.chat, args.fp32,
-                    [d for d in args.lora.split(",") if d], args.lora_train, args.shot_formats.split(","))
+                    [d for d in args.lora.split(",") if d], args.lora_train, args.shot_formats.split(","),
+                    args.draws, args.demonstrations.split(","))
 
         def record(r: dict[str, Any]) -> None:
             if row_key(r) in done:
@@ -290,9 +337,9 @@ def main() -> None:
         for r in todo:
             record(r)
         if not args.no_test:  # each dataset's choice on validation answers the test split
-            keys = ("dataset", "model", "format", "shots", "chat", "dtype", "finetune")
+            keys = ("dataset", "model", "format", "shots", "chat", "dtype", "finetune", "demonstrations", "draw")
             for d in datasets:
-                record({k: choose(rows, d).get(k, "none") for k in keys} | {"split": "test"})
+                record({k: v for k, v in choose(rows, d).items() if k in keys} | {"split": "test"})
     save()
     print(f"wrote {out}.md")
 
