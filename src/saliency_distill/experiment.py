@@ -29,6 +29,7 @@ from .rationale import RationaleConfig
 from .run_dir import RunDir, announce_reuse
 from .student.stage import StudentConfig
 from .teacher import TeacherConfig, score_choices
+from .teacher.prompt import check_asking
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,7 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.preview < 0:
             raise ConfigError(f"config key 'preview': {self.preview} must be >= 0")
-        from .teacher.prompt import check_calibration, check_format
-
-        task = get_task(self.task.name)
-        check_format(task, self.task, self.teacher.format), check_calibration(task, self.task, self.teacher.calibration)
+        check_asking(get_task(self.task.name), self.task, self.teacher.format, self.teacher.calibration)
         # Every model name resolves before any stage runs (nothing is converted or downloaded here).
         check_name(self.teacher.model.name, "teacher.model.name")
         check_name(self.student.model.name, "student.model.name")

@@ -83,6 +83,12 @@ def check_calibration(task: Task, task_cfg: TaskConfig, calibration: str) -> Non
                           f"choice task; task '{task_cfg.name}' has free-form answers (use none)")
 
 
+def check_asking(task: Task, task_cfg: TaskConfig, answer_format: str, calibration: str) -> None:
+    """:func:`check_format` and :func:`check_calibration`: before any stage runs."""
+    check_format(task, task_cfg, answer_format)
+    check_calibration(task, task_cfg, calibration)
+
+
 class TeacherPrompter:
     """Prompts and scored answer strings for one task under one way of asking."""
 
