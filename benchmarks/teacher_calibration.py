@@ -168,7 +168,8 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         "# A k-shot teacher per class: calibration and balanced demonstrations",
         "",
-        "Commands: " + "; ".join(f"`{c}`" for c in meta["commands"]) + f" ({meta['machine']}).",
+        "Commands: " + "; ".join(f"`{c}`" for c in meta["commands"])
+        + f" ({meta['machine']['machine']}, torch {meta['machine']['torch']}, {meta['machine']['date']}).",
         "",
         "Each row: one teacher pass (1.5B, option letter, 3 shots). `none` is the teacher as it answers; "
         "`contextual` divides the option probabilities by those of content-free prompts (N/A, empty, [MASK]) "
