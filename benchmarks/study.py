@@ -341,7 +341,36 @@ def markdown(done: dict[str, Any]) -> str:
         if d.get("stage") == "curve running":
             lines += ["The data-efficiency curve is running: it is added here when every share is done.", ""]
     lines[4:4] = targets(done)  # after the introduction
+    lines += later_lines()
     return "\n".join(lines) + "\n"
+
+
+def later_lines() -> list[str]:
+    """What changed in the teacher's outputs after the study (clean SVAMP answers, e-SNLI calibration),
+    from those benchmarks' results where they exist."""
+    clean, calibration = Path("benchmarks/results/clean_targets.json"), Path("benchmarks/results/teacher_calibration.json")
+    if not clean.is_file() and not calibration.is_file():
+        return []
+    lines = ["## After the study: the teacher's outputs made clean and calibrated (2026-12-06)", ""]
+    if clean.is_file():
+        c = json.loads(clean.read_text())
+        train = c["answers"]["train"]
+        lines += [f"SVAMP: {train['runs_on_before']} of {train['n']} train answers of the teacher ran on past the "
+                  f"equation; cut at the stop strings and printed back as equations, {train['runs_on_after']} do, "
+                  f"{train['no_answer_after']} holds none (`benchmarks/results/clean_targets.md`, with the "
+                  "teacher-label students trained on them).", ""]
+    if calibration.is_file():
+        rows = json.loads(calibration.read_text())["rows"]
+        study = next((r for r in rows if r["kind"] == "study"), None)
+        if study:
+            test = study["results"]["test"]
+            lines += ["e-SNLI teacher on test, per class (entailment / neutral / contradiction recall %): "
+                      + "; ".join(f"{cal} {100 * test[cal]['accuracy']:.1f} ("
+                                  + " / ".join(f"{100 * test[cal]['recall'][k]:.1f}"
+                                               for k in ("entailment", "neutral", "contradiction")) + ")"
+                                  for cal in ("none", "contextual", "prior") if cal in test)
+                      + " (`benchmarks/results/teacher_calibration.md`).", ""]
+    return lines
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ added to the log-probabilities of an example's options (then renormalised):
   log-probability that the same prompt (demonstrations, template, options block) gives each
   option when the example's content is replaced by content-free text ("N/A", "", "[MASK]";
   their probabilities averaged). A model with no preference is left as it was.
-- ``prior``: the bias that makes the mean predicted distribution on the validation split equal
-  the gold label distribution there (fitted by iterative proportional scaling, the gold counts
-  smoothed by one), so a label the teacher under-predicts gets pushed up.
+- ``prior``: the bias under which the teacher's answers on the validation split are distributed
+  as the gold labels there (answer counts matched by an iterative search, the counts smoothed
+  by one), so a label the teacher under-predicts gets pushed up.
 
 Options are identified by position: for a label set (NLI) that is the label, for per-question
 choices (CQA) the letter. Examples with different numbers of options get separate biases.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 Calibration = Literal["none", "contextual", "prior"]
 CALIBRATIONS: tuple[str, ...] = ("none", "contextual", "prior")
 CONTENT_FREE = ("N/A", "", "[MASK]")
-PRIOR_ITERATIONS = 200
+PRIOR_ITERATIONS = 300
 
 
 def log_normalise(scores: Sequence[float]) -> list[float]:
@@ -62,24 +62,32 @@ def contextual_bias(content_free_scores: Sequence[Sequence[float]]) -> list[floa
 
 def prior_bias(scores: Sequence[Sequence[float]], gold: Sequence[int],
                iterations: int = PRIOR_ITERATIONS) -> list[float]:
-    """The bias under which the mean predicted distribution over ``scores`` (one row of option
-    scores per example, all with the same number of options) matches the distribution of the
-    ``gold`` option indices, smoothed by one count per option."""
+    """The bias under which the teacher's answers over ``scores`` (one row of option scores per
+    example, all with the same number of options) are distributed as the ``gold`` option indices.
+
+    Answer counts are matched, not mean probabilities: a teacher can give a class much probability
+    and still rarely answer it. Each step moves the bias by ``log(gold share / answer share)``
+    (both smoothed by one count per option) with a step size of 1/sqrt(t + 1); the bias whose
+    answers came closest to the gold shares (L1) is returned, the first of equals."""
     n_options = len(scores[0])
-    counts = [1.0] * n_options
+    smoothed = [1.0] * n_options
     for g in gold:
-        counts[g] += 1.0
-    target = [c / sum(counts) for c in counts]
+        smoothed[g] += 1.0
+    target = [c / sum(smoothed) for c in smoothed]
     logp = [log_normalise(s) for s in scores]
     bias = [0.0] * n_options
-    for _ in range(iterations):
-        mean = [0.0] * n_options
+    best = (math.inf, bias)
+    for t in range(iterations):
+        counts = [1.0] * n_options
         for row in logp:
-            for i, v in enumerate(log_normalise([x + b for x, b in zip(row, bias)])):
-                mean[i] += math.exp(v) / len(logp)
-        bias = [b + math.log(t / max(m, 1e-12)) for b, t, m in zip(bias, target, mean)]
-    shift = sum(bias) / n_options  # only differences matter: centre it for a readable record
-    return [b - shift for b in bias]
+            counts[max(range(n_options), key=lambda i: row[i] + bias[i])] += 1.0
+        share = [c / sum(counts) for c in counts]
+        distance = sum(abs(a - b) for a, b in zip(share, target))
+        if distance < best[0] - 1e-12:
+            best = (distance, bias)
+        bias = [b + math.log(tg / sh) / math.sqrt(t + 1) for b, tg, sh in zip(bias, target, share)]
+    shift = sum(best[1]) / n_options  # only differences matter: centre it for a readable record
+    return [b - shift for b in best[1]]
 
 
 def content_free_examples(examples: Sequence[Example], choices_are_content: bool) -> dict[int, list[Example]]:
