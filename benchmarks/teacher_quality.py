@@ -190,6 +190,23 @@ def choose(rows: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
                                    not r["chat"], r["dtype"] == "bfloat16"))
 
 
+def calibration_lines(path: str = "benchmarks/results/teacher_calibration.json") -> list[str]:
+    """The chosen e-SNLI teacher before and after calibration, from benchmarks/teacher_calibration.py."""
+    if not Path(path).is_file():
+        return []
+    out = ["", "## Calibration of the k-shot teacher (benchmarks/results/teacher_calibration.md)", "",
+           "Accuracy % none / contextual / prior (prior's validation figure cross-fitted), and neutral recall %:", "",
+           "| rows | demonstrations | split | accuracy none / contextual / prior | neutral recall none / prior |",
+           "|---|---|---|---|---|"]
+    for r in json.loads(Path(path).read_text())["rows"]:
+        for split, q in r["results"].items():
+            accs = " / ".join(f"{100 * q[c]['accuracy']:.1f}" for c in ("none", "contextual", "prior"))
+            neutral = " / ".join(f"{100 * q[c]['recall'].get('neutral', float('nan')):.1f}" for c in ("none", "prior"))
+            out.append(f"| {r['dataset']} {r['kind']} seed {r['subset_seed']}, {r['train']} train | {r['draw']} | "
+                       f"{split} | {accs} | {neutral} |")
+    return out
+
+
 def spread(rows: list[dict[str, Any]]) -> list[str]:
     """Per k-shot setting measured with more than one demonstration draw: the mean, min and max
     validation accuracy over the draws, and the lowest recall of any class in any draw."""
@@ -250,7 +267,7 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"| {r['dtype']} | {r.get('finetune', 'none')} | {r['split']} | {r['n']} | {pct(r['accuracy'])} | {ci} | {pct(r['majority_share'])} "
             f"| {top} | {r['s_per_example']:.2f} | {r['peak_rss_gb']} |"
         )
-    lines += spread(rows)
+    lines += spread(rows) + calibration_lines()
     lines += ["", "## Chosen per dataset (on validation) and its test accuracy", "",
               "| dataset | chosen | validation | test | target (test) |", "|---|---|---:|---:|---|"]
     for d in DATASETS:
