@@ -78,7 +78,7 @@ def demos(r: dict[str, Any]) -> str:
 def plan(datasets: list[str], models: list[str], formats: list[str], shots: list[int], chat: bool,
          fp32: bool, lora: list[str] = (), lora_train: int = 1000,
          shot_formats: list[str] | None = None, draws: int = 1,
-         demonstrations: list[str] = ("random",)) -> list[dict[str, Any]]:
+         demonstrations: list[str] = ("random",), dtype: str = "bfloat16") -> list[dict[str, Any]]:
     shot_formats = formats if shot_formats is None else shot_formats
     from saliency_distill.data import TaskConfig, get_task
 
@@ -90,7 +90,7 @@ def plan(datasets: list[str], models: list[str], formats: list[str], shots: list
                 free = get_task(dataset).answer_type(TaskConfig(name=dataset, path="-")) == "free"
                 for fmt in (["text"] if free else formats if n == 0 else shot_formats):
                     row = {"dataset": dataset, "model": model, "format": fmt, "shots": n, "chat": False,
-                           "dtype": "bfloat16", "split": "validation"}
+                           "dtype": dtype, "split": "validation"}
                     if n == 0:
                         rows.append(row)
                         continue
@@ -305,6 +305,7 @@ def main() -> None:
     ap.add_argument("--lora", default="", help="datasets whose larger-model row is also LoRA-fine-tuned")
     ap.add_argument("--lora-train", type=int, default=1000, help="train examples for the LoRA rows")
     ap.add_argument("--max-validation", type=int, default=200)
+    ap.add_argument("--dtype", default="bfloat16", help="the teachers' dtype (float32 where bf16 is emulated)")
     ap.add_argument("--draws", type=int, default=1, help="demonstration draws (seeds 0..N-1) per k-shot row")
     ap.add_argument("--demonstrations", default="random",
                     help="how k-shot rows draw their demonstrations: random, balanced or both (comma-separated)")
@@ -338,7 +339,7 @@ def main() -> None:
         todo = plan(datasets, args.models.split(","), args.formats.split(","),
                     [int(s) for s in args.shots.split(",")], args.chat, args.fp32,
                     [d for d in args.lora.split(",") if d], args.lora_train, args.shot_formats.split(","),
-                    args.draws, args.demonstrations.split(","))
+                    args.draws, args.demonstrations.split(","), args.dtype)
 
         def record(r: dict[str, Any]) -> None:
             if row_key(r) in done:
