@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--run-dir", default="runs/clean_targets/svamp")
     ap.add_argument("--out", default="benchmarks/results/clean_targets")
     ap.add_argument("--summary-only", action="store_true", help="rewrite the results from the run folder")
+    ap.add_argument("--eval-tokens", type=int, default=16,
+                    help="student.eval.max_new_tokens (the study's 16 cuts the canonical form of a 3-number equation)")
     args = ap.parse_args()
 
     import logging
@@ -67,6 +69,7 @@ def main() -> None:
     resolved["analysis"]["faithfulness"] = False
     student = resolved["student"]
     student.update(modes=args.modes.split(","), seeds=[int(s) for s in args.seeds.split(",")])
+    student["eval"]["max_new_tokens"] = args.eval_tokens
     student["train"]["bf16"] = "auto"  # the machine's native dtype (bf16 is emulated on AVX2-only CPUs)
     cfg = build(ExperimentConfig, resolved)
 
@@ -104,6 +107,8 @@ def main() -> None:
         records = [json.loads(p.read_text()) for p in sorted(Path(args.run_dir).glob("students/*/seed*/result.json"))]
         study = [json.loads(p.read_text()) for p in sorted(STATE.glob("students/*/seed*/result.json"))]
         payload = {"answers": counts, "students": records, "study_students": study, "machine": machine(),
+                   "command": "python " + " ".join(a for a in sys.argv if a != "--summary-only"),
+                   "eval_tokens": args.eval_tokens,
                    "examples": [{"before": kept["train"][r["id"]]["answer"], "after": r["answer"]}
                                 for r in after["train"][:5]]}
         write_results(args.out, payload, table(payload))
@@ -117,7 +122,7 @@ def table(p: dict[str, Any]) -> str:
     import statistics
 
     lines = ["# SVAMP teacher answers: cut at the stop strings and canonical", "",
-             "Command: `python benchmarks/clean_targets.py --seeds 0,1,2 --modes teacher-label` "
+             f"Command: `{p.get('command', 'python benchmarks/clean_targets.py')}` "
              f"({p['machine']['machine']}, {p['machine']['date']}).", "",
              "The study's teacher continuations (1.5B, 3-shot, greedy) replayed through today's teach stage.", "",
              "| split | n | with text after the equation: before | after | no answer after | teacher correct: "
@@ -135,7 +140,8 @@ def table(p: dict[str, Any]) -> str:
         spread = f" ± {statistics.stdev(accs):.1f}" if len(accs) > 1 else ""
         return f"{statistics.mean(accs):.1f}{spread} ({', '.join(f'{a:.1f}' for a in accs)})"
 
-    lines += ["", "Students (SmolLM2-135M, the study's settings; test accuracy %, mean ± std (per seed)):", "",
+    lines += ["", "Students (SmolLM2-135M, the study's settings; test accuracy %, mean ± std (per seed)); the clean "
+              f"column generates up to {p.get('eval_tokens', 16)} tokens per answer (the study: 16):", "",
               "| mode | study (raw targets, bf16) | clean targets (this machine's dtype) |", "|---|---|---|"]
     for mode in ("standard", "teacher-label", "saliency"):
         lines.append(f"| {mode} | {row(p['study_students'], mode)} | {row(p['students'], mode)} |")
