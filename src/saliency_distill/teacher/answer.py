@@ -61,7 +61,7 @@ class TeacherConfig:
     calibration: Literal["none", "contextual", "prior"] = field(
         "none", "choice tasks: correct the teacher's label prior; contextual divides the option "
         "probabilities by those of content-free inputs under the same prompt (Zhao et al. 2021), "
-        "prior rescales them so the mean answer distribution on validation matches the gold one")
+        "prior biases them so that the answers on validation are distributed as the gold labels there")
     stop: list[str] = field(
         ["\n", "Human:", "Question:", "User:"],
         "free-form tasks: generation ends at the first of these strings (or EOS); the text before it is "
