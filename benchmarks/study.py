@@ -359,6 +359,12 @@ def later_lines() -> list[str]:
                   f"equation; cut at the stop strings and printed back as equations, {train['runs_on_after']} do, "
                   f"{train['no_answer_after']} holds none (`benchmarks/results/clean_targets.md`, with the "
                   "teacher-label students trained on them).", ""]
+        longer = Path("benchmarks/results/clean_targets_32.json")
+        accs = [s["accuracy"] for s in json.loads(longer.read_text())["students"]] if longer.is_file() else []
+        if accs:
+            lines += [f"Teacher-label students on the clean answers (32 answer tokens, fp32, {len(accs)} seeds): "
+                      f"{100 * sum(accs) / len(accs):.1f}% ({', '.join(f'{100 * a:.1f}' for a in accs)}), against "
+                      "the study's rows above (`benchmarks/results/clean_targets_32.md`).", ""]
     if calibration.is_file():
         rows = json.loads(calibration.read_text())["rows"]
         study = next((r for r in rows if r["kind"] == "study"), None)
