@@ -168,14 +168,9 @@ class TeacherPrompter:
         by its spare (of the same label where the draw is balanced)."""
         if not self._slots:
             return [ex for ex in self._pool if ex.id != example_id][: self.shots]
-        left = {label: [ex for ex in drawn if ex.id != example_id] for label, drawn in self._by_label().items()}
+        left = {label: [ex for ex in self._pool if ex.label == label and ex.id != example_id]
+                for label in set(self._slots)}
         return [left[label].pop(0) for label in self._slots]
-
-    def _by_label(self) -> dict[str, list[Example]]:
-        out: dict[str, list[Example]] = {}
-        for ex in self._pool:
-            out.setdefault(ex.label, []).append(ex)
-        return out
 
     def render(self, example: Example) -> Prompt:
         """The teacher's prompt for ``example``; content spans cover ``example``'s content only."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..data import Example
 from ..data.example import CHOICE_LETTERS
+from .prompt import label_set
 
 COLLAPSE_SHARE = 0.8  # one answer above this share of a split is a collapsed teacher
 TOP_FREE_ANSWERS = 5  # free-form answers: how many of the most common are listed
@@ -34,29 +35,23 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def answer_key(example: Example, answer: str | None, label_set: bool) -> str:
+def answer_key(example: Example, answer: str | None, shared: bool) -> str:
     """What the distribution counts: the label for a closed label set (NLI), the option's
     position "(a)".. for per-question choices (CQA), the answer itself for free-form tasks."""
     if answer is None:
         return NO_ANSWER
     if example.choices is None:
         return answer
-    if label_set or answer not in example.choices:
+    if shared or answer not in example.choices:
         return answer
     return f"({CHOICE_LETTERS[example.choices.index(answer)]})"
-
-
-def is_label_set(examples: Sequence[Example]) -> bool:
-    """Every example has the same choices in the same order (NLI's labels, a file's label set)."""
-    choices = {ex.choices for ex in examples}
-    return len(choices) == 1 and None not in choices
 
 
 def answer_quality(rows: Sequence[dict[str, Any]], examples: Sequence[Example]) -> dict[str, Any]:
     """Accuracy, its 95% interval, the answer / gold distributions and, for choice tasks, the
     recall per gold class (label, or option position) of one split's rows."""
     by_id = {ex.id: ex for ex in examples}
-    label_set = is_label_set(examples)
+    shared = label_set(examples) is not None
     answers: Counter[str] = Counter()
     gold: Counter[str] = Counter()
     hits: Counter[str] = Counter()
@@ -64,7 +59,7 @@ def answer_quality(rows: Sequence[dict[str, Any]], examples: Sequence[Example]) 
     correct = 0
     for row in rows:
         ex = by_id[row["id"]]
-        said, truth = answer_key(ex, row["answer"], label_set), answer_key(ex, ex.label, label_set)
+        said, truth = answer_key(ex, row["answer"], shared), answer_key(ex, ex.label, shared)
         answers[said] += 1
         gold[truth] += 1
         hits[truth] += bool(row["correct"])
@@ -91,7 +86,7 @@ def answer_quality(rows: Sequence[dict[str, Any]], examples: Sequence[Example]) 
         return out
     out["recall"] = {c: round(hits[c] / gold[c], 4) for c in sorted(gold)}
     out["under_predicted"] = [c for c in sorted(gold) if answers[c] < UNDER_PREDICTED * gold[c]]
-    if label_set and len(examples[0].choices or ()) <= MAX_CONFUSION_CLASSES:
+    if shared and len(examples[0].choices or ()) <= MAX_CONFUSION_CLASSES:
         out["confusion"] = {c: {p: confusion[c][p] for p in sorted(set(answers) | set(gold)) if confusion[c][p]}
                             for c in sorted(gold)}
     return out
