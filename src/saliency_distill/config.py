@@ -164,11 +164,14 @@ def to_dict(cfg: Any) -> Any:
 # Keys that say where a stage ran, not what it made: left out of every hash, so a run finished on
 # the CPU is reused on a GPU machine, and runs made before a model's `device` key existed stay valid.
 PLACEMENT_KEYS = frozenset({"device"})
+# Keys added after runs were made: left out of a hash while unset, so those runs stay valid.
+OMITTED_WHEN_UNSET = frozenset({"unlabeled", "labeled", "max_pool", "pool_min_confidence"})
 
 
 def _without_placement(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _without_placement(v) for k, v in value.items() if k not in PLACEMENT_KEYS}
+        return {k: _without_placement(v) for k, v in value.items()
+                if k not in PLACEMENT_KEYS and not (k in OMITTED_WHEN_UNSET and v is None)}
     if isinstance(value, list):
         return [_without_placement(v) for v in value]
     return value
@@ -176,7 +179,8 @@ def _without_placement(value: Any) -> Any:
 
 def config_hash(cfg: Any) -> str:
     """Short stable hash of a config (or any JSON-able value): identifies what made an artifact.
-    Placement keys (:data:`PLACEMENT_KEYS`) are left out."""
+    Placement keys (:data:`PLACEMENT_KEYS`) are left out, and so are the keys of
+    :data:`OMITTED_WHEN_UNSET` while they are None."""
     blob = json.dumps(_without_placement(to_dict(cfg)), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

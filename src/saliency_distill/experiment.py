@@ -7,10 +7,9 @@ what earlier ones left (prepared data, the fine-tuned teacher, its answers, the 
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,16 @@ from .analysis.config import AnalysisConfig
 from .attribution import AttributionConfig
 from .config import config_hash, field, to_dict
 from .data import Example, TaskConfig, get_task, prepare
+from .data.pool import POOL
 from .distributed import barrier, is_distributed, is_main, main_first, rank, world_size
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .io import atomic_open, write_json
 from .models import ModelConfig, load_model, release
 from .models.loading import check_name
 from .rationale import RationaleConfig
 from .run_dir import RunDir, announce_reuse
 from .student.stage import StudentConfig
-from .teacher import TeacherConfig, score_choices
+from .teacher import TeacherConfig
 from .teacher.prompt import check_asking
 
 logger = logging.getLogger(__name__)
@@ -106,8 +106,22 @@ def open_stage_stores(cfg: ExperimentConfig, metrics: dict[str, Any] | None,
     def path(split: str) -> Path:
         return shard_path(cfg.run_dir, split, rank()) if is_distributed() else store_path(cfg.run_dir, split)
 
-    return {split: open_store(path(split), header, cfg.task, cfg.attribution, cfg.rationale, overwrite=overwrite)
-            for split in cfg.attribution.splits}
+    return {split: open_store(path(split), header, cfg.task, attribution_of(cfg, split), cfg.rationale,
+                              overwrite=overwrite) for split in attributed_splits(cfg)}
+
+
+def attributed_splits(cfg: ExperimentConfig) -> list[str]:
+    """``attribution.splits``, and the pool when a pool mode learns its saliency rationales."""
+    from .student.modes import MODES
+
+    pooled = any(MODES[m].pool and MODES[m].needs_rationales for m in cfg.student.modes)
+    has_pool = cfg.task.labeled is not None or cfg.task.unlabeled is not None
+    return [*cfg.attribution.splits, *([POOL] if pooled and has_pool and POOL not in cfg.attribution.splits else [])]
+
+
+def attribution_of(cfg: ExperimentConfig, split: str) -> AttributionConfig:
+    """The pool has no gold label: its rationales always explain the teacher's answer."""
+    return replace(cfg.attribution, target="teacher") if split == POOL else cfg.attribution
 
 
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
@@ -117,7 +131,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
 
     splits = prepare_stage(cfg)
     metrics = None
-    if cfg.attribution.target == "teacher" or cfg.teacher.finetune:
+    if cfg.attribution.target == "teacher" or cfg.teacher.finetune or POOL in attributed_splits(cfg):
         try:
             metrics = teach_stage(cfg)
         except ConfigError as e:  # the teacher changed: that stage's --overwrite, not this one's
@@ -137,9 +151,10 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
         # The teacher's answers are the target (target=teacher) or, when present, context for
         # the analysis (target=gold).
         have = RunDir(cfg.run_dir).answers(split).is_file()
-        answers = read_answers(cfg.run_dir, split) if cfg.attribution.target == "teacher" or have else None
+        attribution = attribution_of(cfg, split)
+        answers = read_answers(cfg.run_dir, split) if attribution.target == "teacher" or have else None
         examples = splits[split][rank()::world_size()]
-        out[split] = attribute_split(lm, prompter, examples, answers, cfg.attribution, cfg.rationale,
+        out[split] = attribute_split(lm, prompter, examples, answers, attribution, cfg.rationale,
                                      store, progress=cfg.progress and is_main())
         if is_distributed():
             barrier()
@@ -182,32 +197,44 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Example] | None = None,
-                  folder: Path | None = None, identity: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  folder: Path | None = None, identity: dict[str, Any] | None = None,
+                  pool: list[Example] | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every (mode, seed); finished runs are reused (``overwrite``: those made
     under another config are replaced instead of refused). ``train`` (a subset of the train split,
     trained in ``folder`` with ``identity`` added to each run's) is how the data-efficiency curve
-    reuses the teacher and rationales of the whole split."""
+    reuses the teacher and rationales of the whole split; ``pool`` (the start of the pool) is how
+    the pool study does it for smaller pools."""
     from .rationale import random_rationales, read_store, store_path
     from .student.modes import MODES
+    from .student.pool import min_confidence, training_examples
     from .student.stage import run_provenance, train_and_evaluate
     from .teacher.answer import read_answers
 
-    splits = prepare_stage(cfg)
-    splits = {**splits, "train": train} if train is not None else splits
+    splits = {**prepare_stage(cfg), **({"train": train} if train is not None else {}),
+              **({POOL: pool} if pool is not None else {})}
     modes = [MODES[m] for m in cfg.student.modes]
+    pooled = [m for m in modes if m.pool]
+    for mode in pooled:
+        training_examples(mode.name, splits)  # no pool: say so before the teacher runs
     kd = cfg.student.logit_kd > 0  # every mode then learns the teacher's next-token distributions too
     teacher = teach_stage(cfg) if kd or any(m.needs_teacher for m in modes) else None
-    kd_teacher = None
-    if kd:
-        kd_teacher = teacher_model(cfg, teacher)
-    answers = read_answers(cfg.run_dir, "train") if any(m.needs_answers for m in modes) else None
-    rationales, store_hash = None, None
+    kd_teacher = teacher_model(cfg, teacher) if kd else None
+    answered = [*(["train"] if any(m.label == "teacher" or m.soft for m in modes) else []), *([POOL] if pooled else [])]
+    answers = {i: row for split in answered for i, row in read_answers(cfg.run_dir, split).items()} or None
+    rationales, store_hashes = None, {}
     if any(m.needs_rationales for m in modes):
         if "train" not in cfg.attribution.splits:
             raise ConfigError("config key 'attribution.splits': the saliency mode needs rationales for 'train'")
         attribute_stage(cfg)
-        header, rows = read_store(store_path(cfg.run_dir, "train"))
-        rationales, store_hash = {r["id"]: r["rationale"] for r in rows}, header["config_hash"]
+        stores = {split: read_store(store_path(cfg.run_dir, split)) for split in attributed_splits(cfg)
+                  if split in ("train", POOL)}
+        rationales = {r["id"]: r["rationale"] for _, rows in stores.values() for r in rows}
+        store_hashes = {split: header["config_hash"] for split, (header, _) in stores.items()}
+    threshold = 0.0
+    if pooled:
+        auto = cfg.student.pool_min_confidence == "auto"
+        threshold = min_confidence(cfg.student.pool_min_confidence,
+                                   read_answers(cfg.run_dir, "validation") if auto else None, splits["validation"])
     # What else made each mode's training data: a changed teacher or store must not reuse old runs.
     teacher_hash = (teacher or {}).get("config_hash")
     task = get_task(cfg.task.name)
@@ -218,15 +245,18 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
             made_by: dict[str, Any] = dict(identity or {})
             if mode.needs_teacher or kd:
                 made_by["teacher"] = teacher_hash
-            if mode.needs_rationales:
-                made_by["rationales"] = store_hash
+            if mode.needs_rationales:  # the pool's store too, for a pool mode
+                made_by["rationales"] = "+".join(store_hashes[s] for s in (["train", POOL] if mode.pool else ["train"]))
+            if mode.pool:
+                made_by["pool_inputs"] = len(splits[POOL])
             if mode.explain == "random":
-                explain = random_rationales(task, cfg.task, splits["train"], cfg.rationale, seed)
+                examples = training_examples(mode.name, splits)
+                explain = random_rationales(task, cfg.task, examples, cfg.rationale, seed)
                 made_by["rationale"] = to_dict(cfg.rationale)
             records.append(train_and_evaluate(
                 cfg.task, cfg.student, mode.name, seed, splits, folder or cfg.run_dir,
                 teacher_answers=answers, rationales=explain, identity=made_by, overwrite=overwrite,
-                kd_teacher=kd_teacher, provenance=run_provenance(cfg),
+                kd_teacher=kd_teacher, provenance=run_provenance(cfg), min_confidence=threshold,
             ))
             logger.info("%s seed %d: accuracy %.4f", mode.name, seed, records[-1]["accuracy"])
     return records
@@ -291,39 +321,3 @@ def run(cfg: ExperimentConfig, on_stage: Callable[[str, Any, float], None] | Non
         if on_stage is not None:
             on_stage(stage, result, time.perf_counter() - start)
     return results
-
-
-def preview(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Zero-shot answers of teacher and student on the first ``cfg.preview`` test examples."""
-    task = get_task(cfg.task.name)
-    if task.answer_type(cfg.task) != "choice":
-        raise DataError(f"task '{cfg.task.name}' is free-form; the preview scores choice tasks only")
-    splits = prepare_stage(cfg)
-    examples = splits["test"][: cfg.preview]
-    prompts = [task.render(ex, cfg.task).text for ex in examples]
-    out: dict[str, Any] = {"n": len(examples), "models": {}}
-    for role, mcfg in (("teacher", cfg.teacher.model), ("student", cfg.student.model)):
-        lm = load_model(mcfg)
-        scores = score_choices(lm, prompts, [ex.choices or () for ex in examples], cfg.teacher.batch_size)
-        row: dict[str, Any] = {"model": mcfg.name, "parameters": lm.model.num_parameters()}
-        for rule, normalise in (("sum", False), ("mean", True)):
-            picks = scores.best(normalise)
-            answers = [ex.choices[p] for ex, p in zip(examples, picks)]  # type: ignore[index]
-            row[f"accuracy_{rule}"] = sum(a == ex.label for a, ex in zip(answers, examples)) / max(len(examples), 1)
-            row[f"answers_{rule}"] = answers
-        out["models"][role] = row
-        del lm
-    write_json(Path(cfg.run_dir) / "preview.json", out)
-    return out
-
-
-def environment() -> dict[str, str]:
-    import torch
-    import transformers
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "machine": platform.machine(),
-    }

@@ -20,14 +20,13 @@ from ..experiment import (
     ExperimentConfig,
     analyze_stage,
     attribute_stage,
-    environment,
-    preview,
     report_stage,
     run,
     save_resolved,
     student_stage,
     teach_stage,
 )
+from ..zero_shot import environment, preview
 from .show import print_analysis, print_teacher, try_student
 from .study import add_study_commands
 from .use import add_use_commands

@@ -36,13 +36,21 @@ class TaskConfig:
     max_train: int | None = field(None, "subsample train to at most this many examples (seeded)")
     max_validation: int | None = field(None, "subsample validation to at most this many examples")
     max_test: int | None = field(None, "subsample test to at most this many examples")
+    unlabeled: str | None = field(
+        None, "a file (JSONL/CSV/Parquet) of inputs without labels, with the input fields of task.fields: the pool "
+        "the teacher labels for the pool-* student modes")
+    labeled: int | None = field(
+        None, "keep this many train labels (seeded) and move the rest of train into the pool with its labels "
+        "removed: how a pool is measured on labeled data")
+    max_pool: int | None = field(None, "at most this many pool inputs (a seeded order: a smaller pool is the "
+                                 "start of a larger one)")
 
     def __post_init__(self) -> None:
         for key in ("validation_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"config key 'task.{key}': {value} is not in [0, 1)")
-        for key in ("max_train", "max_validation", "max_test"):
+        for key in ("max_train", "max_validation", "max_test", "labeled", "max_pool"):
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"config key 'task.{key}': {value} must be at least 1")

@@ -19,7 +19,7 @@ from ..errors import DataError
 class Example:
     id: str
     fields: dict[str, str]  # content fields in display order, e.g. {"question": ...}
-    label: str  # gold answer text (a choice, a label word, or an equation)
+    label: str  # gold answer text (a choice, a label word, or an equation); None in the pool
     choices: tuple[str, ...] | None = None  # answer options; None for free-form tasks
     human_rationale: str | None = None
     llm_rationale: str | None = None
@@ -44,7 +44,7 @@ class Example:
         return cls(
             id=str(d["id"]),
             fields=dict(d["fields"]),
-            label=d["label"],
+            label=d.get("label"),  # a pool example has none
             choices=tuple(choices) if choices is not None else None,
             human_rationale=d.get("human_rationale"),
             llm_rationale=d.get("llm_rationale"),

@@ -18,6 +18,7 @@ from ..io import write_json, write_jsonl
 from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
 from .config import TaskConfig
 from .example import Example
+from .pool import POOL, make_pool, pool_row
 from .tasks import get_task
 
 logger = logging.getLogger(__name__)
@@ -86,13 +87,14 @@ def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> di
     digest = config_hash(cfg)
     if reuse_or_refuse(manifest_path, digest, "prepared data", overwrite) is not None:
         announce_reuse(logger, "prepared data", data_dir)  # every later stage reads them again
-        return {s: load_prepared(run_dir, s) for s in SPLITS}
-    splits = make_splits(task.load_source(cfg), cfg)
+        return {s: load_prepared(run_dir, s) for s in prepared_splits(run_dir)}
+    splits = make_pool(make_splits(task.load_source(cfg), cfg), cfg)
     template = task.template_for(cfg)
-    for split, examples in splits.items():
+    for examples in splits.values():
         for ex in examples[:1]:  # fail now, not in a later stage, if the template does not fit
             task.render(ex, cfg)
-        write_jsonl(data_dir / f"{split}.jsonl", (ex.to_dict() for ex in examples))
+    for split, examples in splits.items():
+        write_jsonl(data_dir / f"{split}.jsonl", (pool_row(ex) if split == POOL else ex.to_dict() for ex in examples))
     write_json(
         manifest_path,
         {
@@ -107,6 +109,11 @@ def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> di
         },
     )
     return splits
+
+
+def prepared_splits(run_dir: str | Path) -> list[str]:
+    """train, validation, test, and the pool when the prepared data has one."""
+    return [*SPLITS, *([POOL] if POOL in read_manifest(run_dir)["sizes"] else [])]
 
 
 def load_prepared(run_dir: str | Path, split: str) -> list[Example]:

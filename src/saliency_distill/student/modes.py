@@ -15,7 +15,13 @@ All modes train on the same examples and are evaluated the same way, on the "pre
   ``student.temperature``), weighted alpha / (1 - alpha). It needs no shared vocabulary;
 - controls for the saliency mode, the same recipe with other explanations: ``random-words``
   (k content words drawn at random per example and seed: what any k words of the input give)
-  and ``human-rationale`` (the dataset's human explanation: CoS-E, e-SNLI, ANLI reasons).
+  and ``human-rationale`` (the dataset's human explanation: CoS-E, e-SNLI, ANLI reasons);
+- the pool modes train on the gold labels plus the pool (inputs without labels, ``task.unlabeled``
+  or ``task.labeled``), each pool input labelled by the teacher: ``pool-label`` (its answer),
+  ``pool-soft`` (its answer and its distribution over the options, as soft-label),
+  ``pool-saliency`` (its answer, and the saliency explain task on every example) and
+  ``pool-random-words`` (the same with random words: the control). ``student.pool_min_confidence``
+  leaves out pool inputs the teacher is unsure of.
 
 Each mode is a :class:`Mode` that says what it needs, so the pipeline runs the teacher and the
 attribution only for modes that use them.
@@ -29,6 +35,7 @@ Step-by-Step's format, the default for encoder-decoder students).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,15 +56,16 @@ class Mode:
     label: str = "gold"  # "gold" or "teacher" (the teacher's answer)
     explain: str | None = None  # None, "saliency" (the store), "random", "llm" or "human"
     soft: bool = False  # also match the teacher's distribution over the options
+    pool: bool = False  # also train on the pool, labelled by the teacher
 
     @property
     def needs_teacher(self) -> bool:
-        return self.label == "teacher" or self.explain == "saliency" or self.soft
+        return self.label == "teacher" or self.explain == "saliency" or self.soft or self.pool
 
     @property
     def needs_answers(self) -> bool:
         """Reads the teacher's answers file (its answer, or its option scores)."""
-        return self.label == "teacher" or self.soft
+        return self.label == "teacher" or self.soft or self.pool
 
     @property
     def needs_rationales(self) -> bool:
@@ -73,6 +81,10 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("random-words", explain="random"),
     Mode("human-rationale", explain="human"),
     Mode("soft-label", soft=True),
+    Mode("pool-label", pool=True),
+    Mode("pool-soft", soft=True, pool=True),
+    Mode("pool-saliency", explain="saliency", pool=True),
+    Mode("pool-random-words", explain="random", pool=True),
 )}
 DEFAULT_MODES = ["standard", "teacher-label", "saliency", "llm-rationale"]
 FORMATS = ("auto", "suffix", "prefix")
@@ -132,11 +144,14 @@ def build_pairs(
     predict_template: str = "{input}\npredict:",
     explain_template: str = "{input}\nexplain:",
     require_rationales: bool = False,
+    min_confidence: float = 0.0,
 ) -> TrainingPairs:
     """The training pairs of ``mode``; an example's predict and explain pairs are adjacent.
 
     Examples without a dataset rationale (llm- and human-rationale modes) train on the label only,
-    with a warning that counts them; with ``require_rationales`` the first one is an error."""
+    with a warning that counts them; with ``require_rationales`` the first one is an error. A pool
+    example (no label) learns the teacher's answer, and is left out when the teacher's probability
+    of it is under ``min_confidence``."""
     check_mode(mode)
     spec = MODES[mode]
     if spec.explain in ("llm", "human"):
@@ -158,16 +173,20 @@ def build_pairs(
     if spec.soft:
         _check_soft(mode, task, task_cfg, examples, teacher_answers)
     out = TrainingPairs([], [], [], [])
-    unanswered = 0
+    unanswered = unsure = 0
     for ex in examples:
         text = task.render(ex, task_cfg).text
         label = ex.label
-        if spec.label == "teacher":
+        if spec.label == "teacher" or ex.label is None:
             if teacher_answers is None or ex.id not in teacher_answers:
-                raise DataError(f"example {ex.id}: no teacher answer (run `saliency-distill teach` on train)")
+                split = "train" if ex.label is not None else "the pool"
+                raise DataError(f"example {ex.id}: no teacher answer (run `saliency-distill teach` on {split})")
             label = teacher_answers[ex.id]["answer"]
             if label is None:  # the teacher gave no answer (a free-form one without an equation)
                 unanswered += 1
+                continue
+            if ex.label is None and min_confidence > 0 and confidence(teacher_answers[ex.id], ex) < min_confidence:
+                unsure += 1
                 continue
         _add(out, ex.id, fill(predict_template, text), label, PREDICT)
         explanation = None
@@ -189,7 +208,21 @@ def build_pairs(
     if unanswered:
         logger.warning("mode %s: the teacher gave no answer for %d of %d train examples; they are left out",
                        mode, unanswered, len(examples))
+    if unsure:
+        logger.info("mode %s: %d pool inputs left out, the teacher's probability under %.2f (pool_min_confidence)",
+                    mode, unsure, min_confidence)
     return out
+
+
+def confidence(row: Mapping[str, Any], example: Example) -> float:
+    """The teacher's probability of its answer: the softmax of its (calibrated) option scores; 1
+    for a free-form answer, which has no distribution."""
+    scores = row.get("logprobs")
+    if not example.choices or not isinstance(scores, list) or row.get("answer") not in example.choices:
+        return 1.0
+    top = max(scores)
+    weights = [math.exp(s - top) for s in scores]
+    return weights[example.choices.index(row["answer"])] / sum(weights)
 
 
 def _check_soft(mode: str, task: Task, task_cfg: TaskConfig, examples: Sequence[Example],

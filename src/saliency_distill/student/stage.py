@@ -33,6 +33,7 @@ from ..training.losses import AVERAGES
 from ..training.sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
 from ..training.sft import identity as train_identity
 from .modes import DEFAULT_MODES, FORMATS, MODES, build_pairs, check_mode, templates
+from .pool import check_min_confidence, training_examples
 from .record import RECORD_FILE, run_provenance, student_record, write_record
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,10 @@ class StudentConfig:
         "trains on the label only, and a warning counts them)"
     )
     keep_models: bool = field(False, "keep each trained student's weights (about 0.5 GB each)")
+    pool_min_confidence: float | str | None = field(
+        None, "pool modes: leave out pool inputs whose teacher probability (of its answer) is under this, or "
+        "auto: the threshold under which the teacher's validation answers are right more often than wrong by "
+        "the largest margin (student/pool.py); unset keeps every pool input")
 
     def __post_init__(self) -> None:
         for mode in self.modes:
@@ -133,6 +138,7 @@ class StudentConfig:
                                   f"(choose from: {', '.join(MODES)})")
             if not 0.0 < alpha <= 1.0:
                 raise ConfigError(f"config key 'student.alpha_by_mode.{mode}': {alpha} is not in (0, 1]")
+        check_min_confidence(self.pool_min_confidence)
         if self.train.seed != 0:  # each (mode, seed) run sets it from student.seeds
             raise ConfigError("config key 'student.train.seed': the student's seeds are student.seeds "
                               f"(got {self.train.seed}); leave student.train.seed unset")
@@ -200,12 +206,14 @@ def train_and_evaluate(
     overwrite: bool = False,
     kd_teacher: ModelConfig | None = None,
     provenance: Mapping[str, Any] | None = None,
+    min_confidence: float = 0.0,
 ) -> dict[str, Any]:
     """Train the student in ``mode`` with ``seed``, evaluate it, and return its metrics.
 
     ``identity`` (e.g. the teacher's and the rationale store's config hashes) is part of the
     run's hash: a finished run is reused only when everything that made it is unchanged.
-    ``kd_teacher`` is the teacher model that ``cfg.logit_kd`` distils from. ``provenance`` (the
+    ``kd_teacher`` is the teacher model that ``cfg.logit_kd`` distils from. ``min_confidence``: a
+    pool mode's threshold on the teacher's probability (``student.pool_min_confidence`` resolved). ``provenance`` (the
     run config's hash, the teacher, attribution and rationale sections) goes into the record kept
     with the weights; it is not part of the hash.
     """
@@ -218,6 +226,10 @@ def train_and_evaluate(
     # Keys that change nothing here stay out (and runs made before they existed stay valid).
     if not cfg.early_stopping.enabled or not cfg.early_stopping.min_fraction:  # 0: how runs made before it stopped
         student["early_stopping"].pop("min_fraction")
+    if not MODES[mode].pool:
+        student.pop("pool_min_confidence", None)
+    else:  # the threshold the run trains with (auto: as chosen)
+        student["pool_min_confidence"] = min_confidence
     if not cfg.logit_kd:
         student.pop("logit_kd")
         if not MODES[mode].soft:
@@ -251,8 +263,9 @@ def train_and_evaluate(
         return done
     lm = load_model(cfg.model)
     predict_template, explain_template = templates(cfg.format, lm.is_seq2seq, cfg.predict_tag, cfg.explain_tag)
-    pairs = build_pairs(mode, task, task_cfg, splits["train"], teacher_answers, rationales,
-                        predict_template, explain_template, cfg.require_rationales)
+    examples = training_examples(mode, splits)
+    pairs = build_pairs(mode, task, task_cfg, examples, teacher_answers, rationales,
+                        predict_template, explain_template, cfg.require_rationales, min_confidence)
     logger.debug("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed,
                  len(pairs.prompts))
     callbacks = []
@@ -285,7 +298,9 @@ def train_and_evaluate(
     record = {
         "config_hash": digest, "mode": mode, "seed": seed, "model": cfg.model.name,
         **{k: metrics.get(k) for k in ("accuracy", "ranked_accuracy", "n")},
-        "train_examples": len(splits["train"]), "train_sequences": len(pairs.prompts),
+        "train_examples": len(splits["train"]), "pool_examples": len(examples) - len(splits["train"]),
+        "pool_used": len(set(pairs.ids)) - len(splits["train"]) if MODES[mode].pool else 0,
+        "train_sequences": len(pairs.prompts),
         "train_steps": train_metrics.get("global_step"),
         "train_seconds": train_metrics.get("wall_seconds"),
         "train_examples_per_s": train_metrics.get("examples_per_second"),

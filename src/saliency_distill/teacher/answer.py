@@ -20,6 +20,7 @@ from typing import Any, Literal
 from ..config import config_hash, field, to_dict
 from ..data import Example, TaskConfig, get_task
 from ..data.answers import exact_match
+from ..data.pool import POOL
 from ..distributed import barrier, is_main
 from ..errors import ConfigError, DataError
 from ..io import write_json, write_jsonl
@@ -92,10 +93,10 @@ class TeacherConfig:
         object.__setattr__(self, "train", resolve_bf16(self.train, self.model.device))  # bf16: auto
 
 
-def is_correct(example: Example, answer: str) -> bool:
+def is_correct(example: Example, answer: str) -> bool | None:
     """The teacher's argument order for :func:`saliency_distill.evaluation.exact_match`, the
-    one rule that scores teacher and student alike."""
-    return exact_match(answer, example)
+    one rule that scores teacher and student alike; None for a pool example (it has no label)."""
+    return None if example.label is None else exact_match(answer, example)
 
 
 def make_prompter(
@@ -188,6 +189,19 @@ def accuracy(rows: list[dict[str, Any]], gold: dict[str, Example], key: str = "a
     return sum(r[key] is not None and is_correct(gold[r["id"]], r[key]) for r in rows) / len(rows)
 
 
+def split_accuracy(rows: list[dict[str, Any]], examples: list[Example],
+                   quality_before: dict[str, Any] | None) -> dict[str, Any]:
+    """A labeled split's accuracy (of the summed and the mean scores too, and before calibration)."""
+    gold = {ex.id: ex for ex in examples}
+    acc = {"accuracy": accuracy(rows, gold), "n": len(rows)}
+    if rows and "answer_sum" in rows[0]:
+        acc["accuracy_sum"] = accuracy(rows, gold, "answer_sum")
+        acc["accuracy_mean"] = accuracy(rows, gold, "answer_mean")
+    if quality_before:
+        acc["accuracy_uncalibrated"] = quality_before["accuracy"]
+    return acc
+
+
 def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]],
                      run_dir: str | Path, metrics: dict[str, Any], check: int = 40) -> None:
     """Fine-tune the teacher again where its answers are kept but its weights are not (a run folder
@@ -256,7 +270,8 @@ def teach(
     make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
     lm = load_model(cfg.model)
     prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
-    for split in dict.fromkeys([*cfg.splits, *(["train"] if cfg.finetune else [])]):
+    answering = [*cfg.splits, *([POOL] if POOL in splits else [])]  # the pool: the inputs without labels
+    for split in dict.fromkeys([*answering, *(["train"] if cfg.finetune else [])]):
         check_prompt_lengths(lm, [prompter.render(ex).text for ex in splits[split]],
                              [ex.id for ex in splits[split]], cfg)
     metrics: dict[str, Any] = {"config_hash": digest, "model": cfg.model.name, "finetuned": cfg.finetune,
@@ -271,7 +286,7 @@ def teach(
         return json.loads(metrics_path.read_text())
     answered, seconds = {}, {}
     partials = []
-    for split in cfg.splits:
+    for split in answering:
         logger.debug("teacher answering %d %s examples", len(splits[split]), split)
         partial = out_dir / f"answers_{split}.partial.jsonl"
         rows, spent, n = answer_resumably(lm, prompter, splits[split], cfg, partial, digest, overwrite)
@@ -286,20 +301,14 @@ def teach(
         if calibration:
             rows = calibrate_answers(rows, examples, prompter, calibration, cfg.scoring)
         write_jsonl(out_dir / f"answers_{split}.jsonl", rows)
-        gold = {ex.id: ex for ex in examples}
-        acc = {"accuracy": accuracy(rows, gold), "n": len(rows)}
-        if rows and "answer_sum" in rows[0]:
-            acc["accuracy_sum"] = accuracy(rows, gold, "answer_sum")
-            acc["accuracy_mean"] = accuracy(rows, gold, "answer_mean")
-        if quality_before:
-            acc["accuracy_uncalibrated"] = quality_before["accuracy"]
-        metrics["accuracy"][split] = acc
         quality = answer_quality(rows, examples)
         quality["seconds_per_example"] = seconds[split]
         if quality_before:
-            quality["uncalibrated"] = {k: quality_before.get(k) for k in
-                                       ("accuracy", "answer_distribution", "recall")}
+            quality["uncalibrated"] = {k: quality_before[k] for k in ("accuracy", "answer_distribution", "recall")
+                                       if k in quality_before}
         metrics["quality"][split] = quality
+        if split != POOL:  # the pool has no labels: its answer distribution, no accuracy
+            metrics["accuracy"][split] = split_accuracy(rows, examples, quality_before)
         for warning in filter(None, [collapse_warning(split, quality), *class_warnings(split, quality)]):
             logger.warning(warning)
             metrics["warnings"].append(warning)

@@ -183,7 +183,8 @@ def calibrate_answers(rows: list[dict[str, Any]], examples: list[Example], promp
         pick = max(range(len(calibrated)), key=calibrated.__getitem__)
         answer = ex.choices[pick]  # type: ignore[index]
         out.append({**row, "answer": answer, "target": prompter.candidates(ex)[pick],
-                    "correct": exact_match(answer, ex), "answer_uncalibrated": row["answer"],
+                    "correct": None if ex.label is None else exact_match(answer, ex),  # None: the pool
+                    "answer_uncalibrated": row["answer"],
                     "logprobs": [round(v, 4) for v in calibrated],
                     "logprobs_raw": row.get("logprobs_raw", row["logprobs"])})
     return out

@@ -52,6 +52,8 @@ def answer_quality(rows: Sequence[dict[str, Any]], examples: Sequence[Example]) 
     recall per gold class (label, or option position) of one split's rows."""
     by_id = {ex.id: ex for ex in examples}
     shared = label_set(examples) is not None
+    if any(ex.label is None for ex in examples):  # the pool: no labels, so the answers alone
+        return pool_quality(rows, by_id, shared)
     answers: Counter[str] = Counter()
     gold: Counter[str] = Counter()
     hits: Counter[str] = Counter()
@@ -92,6 +94,20 @@ def answer_quality(rows: Sequence[dict[str, Any]], examples: Sequence[Example]) 
     return out
 
 
+def pool_quality(rows: Sequence[dict[str, Any]], by_id: dict[str, Example], shared: bool) -> dict[str, Any]:
+    """The answer distribution of inputs without labels (the pool), and whether it collapsed."""
+    answers = Counter(answer_key(by_id[row["id"]], row["answer"], shared) for row in rows)
+    n = len(rows)
+    top, top_n = answers.most_common(1)[0] if answers else (None, 0)
+    free = bool(by_id) and next(iter(by_id.values())).choices is None
+    listed = answers.most_common(TOP_FREE_ANSWERS) if free else sorted(answers.items())
+    out = {"n": n, "answer_distribution": dict(listed), "top_answer": top,
+           "top_answer_share": top_n / n if n else None, "collapsed": bool(n) and top_n / n > COLLAPSE_SHARE}
+    if free:
+        out["no_answer"] = answers[NO_ANSWER]
+    return out
+
+
 def class_warnings(split: str, quality: dict[str, Any]) -> list[str]:
     """One line per gold class that the teacher predicts at under a third of its gold share."""
     n = quality.get("n") or 0
@@ -111,8 +127,9 @@ def collapse_warning(split: str, quality: dict[str, Any]) -> str | None:
     """A one-line warning for a collapsed teacher, else None."""
     if not quality.get("collapsed"):
         return None
+    accuracy = f" (accuracy {quality['accuracy']:.1%})" if "accuracy" in quality else ""
     return (
         f"warning: the teacher answers {quality['top_answer']!r} for {quality['top_answer_share']:.0%} of "
-        f"the {split} split (accuracy {quality['accuracy']:.1%}): a collapsed teacher; students "
+        f"the {split} split{accuracy}: a collapsed teacher; students "
         f"distilled from it learn little (check teacher.format and teacher.shots, or use another teacher)"
     )

@@ -1,0 +1,137 @@
+"""The pool: inputs without labels that the teacher labels for the students (task.labeled,
+task.unlabeled, the pool-* modes, the confidence threshold)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from saliency_distill.cli.main import main
+from saliency_distill.data import Example, TaskConfig, prepare
+from saliency_distill.data.pool import make_pool
+from saliency_distill.student.modes import build_pairs, confidence
+from saliency_distill.student.pool import THRESHOLDS, choose_min_confidence, min_confidence
+from saliency_distill.data import get_task
+from tests.conftest import write_planets
+
+
+def _rows(n: int = 24, offset: int = 0) -> list[dict]:
+    return [{"question": f"Which planet is bigger, number {i} or number {i + 1}?",
+             "options": [f"planet {i}", f"planet {i + 1}"], "answer": f"planet {i + 1}"}
+            for i in range(offset, offset + n)]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _task(path: Path, **kw) -> TaskConfig:
+    from saliency_distill.data import FieldMap
+
+    return TaskConfig(name="file", path=str(path), fields=FieldMap(choices="options", label="answer"), **kw)
+
+
+def test_labeled_keeps_n_labels_and_the_pool_file_holds_no_label(tmp_path):
+    data = _write(tmp_path / "d.jsonl", _rows(40))
+    splits = prepare(_task(data, labeled=5), tmp_path / "run")
+    assert len(splits["train"]) == 5 and all(ex.label for ex in splits["train"])
+    pool = splits["pool"]
+    assert pool and all(ex.label is None for ex in pool)
+    ids = {ex.id for s in ("train", "validation", "test") for ex in splits[s]}
+    assert not ids & {ex.id for ex in pool}
+    written = [json.loads(line) for line in (tmp_path / "run" / "data" / "pool.jsonl").read_text().splitlines()]
+    assert written and all(set(row) == {"id", "fields", "choices"} for row in written)
+    manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
+    assert manifest["sizes"]["pool"] == len(pool) and manifest["sizes"]["train"] == 5
+
+
+def test_a_smaller_pool_is_the_start_of_a_larger_one(tmp_path):
+    data = _write(tmp_path / "d.jsonl", _rows(60))
+    task = get_task("file")
+    from saliency_distill.data import make_splits
+
+    splits = make_splits(task.load_source(_task(data)), _task(data))
+    small = make_pool(splits, _task(data, labeled=4, max_pool=5))["pool"]
+    large = make_pool(splits, _task(data, labeled=4, max_pool=20))["pool"]
+    assert [ex.id for ex in large[:5]] == [ex.id for ex in small]
+
+
+def test_unlabeled_file_reads_inputs_and_ignores_any_label(tmp_path):
+    data = _write(tmp_path / "d.jsonl", _rows(24))
+    rows = [{"question": r["question"], "options": r["options"], "answer": "planet 0", "id": f"u{i}"}
+            for i, r in enumerate(_rows(6, offset=100))]
+    extra = _write(tmp_path / "u.jsonl", rows)
+    from saliency_distill.data import FieldMap
+
+    cfg = TaskConfig(name="file", path=str(data), unlabeled=str(extra),
+                     fields=FieldMap(choices="options", label="answer", id=None))
+    splits = prepare(cfg, tmp_path / "run")
+    assert len(splits["pool"]) == 6 and all(ex.label is None for ex in splits["pool"])
+    assert {ex.choices for ex in splits["pool"]} == {tuple(r["options"]) for r in rows}
+
+
+def test_pool_examples_learn_the_teachers_answer_and_the_threshold_drops_unsure_ones():
+    task = get_task("file")
+    from saliency_distill.data import FieldMap
+
+    cfg = TaskConfig(name="file", path="-", fields=FieldMap(content=["question"], choices="options"))
+    gold = Example("g", {"question": "q0"}, "b", ("a", "b"))
+    sure = Example("p1", {"question": "q1"}, None, ("a", "b"))  # type: ignore[arg-type]
+    unsure = Example("p2", {"question": "q2"}, None, ("a", "b"))  # type: ignore[arg-type]
+    answers = {"p1": {"answer": "a", "logprobs": [0.0, -3.0]}, "p2": {"answer": "b", "logprobs": [-0.6, -0.5]}}
+    assert confidence(answers["p1"], sure) == pytest.approx(1 / (1 + 2.718281828 ** -3))
+    pairs = build_pairs("pool-label", task, cfg, [gold, sure, unsure], answers)
+    assert pairs.targets == ["b", "a", "b"] and pairs.ids == ["g", "p1", "p2"]
+    pairs = build_pairs("pool-label", task, cfg, [gold, sure, unsure], answers, min_confidence=0.6)
+    assert pairs.ids == ["g", "p1"]
+
+
+def test_the_auto_threshold_reads_validation_only():
+    exs = [Example(f"v{i}", {"question": "q"}, "a", ("a", "b")) for i in range(10)]
+    # confident answers are right, unsure ones (p ~ 0.52) are wrong: auto keeps the confident ones
+    rows = {f"v{i}": {"answer": "a" if i < 6 else "b", "correct": i < 6,
+                      "logprobs": [0.0, -4.0] if i < 6 else [-0.1, 0.0]} for i in range(10)}
+    chosen = choose_min_confidence(rows, exs)
+    assert chosen in THRESHOLDS and 0.52 < chosen <= 0.9
+    # the same rows all right: keep everything (the lowest threshold of equals)
+    right = {k: {**v, "correct": True} for k, v in rows.items()}
+    assert choose_min_confidence(right, exs) == 0.0
+    assert min_confidence(0.3, None, exs) == 0.3 and min_confidence(None, None, exs) == 0.0
+
+
+def _run_args(root: Path, data: Path, dirs, modes: str, *extra: str) -> list[str]:
+    return [f"run_dir={root}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
+            "task.fields.label=answer", f"teacher.model.name={dirs['qwen2']}", f"student.model.name={dirs['llama']}",
+            "teacher.finetune=false", f"student.modes=[{modes}]", "student.train.max_steps=2",
+            "student.train.progress_bar=false", "student.eval.max_new_tokens=4", "progress=false", "rationale.k=3",
+            "task.labeled=6", *extra]
+
+
+def test_pool_labels_never_reach_a_student(tmp_path, tiny_model_dirs):
+    """Scrambling the labels of the rows that go to the pool leaves every student output the same."""
+    data = write_planets(tmp_path)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    modes = "standard,pool-label,pool-soft,pool-saliency,pool-random-words"
+    assert main(["-q", "train", *_run_args(tmp_path / "a", data, tiny_model_dirs, modes)]) == 0
+    pool_questions = {json.loads(line)["fields"]["question"]
+                      for line in (tmp_path / "a" / "data" / "pool.jsonl").read_text().splitlines()}
+    assert pool_questions
+    scrambled = [{**r, "answer": r["options"][0]} if r["question"] in pool_questions else r for r in rows]
+    assert scrambled != rows
+    other = _write(tmp_path / "scrambled.jsonl", scrambled)
+    assert main(["-q", "train", *_run_args(tmp_path / "b", other, tiny_model_dirs, modes)]) == 0
+    students = sorted((tmp_path / "a" / "students").glob("*/seed0/predictions.jsonl"))
+    assert len(students) == 5
+    for path in students:
+        twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        assert path.read_bytes() == twin.read_bytes(), path
+        losses = [{k: json.loads((p.parent / "result.json").read_text())[k] for k in ("loss_first", "loss_last")}
+                  for p in (path, twin)]
+        assert losses[0] == losses[1], path  # the training targets too, not only the (tiny) model's answers
+    result = json.loads((tmp_path / "a" / "students" / "pool-label" / "seed0" / "result.json").read_text())
+    assert result["train_examples"] == 6 and result["pool_examples"] == len(pool_questions)
+    metrics = json.loads((tmp_path / "a" / "teacher" / "metrics.json").read_text())
+    assert "pool" not in metrics["accuracy"] and metrics["quality"]["pool"]["n"] == len(pool_questions)
