@@ -9,7 +9,7 @@ import pytest
 
 from saliency_distill.errors import DataError
 from saliency_distill.reporting import compare_modes, paired_bootstrap, read_correctness, write_report
-from saliency_distill.reporting.significance import comparisons, significance_sentence
+from saliency_distill.reporting.significance import comparisons, significance_sentence, two_level_bootstrap
 from saliency_distill.run_dir import RunDir
 
 N = 1000
@@ -144,11 +144,14 @@ def test_report_states_the_significance_from_a_run_folder(tmp_path):
     md = (folder / "results.md").read_text()
     expected = paired_bootstrap(saliency, standard)
     sentence = (f"- saliency vs standard: +10.00 points [{expected.lower:.2f}, {expected.upper:.2f}], 3,000 pairs: "
-                "the interval excludes 0, so the difference is significant at 95%.\n")
+                "the interval excludes 0, so the difference is significant at 95%. Seeds resampled too (3 seeds, "
+                "1,000 examples): ")
     assert "## Significance\n" in md and sentence in md
     assert "- random vs standard: no interval (no per-example predictions for random).\n" in md
     saved = json.loads((folder / "significance.json").read_text())
-    assert saved[0] == {"mode": "saliency", "baseline": "standard", **expected.to_dict()}
+    two_level = two_level_bootstrap(saliency, standard)
+    assert saved[0] == {"mode": "saliency", "baseline": "standard", **expected.to_dict(), "two_level": two_level}
+    assert f"[{two_level['lower']:.2f}, {two_level['upper']:.2f}], excludes 0.\n" in md
 
 
 def test_report_without_predictions_says_so(tmp_path):
@@ -177,3 +180,52 @@ def test_random_words_is_the_control_every_rationale_mode_is_compared_with():
     pairs = comparisons(["standard", "saliency", "random-words", "human-rationale"])
     assert ("saliency", "random-words") in pairs and ("human-rationale", "random-words") in pairs
     assert ("random-words", "standard") in pairs and ("standard", "random-words") not in pairs
+
+
+def _synthetic(seed_shift: list[float], n: int = 400) -> tuple[dict, dict]:
+    """A baseline right on 50% of n examples under every seed, and a mode right on 60% plus a
+    per-seed shift (the training noise) of the examples, by a fixed random pattern."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    ease = rng.permutation((np.arange(n) + 0.5) / n)  # an example's difficulty, shared by every seed and both modes
+    ids = [f"e{i}" for i in range(n)]
+    base = {s: {i: bool(ease[k] < 0.5) for k, i in enumerate(ids)} for s in range(len(seed_shift))}
+    mode = {s: {i: bool(ease[k] < 0.6 + shift) for k, i in enumerate(ids)} for s, shift in enumerate(seed_shift)}
+    return mode, base
+
+
+def test_two_level_interval_widens_when_seeds_spread():
+    from saliency_distill.reporting.significance import paired_bootstrap, two_level_bootstrap
+
+    calm_mode, calm_base = _synthetic([0.0] * 5)
+    wild_mode, wild_base = _synthetic([-0.18, 0.12, -0.1, 0.2, -0.04])
+    calm = two_level_bootstrap(calm_mode, calm_base)
+    wild = two_level_bootstrap(wild_mode, wild_base)
+    examples_only = paired_bootstrap(wild_mode, wild_base)
+    assert calm["n_seeds"] == wild["n_seeds"] == 5 and calm["n_examples"] == 400
+    assert calm["difference"] == pytest.approx(10.0)
+    assert wild["difference"] == pytest.approx(examples_only.difference)
+    width = {k: v["upper"] - v["lower"] for k, v in (("calm", calm), ("wild", wild))}
+    assert width["wild"] > 2 * width["calm"]
+    assert width["wild"] > 2 * (examples_only.upper - examples_only.lower)
+    assert wild["lower"] < 0 < examples_only.lower  # the seed spread is what makes the gain uncertain
+
+
+def test_two_level_with_one_seed_is_the_example_level_interval():
+    from saliency_distill.reporting.significance import paired_bootstrap, two_level_bootstrap
+
+    mode, base = _synthetic([0.0])
+    one = two_level_bootstrap(mode, base, n_resamples=4000)
+    flat = paired_bootstrap(mode, base, n_resamples=4000)
+    assert one["n_seeds"] == 1
+    assert one["lower"] == pytest.approx(flat.lower, abs=0.6) and one["upper"] == pytest.approx(flat.upper, abs=0.6)
+
+
+def test_compare_modes_reports_both_intervals():
+    from saliency_distill.reporting.significance import compare_modes, significance_sentence
+
+    mode, base = _synthetic([0.05, -0.05, 0.0])
+    [entry] = compare_modes({"saliency": mode, "standard": base}, ["standard", "saliency"])
+    assert entry["two_level"]["n_seeds"] == 3
+    assert "Seeds resampled too (3 seeds, 400 examples)" in significance_sentence(entry)

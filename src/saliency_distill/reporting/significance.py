@@ -9,6 +9,12 @@ every seed), so the bootstrap resamples *examples* with replacement and keeps ev
 resampled example (a cluster bootstrap); resampling the pairs one by one would treat the seeds
 as independent evidence and give too narrow an interval.
 
+That interval holds the trained students fixed: it says whether another draw of test examples
+would keep the gap, not whether another draw of training seeds would. With few training rows the
+seeds spread more than the gain, so :func:`two_level_bootstrap` resamples both: the seeds that
+both modes were trained with (paired by seed), and the test examples, independently (a
+bootstrap of the crossed seed x example design); with one seed it is the example-level interval.
+
 Correctness is given per mode as ``{seed: {example id: correct}}``. Everything here is pure:
 :func:`~saliency_distill.reporting.report.read_correctness` reads it from a run folder.
 """
@@ -111,6 +117,39 @@ def paired_bootstrap(mode: Correctness, baseline: Correctness, *, n_resamples: i
                             confidence=confidence, n_resamples=n_resamples, seed=seed)
 
 
+def two_level_bootstrap(mode: Correctness, baseline: Correctness, *, n_resamples: int = DEFAULT_RESAMPLES,
+                        seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
+    """The difference ``mode - baseline`` in points with an interval that includes training noise:
+    each resample draws the shared seeds with replacement and, independently, the test examples
+    answered under every shared seed in both modes, and averages the paired differences over the
+    drawn (seed, example) cells. Returns ``difference``, ``lower``, ``upper``, ``n_seeds``,
+    ``n_examples``, ``confidence``, ``n_resamples``; raises :class:`DataError` when no seed has
+    an example answered in both."""
+    seeds = sorted(s for s in set(mode) & set(baseline) if mode[s].keys() & baseline[s].keys())
+    if not seeds:
+        raise DataError("no seed with an example answered in both modes: nothing to compare")
+    ids = sorted(set.intersection(*(set(mode[s]) & set(baseline[s]) for s in seeds)))
+    if not ids:
+        raise DataError("no example answered in both modes under every shared seed: nothing to compare")
+    diff = np.array([[int(bool(mode[s][i])) - int(bool(baseline[s][i])) for i in ids] for s in seeds],
+                    dtype=np.float64)  # (seeds, examples)
+    rng = np.random.default_rng(seed)
+    n_seeds, n_examples = diff.shape
+    resampled = np.empty(n_resamples, dtype=np.float64)
+    block = max(1, _BLOCK_ELEMENTS // n_examples)
+    for start in range(0, n_resamples, block):
+        stop = min(start + block, n_resamples)
+        # how often each seed and each example is drawn: the mean over the drawn cells is
+        # seed_counts @ diff @ example_counts / (n_seeds * n_examples)
+        seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=stop - start)
+        example_counts = rng.multinomial(n_examples, np.full(n_examples, 1 / n_examples), size=stop - start)
+        resampled[start:stop] = 100.0 * ((seed_counts @ diff) * example_counts).sum(axis=1) / (n_seeds * n_examples)
+    tail = (1 - confidence) / 2
+    lower, upper = np.quantile(resampled, [tail, 1 - tail])
+    return {"difference": float(100 * diff.mean()) + 0.0, "lower": float(lower) + 0.0, "upper": float(upper) + 0.0,
+            "n_seeds": n_seeds, "n_examples": n_examples, "confidence": confidence, "n_resamples": n_resamples}
+
+
 def accuracy_interval(correct: Correctness, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
                       confidence: float = 0.95) -> PairedDifference:
     """One mode's accuracy in % over its (seed, example id) answers, with the same cluster-bootstrap
@@ -151,7 +190,13 @@ def compare_modes(correctness: Mapping[str, Correctness], modes: Sequence[str],
         except DataError:
             out.append({**entry, "difference": None, "reason": "no example answered in both under the same seed"})
             continue
-        out.append({**entry, **result.to_dict()})
+        entry = {**entry, **result.to_dict()}
+        try:
+            entry["two_level"] = two_level_bootstrap(correctness[mode], correctness[baseline],
+                                                     n_resamples=n_resamples, seed=seed, confidence=confidence)
+        except DataError:
+            pass
+        out.append(entry)
     logger.debug("bootstrapped %d of %d comparisons", sum(e["difference"] is not None for e in out), len(out))
     return out
 
@@ -169,7 +214,19 @@ def significance_sentence(entry: Mapping[str, Any]) -> str:
     verdict = (f"the interval excludes 0, so the difference is significant at {level}" if entry["excludes_zero"]
                else f"the interval includes 0: no significant difference at {level}")
     interval = f"[{entry['lower']:.2f}, {entry['upper']:.2f}]"
-    return f"{head}: {entry['difference']:+.2f} points {interval}, {pairs}: {verdict}."
+    return f"{head}: {entry['difference']:+.2f} points {interval}, {pairs}: {verdict}.{two_level_clause(entry)}"
+
+
+def two_level_clause(entry: Mapping[str, Any]) -> str:
+    """`` Seeds resampled too (3 seeds): [-1.20, 5.10], includes 0.`` or an empty string."""
+    two = entry.get("two_level")
+    if not two:
+        return ""
+    if two["n_seeds"] < 2:
+        return " One seed: training noise is not measured (train more seeds for an interval that includes it)."
+    side = "excludes 0" if two["lower"] > 0 or two["upper"] < 0 else "includes 0"
+    return (f" Seeds resampled too ({two['n_seeds']} seeds, {two['n_examples']:,} examples): "
+            f"[{two['lower']:.2f}, {two['upper']:.2f}], {side}.")
 
 
 def significance_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -180,5 +237,7 @@ def significance_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     first = done[0] if done else {"confidence": 0.95, "n_resamples": DEFAULT_RESAMPLES}
     intro = (f"Accuracy difference in points (mode minus baseline) with a {100 * first['confidence']:g}% "
              f"paired bootstrap interval: {first['n_resamples']:,} resamples of the test examples, each "
-             "keeping all its seeds; a pair is one example under one seed, answered in both modes.")
+             "keeping all its seeds; a pair is one example under one seed, answered in both modes. The second "
+             "interval resamples the training seeds as well (two-level), so it also holds the spread between "
+             "students trained with other seeds.")
     return [intro, "", *(f"- {significance_sentence(e)}" for e in entries)]
