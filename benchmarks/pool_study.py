@@ -1,0 +1,260 @@
+"""Few labels, many inputs: does a teacher that labels a pool of inputs lift the student, and do
+saliency rationales add to it?
+
+    python benchmarks/pool_study.py --dataset esnli            # ../shared/data/dsbs (never committed)
+    python benchmarks/pool_study.py --dataset cqa
+    python benchmarks/pool_study.py --dataset socialiqa        # from the package registry
+
+One run folder per dataset (``runs/pool_study/<dataset>``): ``task.labeled`` keeps ``--labels``
+train labels and moves the rest of train into the pool without its labels; ``task.max_pool`` is
+the largest pool size. The teacher answers the pool once (and attributes it once, for the saliency
+modes); every pool size P trains on the first P pool inputs (a smaller pool is the start of a
+larger one) in ``pool<P>/``. Rows per pool size: ``standard`` on the labels alone (P = 0), the
+pool modes, and the gold reference: ``standard`` on as many gold labels as labels + pool (the
+same examples, their labels read back from the source) in ``reference<P>/``. Seeds: 5 for
+students on at most 1,000 rows, 3 above (``--seeds-small``, ``--seeds-large``).
+
+Settings (teacher, format, shots, calibration, k, alpha, epochs) are the dataset's config in
+``configs/`` (chosen on validation there); ``--set key=value`` overrides them (e.g.
+``teacher.model.dtype=float32`` where bf16 is emulated). Every difference is paired against
+``standard`` at P = 0 and shown with two intervals: the example-level cluster bootstrap (the
+students fixed) and the two-level one that resamples the seeds too.
+
+Resumes from the run folder (the teacher row by row, every student run); writes
+``benchmarks/results/pool_study.{json,md}`` (one section per dataset) after every pool size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, write_results  # noqa: E402
+
+CONFIGS = {"esnli": "configs/esnli.yaml", "cqa": "configs/cqa.yaml", "socialiqa": "configs/demo.yaml"}
+POOL_MODES = "pool-label,pool-soft,pool-saliency,pool-random-words"
+ROWS_FOR_FIVE_SEEDS = 1000
+
+
+def configure(args: argparse.Namespace, modes: list[str], seeds: list[int]) -> Any:
+    from saliency_distill.config import load_config
+    from saliency_distill.experiment import ExperimentConfig
+
+    overrides = [f"run_dir={args.run_dir}", f"task.labeled={args.labels}", f"task.max_pool={max(args.pools)}",
+                 "task.max_train=null", f"task.max_test={args.max_test or 'null'}",
+                 f"task.max_validation={args.max_validation or 'null'}", f"student.modes=[{','.join(modes)}]",
+                 f"student.seeds=[{','.join(map(str, seeds))}]", "student.keep_models=false", "progress=false",
+                 "teacher.splits=[train,validation,test]", *args.set]
+    if args.dataset != "socialiqa":
+        overrides.append(f"task.path={Path(args.data) / args.dataset}")
+    return load_config(ExperimentConfig, CONFIGS[args.dataset], overrides)
+
+
+def gold_twins(cfg: Any, ids: list[str]) -> list[Any]:
+    """The train examples of ``ids`` with their labels, read again from the source: the gold
+    reference's data (the pool's labels exist only for this comparison)."""
+    from saliency_distill.data import get_task, make_splits
+
+    task_cfg = replace(cfg.task, labeled=None, unlabeled=None, max_pool=None)
+    train = {ex.id: ex for ex in make_splits(get_task(task_cfg.name).load_source(task_cfg), task_cfg)["train"]}
+    return [train[i] for i in ids]
+
+
+def seeds_for(rows: int, args: argparse.Namespace) -> list[int]:
+    return list(range(args.seeds_small if rows <= ROWS_FOR_FIVE_SEEDS else args.seeds_large))
+
+
+def compare(correctness: dict[str, Any], mode: str, baseline: str) -> dict[str, Any] | None:
+    from saliency_distill.errors import DataError
+    from saliency_distill.reporting.significance import paired_bootstrap, two_level_bootstrap
+
+    a, b = correctness.get(mode), correctness.get(baseline)
+    if not a or not b:
+        return None
+    try:
+        flat = paired_bootstrap(a, b)
+        two = two_level_bootstrap(a, b)
+    except DataError:
+        return None
+    return {"difference": flat.difference, "examples": [flat.lower, flat.upper], "two_level": [two["lower"], two["upper"]],
+            "seeds": two["n_seeds"]}
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    import statistics
+
+    accs = [100 * r["accuracy"] for r in rows]
+    return {"seeds": len(rows), "mean": statistics.fmean(accs), "sd": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "min": min(accs), "max": max(accs), "train_seconds": sum(r.get("train_seconds") or 0 for r in rows),
+            "rows": rows[0]["train_examples"] + rows[0].get("pool_used", 0)}
+
+
+def timed(times: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, its wall time added to ``times[name]``."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    times[name] = times.get(name, 0.0) + time.perf_counter() - start
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", required=True, choices=sorted(CONFIGS))
+    ap.add_argument("--data", default="../shared/data/dsbs")
+    ap.add_argument("--labels", type=int, default=250)
+    ap.add_argument("--pools", default="500,2000", help="pool sizes besides 0 (clipped to what the split holds)")
+    ap.add_argument("--modes", default=POOL_MODES)
+    ap.add_argument("--seeds-small", type=int, default=5, help="seeds of students on at most 1,000 rows")
+    ap.add_argument("--seeds-large", type=int, default=3)
+    ap.add_argument("--no-reference", action="store_true", help="skip the gold reference students")
+    ap.add_argument("--max-test", type=int, default=None, help="default: the whole test split")
+    ap.add_argument("--max-validation", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
+    ap.add_argument("--run-dir", default=None)
+    ap.add_argument("--out", default="benchmarks/results/pool_study")
+    args = ap.parse_args()
+    args.pools = sorted({int(p) for p in args.pools.split(",") if p.strip()})
+    args.run_dir = args.run_dir or f"runs/pool_study/{args.dataset}"
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    from saliency_distill.data.pool import POOL
+    from saliency_distill.experiment import attribute_stage, prepare_stage, save_resolved, student_stage, teach_stage
+    from saliency_distill.reporting import read_correctness
+    from saliency_distill.student.modes import MODES
+
+    modes = args.modes.split(",")
+    cfg = configure(args, ["standard", *modes], [0])
+    save_resolved(cfg)
+    times: dict[str, float] = {}
+    splits = timed(times, "prepare", lambda: prepare_stage(cfg))
+    pool = splits[POOL]
+    pools = sorted({min(p, len(pool)) for p in args.pools})
+    teacher = timed(times, "teacher", lambda: teach_stage(cfg))
+    attributed = {}
+    if any(MODES[m].needs_rationales for m in modes):
+        attributed = timed(times, "attribution", lambda: attribute_stage(cfg))
+    labels = len(splits["train"])
+    result: dict[str, Any] = {"dataset": args.dataset, "labels": labels, "pool_available": len(pool),
+                              "test": len(splits["test"]), "validation": len(splits["validation"]),
+                              "teacher": teacher_figures(teacher, cfg), "points": [], "times": times,
+                              "attribution_examples_per_s": {s: a.get("examples_per_s") for s, a in attributed.items()}}
+
+    # P = 0: standard on the labels alone, the baseline of every comparison
+    base_cfg = configure(args, ["standard"], seeds_for(labels, args))
+    base = timed(times, "students", lambda: student_stage(base_cfg))
+    baseline = read_correctness(cfg.run_dir, base)["standard"]
+    result["points"].append({"pool": 0, "rows": {"standard": summarise(base)}, "vs_standard": {}})
+    write(args, result)
+    for size in [p for p in pools if p > 0]:
+        point: dict[str, Any] = {"pool": size, "rows": {}, "vs_standard": {}}
+        seeds = seeds_for(labels + size, args)
+        folder = Path(cfg.run_dir) / f"pool{size}"
+        records = timed(times, "students", student_stage, configure(args, modes, seeds), pool=pool[:size],
+                        folder=folder, identity={"pool_study": size})
+        correctness = read_correctness(folder, records)
+        if not args.no_reference:
+            ref_train = gold_twins(cfg, [ex.id for ex in splits["train"]] + [ex.id for ex in pool[:size]])
+            ref_folder = Path(cfg.run_dir) / f"reference{size}"
+            ref = timed(times, "students", student_stage, configure(args, ["standard"], seeds), train=ref_train,
+                        folder=ref_folder, identity={"reference": size})
+            records = records + [{**r, "mode": "gold-reference"} for r in ref]
+            correctness["gold-reference"] = read_correctness(ref_folder, ref)["standard"]
+        correctness["standard"] = baseline
+        for mode in dict.fromkeys(r["mode"] for r in records):
+            point["rows"][mode] = summarise([r for r in records if r["mode"] == mode])
+            point["vs_standard"][mode] = compare(correctness, mode, "standard")
+        point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b) for b in ("pool-label", "pool-random-words")}
+        result["points"].append(point)
+        write(args, result)
+
+
+def teacher_figures(metrics: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    quality = metrics.get("quality", {})
+    return {"model": metrics.get("model"), "prompt": metrics.get("prompt"), "calibration": cfg.teacher.calibration,
+            "accuracy": {s: a.get("accuracy") for s, a in metrics.get("accuracy", {}).items()},
+            "pool_answers": quality.get("pool", {}).get("answer_distribution"),
+            "seconds_per_example": {s: q.get("seconds_per_example") for s, q in quality.items()}}
+
+
+def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    out = Path(args.out)
+    store = out.parent / (out.name + ".json")
+    payload = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
+    payload["datasets"][args.dataset] = {**result, "machine": machine(), "command": "python " + " ".join(sys.argv)}
+    write_results(out, payload, markdown(payload))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _diff(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "-"
+    return (f"{c['difference']:+.1f} [{c['examples'][0]:+.1f}, {c['examples'][1]:+.1f}] / "
+            f"[{c['two_level'][0]:+.1f}, {c['two_level'][1]:+.1f}]")
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    lines = ["# Few labels, many inputs: the teacher over an unlabeled pool", "",
+             "Produced by `benchmarks/pool_study.py` (its docstring says how). Accuracy in % on the test split, mean "
+             "± sd over seeds (min-max); differences in points against `standard` on the labels alone, paired by "
+             "seed and example, with the example-level 95% interval / the two-level one that resamples seeds too.",
+             ""]
+    for name, d in payload["datasets"].items():
+        t = d["teacher"]
+        prompt = t["prompt"] or {}
+        asked = f"{prompt.get('format')}, {prompt.get('shots')}-shot" + (", chat" if prompt.get("chat") else "")
+        lines += [f"## {name}", "", f"`{d['command']}` ({d['machine']['date']}, {d['machine']['machine']})", "",
+                  f"{d['labels']} labels; pool available {d['pool_available']}; validation {d['validation']}, "
+                  f"test {d['test']}. Teacher {t['model']} ({asked}, calibration {t['calibration']}): test "
+                  f"{_pct(t['accuracy'].get('test'))}%, validation {_pct(t['accuracy'].get('validation'))}%; its "
+                  f"answers over the pool: {t['pool_answers']}.", "",
+                  "| pool | mode | seeds | accuracy | min-max | training rows | vs standard (examples / two-level) |",
+                  "|---:|---|---:|---|---|---:|---|"]
+        for point in d["points"]:
+            for mode, row in point["rows"].items():
+                lines.append(f"| {point['pool']} | {mode} | {row['seeds']} | {row['mean']:.1f} ± {row['sd']:.1f} | "
+                             f"{row['min']:.1f}-{row['max']:.1f} | {row['rows']} | "
+                             f"{_diff(point['vs_standard'].get(mode))} |")
+        lines += ["", *recovery_lines(d), "", *cost_lines(d), ""]
+    return "\n".join(lines)
+
+
+def cost_lines(d: dict[str, Any]) -> list[str]:
+    """Wall time per stage, and the teacher's and attribution's cost per 1,000 pool inputs."""
+    teacher = (d["teacher"]["seconds_per_example"] or {}).get("pool")
+    rate = (d.get("attribution_examples_per_s") or {}).get("pool")
+    per_1000 = [f"teacher answers {teacher * 1000 / 60:.0f} min" if teacher else None,
+                f"attribution {1000 / rate / 60:.0f} min" if rate else None]
+    return ["Wall time (s) per stage, this invocation (finished work is reused, not timed again): " + ", ".join(
+        f"{k} {v:.0f}" for k, v in d["times"].items()) + ".",
+        "Per 1,000 pool inputs: " + (", ".join(p for p in per_1000 if p) or "not measured (reused)") + "."]
+
+
+def recovery_lines(d: dict[str, Any]) -> list[str]:
+    """Recovery (best pool student - standard) / (gold reference - standard), and saliency on top."""
+    out = []
+    for point in d["points"][1:]:
+        diffs = {m: c["difference"] for m, c in point["vs_standard"].items() if c and m != "gold-reference"}
+        ref = (point["vs_standard"].get("gold-reference") or {}).get("difference")
+        if diffs:
+            best = max(diffs, key=diffs.get)
+            ratio = f"{diffs[best] / ref:.2f}" if ref else "-"
+            out.append(f"- pool {point['pool']}: best pool student {best} {diffs[best]:+.1f} points; gold reference "
+                       f"{'-' if ref is None else f'{ref:+.1f}'}; recovery {ratio}.")
+        for b, c in (point.get("saliency_on_top") or {}).items():
+            out.append(f"- pool {point['pool']}: pool-saliency vs {b}: {_diff(c)}.")
+    return out
+
+
+if __name__ == "__main__":
+    main()
