@@ -45,6 +45,19 @@ CASES = [
     ("unknown prompt format", "train", ["student.format=infix"], "student.format"),
     ("early-stopping patience below 1", "train", ["student.early_stopping.patience=0"],
      "student.early_stopping.patience"),
+    ("empty pool", "prepare", ["task.unlabeled={tmp}/empty.jsonl"], "empty.jsonl: task.unlabeled holds no rows"),
+    ("no labels kept", "prepare", ["task.labeled=0"], "config key 'task.labeled': 0 must be at least 1"),
+    ("more labels kept than train has", "prepare", ["task.labeled=500"],
+     "config key 'task.labeled': 500 is more than the 14 examples"),
+    ("pool row without the input fields", "prepare", ["task.unlabeled={tmp}/noinput.jsonl"],
+     "noinput.jsonl:2: missing field 'question'"),
+    ("pool id shared with train or test", "prepare",
+     ["task.path={tmp}/withids.jsonl", "task.fields.id=id", "task.unlabeled={tmp}/clash.jsonl"],
+     "clash.jsonl: pool example id 'r3' is also in"),
+    ("a pool size without a pool", "prepare", ["task.max_pool=10"], "config key 'task.max_pool'"),
+    ("a pool mode without a pool", "train", ["student.modes=[standard,pool-label]"], "config key 'student.modes'"),
+    ("pool confidence out of range", "train", ["task.labeled=5", "student.modes=[pool-label]",
+                                               "student.pool_min_confidence=1.5"], "student.pool_min_confidence"),
 ]
 
 
@@ -58,6 +71,12 @@ def folder(tmp_path, tiny_model_dirs):
     (tmp_path / "mine.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "broken.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]) + "{not json\n")
     (tmp_path / "bad.yaml").write_text("task: [unclosed\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "noinput.jsonl").write_text(json.dumps({"question": "Which is bigger, 7 or 8?", "options": ["7", "8"]})
+                                            + "\n" + json.dumps({"options": ["1", "2"]}) + "\n")
+    (tmp_path / "withids.jsonl").write_text("".join(json.dumps({**r, "id": f"r{i}"}) + "\n" for i, r in enumerate(rows)))
+    (tmp_path / "clash.jsonl").write_text(json.dumps({"question": "Which is bigger, 3 or 4?", "options": ["3", "4"],
+                                                      "id": "r3"}) + "\n")
     base = [f"run_dir={tmp_path / 'run'}", "task.name=file", f"task.path={tmp_path / 'mine.jsonl'}",
             "task.fields.choices=options", "task.fields.label=answer",
             f"teacher.model.name={tiny_model_dirs['qwen2']}", f"student.model.name={tiny_model_dirs['llama']}",

@@ -53,6 +53,12 @@ class ExperimentConfig:
         # Every model name resolves before any stage runs (nothing is converted or downloaded here).
         check_name(self.teacher.model.name, "teacher.model.name")
         check_name(self.student.model.name, "student.model.name")
+        from .student.modes import MODES
+
+        pooled = [m for m in self.student.modes if MODES[m].pool]
+        if pooled and self.task.labeled is None and self.task.unlabeled is None:
+            raise ConfigError(f"config key 'student.modes': mode {pooled[0]} trains on a pool of inputs without "
+                              "labels; set task.unlabeled (a file of inputs) or task.labeled (keep that many labels)")
         if self.task.max_train is not None and self.teacher.shots >= self.task.max_train:
             raise ConfigError(f"config key 'teacher.shots': {self.teacher.shots} demonstrations need more than "
                               f"task.max_train={self.task.max_train} train examples")
