@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from saliency_distill.cli.main import main
-from saliency_distill.data import Example, TaskConfig, prepare
+from saliency_distill.data import Example, TaskConfig, get_task, prepare
 from saliency_distill.data.pool import make_pool
 from saliency_distill.student.modes import build_pairs, confidence
 from saliency_distill.student.pool import THRESHOLDS, choose_min_confidence, min_confidence
-from saliency_distill.data import get_task
 from tests.conftest import write_planets
 
 
