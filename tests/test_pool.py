@@ -134,3 +134,28 @@ def test_pool_labels_never_reach_a_student(tmp_path, tiny_model_dirs):
     assert result["train_examples"] == 6 and result["pool_examples"] == len(pool_questions)
     metrics = json.loads((tmp_path / "a" / "teacher" / "metrics.json").read_text())
     assert "pool" not in metrics["accuracy"] and metrics["quality"]["pool"]["n"] == len(pool_questions)
+
+
+def test_curve_tune_predict_export_and_the_card_with_a_pool(tmp_path, tiny_model_dirs, capsys):
+    data = write_planets(tmp_path)
+    run = tmp_path / "run"
+    args = _run_args(run, data, tiny_model_dirs, "standard,pool-label,pool-soft,pool-saliency", "student.keep_models=true")
+    assert main(["-q", "train", *args]) == 0
+    assert main(["-q", "curve", *args, "--fractions", "0.5,1", "--resamples", "100"]) == 0
+    curve = json.loads((run / "report" / "curve.json").read_text())
+    assert {p["mode"] for p in curve["points"]} >= {"standard", "pool-label", "pool-saliency"}
+    tune_args = [a for a in args if not a.startswith("student.keep_models")]
+    assert main(["-q", "tune", *tune_args, "--methods", "attention", "--targets", "teacher", "--ks", "1,2",
+                 "--alphas", "0.5,0.9", "--survivors", "1", "--validation-examples", "2", "--train-examples", "4"]) == 0
+    tune = json.loads((run / "report" / "tune.json").read_text())
+    assert tune["students"] and tune["chosen"]
+    assert tune["alpha_by_mode"]["pool-saliency"] == tune["chosen"]["alpha"] and "pool-soft" not in tune["alpha_by_mode"]
+    out = tmp_path / "preds.jsonl"
+    assert main(["-q", "predict", "--run", str(run), "--mode", "pool-label", "--split", "test", "--output", str(out),
+                 "--no-progress"]) == 0
+    assert out.read_text().count("\n") == len((run / "data" / "test.jsonl").read_text().splitlines())
+    assert main(["-q", "export", "--run", str(run), "--mode", "pool-label", "--output", str(tmp_path / "export")]) == 0
+    card = (tmp_path / "export" / "README.md").read_text()
+    pool = len((run / "data" / "pool.jsonl").read_text().splitlines())
+    assert f"6 gold labels and {pool} pool inputs labelled by the teacher" in card
+    assert "pool of inputs without labels" in card

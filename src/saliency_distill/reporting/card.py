@@ -32,6 +32,13 @@ MODE_TEXT = {
     "random-words": "trained multi-task on the gold label and on k random content words (a control)",
     "human-rationale": "trained multi-task on the gold label and on the dataset's human explanation",
     "soft-label": "fine-tuned on the gold label and on the teacher's distribution over the options",
+    "pool-label": "fine-tuned on the gold labels and on the teacher's answers for a pool of inputs without labels",
+    "pool-soft": "fine-tuned on the gold labels and on the teacher's answers and option distributions for a pool "
+                 "of inputs without labels",
+    "pool-saliency": "trained multi-task on the gold labels plus the teacher's answers for a pool of inputs without "
+                     "labels, and on the words the teacher's saliency ranked highest",
+    "pool-random-words": "trained multi-task on the gold labels plus the teacher's answers for a pool of inputs "
+                         "without labels, and on k random content words (a control)",
 }
 
 
@@ -213,6 +220,9 @@ def model_card(record: Mapping[str, Any], run_dir: str | Path, usage: Sequence[s
              "## Training", "",
              f"- Task: `{task['name']}`, {task['answer']} answers; data sizes: "
              + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ".",
+             *([f"- Seen in training: {task.get('train_examples')} gold labels and {task['pool_inputs']} pool inputs "
+                "labelled by the teacher (their own labels, if any, were never read)."] if task.get("pool_inputs")
+               else []),
              *_teacher_lines(record, _json(run.teacher_metrics)),
              *_rationale_lines(record, tune),
              f"- Student: `{record['model']['base']}`, seed {seed}, {record['trained'].get('steps')} optimizer steps"

@@ -73,9 +73,10 @@ def input_fields(task_cfg: TaskConfig, train: Sequence[Example]) -> dict[str, An
 def student_record(
     task_cfg: TaskConfig, cfg: StudentSettings, mode: str, seed: int, kind: str, templates: tuple[str, str],
     train: Sequence[Example], run_hash: str, provenance: Mapping[str, Any] | None = None,
-    trained: Mapping[str, Any] | None = None,
+    trained: Mapping[str, Any] | None = None, pool_inputs: int = 0,
 ) -> dict[str, Any]:
-    """The JSON record of a student trained in ``mode`` with ``seed``.
+    """The JSON record of a student trained in ``mode`` with ``seed`` (``pool_inputs``: the pool
+    inputs it learned the teacher's answers for).
 
     ``kind`` is the model's (causal or seq2seq), ``templates`` its (predict, explain) prompt
     templates, ``train`` the train split, ``run_hash`` the student run's hash, ``provenance``
@@ -112,6 +113,7 @@ def student_record(
             "answer": task.answer_type(task_cfg),
             "input_fields": input_fields(task_cfg, train),
             "train_examples": len(train),
+            "pool_inputs": pool_inputs,
             "config": to_dict(task_cfg),
         },
         "mode": mode,

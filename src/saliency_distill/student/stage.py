@@ -266,6 +266,7 @@ def train_and_evaluate(
     examples = training_examples(mode, splits)
     pairs = build_pairs(mode, task, task_cfg, examples, teacher_answers, rationales,
                         predict_template, explain_template, cfg.require_rationales, min_confidence)
+    pool_used = len(set(pairs.ids)) - len(splits["train"]) if MODES[mode].pool else 0
     logger.debug("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed,
                  len(pairs.prompts))
     callbacks = []
@@ -288,7 +289,7 @@ def train_and_evaluate(
         best = ((validation or {}).get("best") or {}).get("step")  # early stopping: the step whose weights these are
         trained = {"steps": train_metrics.get("global_step"), "best_validation_step": best}
         kept = student_record(task_cfg, cfg, mode, seed, lm.kind, (predict_template, explain_template),
-                              splits["train"], digest, provenance, trained)
+                              splits["train"], digest, provenance, trained, pool_used)
         write_record(folder / MODEL_DIR, kept)
     if not is_main():
         barrier()  # training ran data-parallel; the main process evaluates and writes
@@ -299,7 +300,7 @@ def train_and_evaluate(
         "config_hash": digest, "mode": mode, "seed": seed, "model": cfg.model.name,
         **{k: metrics.get(k) for k in ("accuracy", "ranked_accuracy", "n")},
         "train_examples": len(splits["train"]), "pool_examples": len(examples) - len(splits["train"]),
-        "pool_used": len(set(pairs.ids)) - len(splits["train"]) if MODES[mode].pool else 0,
+        "pool_used": pool_used,
         "train_sequences": len(pairs.prompts),
         "train_steps": train_metrics.get("global_step"),
         "train_seconds": train_metrics.get("wall_seconds"),

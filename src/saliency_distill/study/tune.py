@@ -148,10 +148,14 @@ def run_tune(cfg: ExperimentConfig, space: TuneSpace,
 def _alpha_modes(cfg: ExperimentConfig, train: list[Any]) -> list[str]:
     """The run's other modes that alpha weighs: a dataset-written explain target (LLM, human) that
     some train example has, or soft labels (label loss against the match to the teacher's option
-    scores). Each gets its own alpha, so that saliency is not compared with a baseline left untuned."""
+    scores). Each gets its own alpha, so that saliency is not compared with a baseline left untuned.
+    The pool modes are not tuned here (the budget students train on labels only): pool-saliency and
+    pool-random-words take saliency's alpha, pool-soft keeps its configured one."""
     out = []
     for mode in cfg.student.modes:
         explain = MODES[mode].explain
+        if MODES[mode].pool:
+            continue
         if explain in ("llm", "human") and any(getattr(ex, f"{explain}_rationale") for ex in train):
             out.append(mode)
         elif MODES[mode].soft:
@@ -162,7 +166,8 @@ def _alpha_modes(cfg: ExperimentConfig, train: list[Any]) -> list[str]:
 def _alphas(students: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, float]:
     """The chosen alpha per mode: saliency's (random words, its control, gets the same) and the
     best of every other tuned mode (the first of equals)."""
-    out = {"saliency": best["alpha"], "random-words": best["alpha"]} if best is not None else {}
+    out = {m: best["alpha"] for m in ("saliency", "random-words", "pool-saliency", "pool-random-words")} \
+        if best is not None else {}
     for mode in dict.fromkeys(s["mode"] for s in students if s["mode"] not in ("standard", "saliency")):
         out[mode] = max((s for s in students if s["mode"] == mode), key=lambda s: s["accuracy"])["alpha"]
     return out
