@@ -130,6 +130,9 @@ def test_pool_labels_never_reach_a_student(tmp_path, tiny_model_dirs):
         losses = [{k: json.loads((p.parent / "result.json").read_text())[k] for k in ("loss_first", "loss_last")}
                   for p in (path, twin)]
         assert losses[0] == losses[1], path  # the training targets too, not only the (tiny) model's answers
+    html = (tmp_path / "a" / "report" / "report.html").read_text()
+    assert f"{len(pool_questions)} inputs without labels; the teacher&#x27;s answers" in html \
+        or f"{len(pool_questions)} inputs without labels; the teacher's answers" in html
     result = json.loads((tmp_path / "a" / "students" / "pool-label" / "seed0" / "result.json").read_text())
     assert result["train_examples"] == 6 and result["pool_examples"] == len(pool_questions)
     metrics = json.loads((tmp_path / "a" / "teacher" / "metrics.json").read_text())
@@ -159,3 +162,44 @@ def test_curve_tune_predict_export_and_the_card_with_a_pool(tmp_path, tiny_model
     pool = len((run / "data" / "pool.jsonl").read_text().splitlines())
     assert f"6 gold labels and {pool} pool inputs labelled by the teacher" in card
     assert "pool of inputs without labels" in card
+
+
+def test_the_teacher_killed_in_the_pool_resumes_without_redoing_or_duplicating(tmp_path, tiny_model_dirs,
+                                                                              monkeypatch, capsys):
+    from saliency_distill.teacher import answer
+
+    class Killed(BaseException):  # not an Exception: nothing on the way catches it, as with SIGKILL
+        pass
+
+    data = write_planets(tmp_path)
+    args = lambda root: _run_args(root, data, tiny_model_dirs, "pool-label", "teacher.batch_size=1")  # noqa: E731
+    assert main(["-q", "teach", *args(tmp_path / "whole")]) == 0
+    real, calls = answer.answer_examples, []
+
+    def answering(lm, prompter, chunk, cfg, die=False):
+        if die and chunk[0].label is None and any(c[0] is None for c in calls):
+            raise Killed  # in the second chunk of the pool
+        calls.append([ex.label for ex in chunk[:1]] + [ex.id for ex in chunk])
+        return real(lm, prompter, chunk, cfg)
+
+    monkeypatch.setattr(answer, "answer_examples", lambda *a: answering(*a, die=True))
+    with pytest.raises(Killed):
+        main(["-q", "teach", *args(tmp_path / "cut")])
+    folder = tmp_path / "cut" / "teacher"
+    first = [i for c in calls for i in c[1:]]
+    pool_first = [i for c in calls if c[0] is None for i in c[1:]]
+    assert len(pool_first) == 4 and len((folder / "answers_pool.partial.jsonl").read_text().splitlines()) == 1 + 4
+    assert not (folder / "metrics.json").exists() and not (folder / "answers_pool.jsonl").exists()
+    calls.clear()
+    monkeypatch.setattr(answer, "answer_examples", answering)
+    assert main(["-q", "teach", *args(tmp_path / "cut")]) == 0
+    again = [i for c in calls for i in c[1:]]
+    want = {p.name: p.read_text() for p in (tmp_path / "whole" / "teacher").glob("answers_*.jsonl")}
+    assert "answers_pool.jsonl" in want
+    assert not set(again) & set(first) and len(again) + len(first) == sum(len(t.splitlines()) for t in want.values())
+    assert {p.name: p.read_text() for p in folder.glob("answers_*.jsonl")} == want  # and no partial file left
+    capsys.readouterr()
+    assert main(["teach", *args(tmp_path / "cut")]) == 0  # reused: the summary names the pool's answers
+    out = capsys.readouterr().out
+    n = len((tmp_path / "cut" / "data" / "pool.jsonl").read_text().splitlines())
+    assert f"pool       {n} inputs without labels; the teacher's answers: " in out

@@ -33,6 +33,10 @@ def print_teacher(metrics: dict) -> None:
             print(f"  {'':<10} recall per gold class: " + ", ".join(f"{k} {v:.2f}" for k, v in q["recall"].items()))
         if q.get("no_answer"):
             print(f"  {'':<10} no answer (nothing the task reads as one) for {q['no_answer']} examples")
+    pool = (metrics.get("quality") or {}).get("pool")
+    if pool:  # inputs without labels: what the teacher said, no accuracy
+        dist = ", ".join(f"{k} {v}" for k, v in (pool.get("answer_distribution") or {}).items())
+        print(f"  {'pool':<10} {pool['n']} inputs without labels; the teacher's answers: {dist}")
     for warning in metrics.get("warnings") or []:
         print(f"  {warning}")
 

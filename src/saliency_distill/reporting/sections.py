@@ -76,7 +76,11 @@ def _split_quality(split: str, quality: Mapping[str, Any]) -> str:
         text += f" (95% Wilson interval {100 * ci[0]:.1f}&ndash;{100 * ci[1]:.1f}%)"
     if quality.get("n") is not None:
         text += f", n = {esc(quality['n'])}"
-    parts = [f"<h3>{esc(split)} split</h3>", f"<p>Accuracy {text}.</p>"]
+    if split == "pool" and accuracy is None:  # inputs without labels: no accuracy to show
+        parts = [f"<h3>{esc(split)}</h3>", f"<p>{esc(quality.get('n'))} inputs without labels; the teacher's answers "
+                 "below are what the pool modes learn.</p>"]
+    else:
+        parts = [f"<h3>{esc(split)} split</h3>", f"<p>Accuracy {text}.</p>"]
     if quality.get("collapsed"):
         parts.append(f'<p class="warning">Collapsed teacher: it answers {esc(quality.get("top_answer"))} for '
                      f"{100 * (_number(quality.get('top_answer_share')) or 0):.0f}% of this split.</p>")
