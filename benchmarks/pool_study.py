@@ -149,31 +149,33 @@ def main() -> None:
 
     # P = 0: standard on the labels alone, the baseline of every comparison
     base_cfg = configure(args, ["standard"], seeds_for(labels, args))
-    base = timed(times, "students", lambda: student_stage(base_cfg))
+    base = timed(times, "students", student_stage, base_cfg)
     baseline = read_correctness(cfg.run_dir, base)["standard"]
     result["points"].append({"pool": 0, "rows": {"standard": summarise(base)}, "vs_standard": {}})
     write(args, result)
     for size in [p for p in pools if p > 0]:
         point: dict[str, Any] = {"pool": size, "rows": {}, "vs_standard": {}}
-        seeds = seeds_for(labels + size, args)
-        folder = Path(cfg.run_dir) / f"pool{size}"
-        records = timed(times, "students", student_stage, configure(args, modes, seeds), pool=pool[:size],
-                        folder=folder, identity={"pool_study": size})
-        correctness = read_correctness(folder, records)
-        if not args.no_reference:
-            ref_train = gold_twins(cfg, [ex.id for ex in splits["train"]] + [ex.id for ex in pool[:size]])
-            ref_folder = Path(cfg.run_dir) / f"reference{size}"
-            ref = timed(times, "students", student_stage, configure(args, ["standard"], seeds), train=ref_train,
-                        folder=ref_folder, identity={"reference": size})
-            records = records + [{**r, "mode": "gold-reference"} for r in ref]
-            correctness["gold-reference"] = read_correctness(ref_folder, ref)["standard"]
-        correctness["standard"] = baseline
-        for mode in dict.fromkeys(r["mode"] for r in records):
-            point["rows"][mode] = summarise([r for r in records if r["mode"] == mode])
-            point["vs_standard"][mode] = compare(correctness, mode, "standard")
-        point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b) for b in ("pool-label", "pool-random-words")}
         result["points"].append(point)
-        write(args, result)
+        seeds = seeds_for(labels + size, args)
+        correctness: dict[str, Any] = {"standard": baseline}
+        # one mode at a time, the results written after each: a session may end mid-study
+        for mode in [*modes, *([] if args.no_reference else ["gold-reference"])]:
+            if mode == "gold-reference":  # standard on the same inputs with their gold labels
+                ref_train = gold_twins(cfg, [ex.id for ex in splits["train"]] + [ex.id for ex in pool[:size]])
+                folder = Path(cfg.run_dir) / f"reference{size}"
+                records = timed(times, "students", student_stage, configure(args, ["standard"], seeds),
+                                train=ref_train, folder=folder, identity={"reference": size})
+                correctness[mode] = read_correctness(folder, records)["standard"]
+            else:
+                folder = Path(cfg.run_dir) / f"pool{size}"
+                records = timed(times, "students", student_stage, configure(args, [mode], seeds), pool=pool[:size],
+                                folder=folder, identity={"pool_study": size})
+                correctness[mode] = read_correctness(folder, records)[mode]
+            point["rows"][mode] = summarise(records)
+            point["vs_standard"][mode] = compare(correctness, mode, "standard")
+            point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b)
+                                        for b in ("pool-label", "pool-random-words")}
+            write(args, result)
 
 
 def teacher_figures(metrics: dict[str, Any], cfg: Any) -> dict[str, Any]:

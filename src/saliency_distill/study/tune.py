@@ -140,7 +140,7 @@ def run_tune(cfg: ExperimentConfig, space: TuneSpace,
     best = max(tried, key=lambda s: s["accuracy"]) if tried else None  # max keeps the first of equals
     out = {"space": to_dict(space), "validation_examples": len(scored_on), "train_examples": len(train),
            "faithfulness": faithful, "students": students, "chosen": best,
-           "alpha_by_mode": _alphas(students, best), "timing": timing}
+           "alpha_by_mode": _alphas(students, best, cfg.student.modes), "timing": timing}
     _write(cfg, out, best)
     return out
 
@@ -163,11 +163,11 @@ def _alpha_modes(cfg: ExperimentConfig, train: list[Any]) -> list[str]:
     return out
 
 
-def _alphas(students: list[dict[str, Any]], best: dict[str, Any] | None) -> dict[str, float]:
+def _alphas(students: list[dict[str, Any]], best: dict[str, Any] | None, modes: Sequence[str] = ()) -> dict[str, float]:
     """The chosen alpha per mode: saliency's (random words, its control, gets the same) and the
     best of every other tuned mode (the first of equals)."""
-    out = {m: best["alpha"] for m in ("saliency", "random-words", "pool-saliency", "pool-random-words")} \
-        if best is not None else {}
+    shared = ["saliency", "random-words", *(m for m in ("pool-saliency", "pool-random-words") if m in modes)]
+    out = {m: best["alpha"] for m in shared} if best is not None else {}
     for mode in dict.fromkeys(s["mode"] for s in students if s["mode"] not in ("standard", "saliency")):
         out[mode] = max((s for s in students if s["mode"] == mode), key=lambda s: s["accuracy"])["alpha"]
     return out
