@@ -83,7 +83,7 @@ def compare(correctness: dict[str, Any], mode: str, baseline: str) -> dict[str, 
     except DataError:
         return None
     return {"difference": flat.difference, "examples": [flat.lower, flat.upper], "two_level": [two["lower"], two["upper"]],
-            "seeds": two["n_seeds"]}
+            "seed_t": two["seed_t"], "seeds": two["n_seeds"]}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -201,15 +201,17 @@ def _pct(x: float | None) -> str:
 def _diff(c: dict[str, Any] | None) -> str:
     if not c:
         return "-"
+    t = f" / t [{c['seed_t'][0]:+.1f}, {c['seed_t'][1]:+.1f}]" if c.get("seed_t") else ""
     return (f"{c['difference']:+.1f} [{c['examples'][0]:+.1f}, {c['examples'][1]:+.1f}] / "
-            f"[{c['two_level'][0]:+.1f}, {c['two_level'][1]:+.1f}]")
+            f"[{c['two_level'][0]:+.1f}, {c['two_level'][1]:+.1f}]{t}")
 
 
 def markdown(payload: dict[str, Any]) -> str:
     lines = ["# Few labels, many inputs: the teacher over an unlabeled pool", "",
              "Produced by `benchmarks/pool_study.py` (its docstring says how). Accuracy in % on the test split, mean "
              "± sd over seeds (min-max); differences in points against `standard` on the labels alone, paired by "
-             "seed and example, with the example-level 95% interval / the two-level one that resamples seeds too.",
+             "seed and example, with the example-level 95% interval / the two-level one that resamples seeds too / "
+             "the t interval over the per-seed differences (the conservative reading with few seeds).",
              ""]
     for name, d in payload["datasets"].items():
         t = d["teacher"]

@@ -151,7 +151,9 @@ def test_report_states_the_significance_from_a_run_folder(tmp_path):
     saved = json.loads((folder / "significance.json").read_text())
     two_level = two_level_bootstrap(saliency, standard)
     assert saved[0] == {"mode": "saliency", "baseline": "standard", **expected.to_dict(), "two_level": two_level}
-    assert f"[{two_level['lower']:.2f}, {two_level['upper']:.2f}], excludes 0.\n" in md
+    t = two_level["seed_t"]
+    assert (f"[{two_level['lower']:.2f}, {two_level['upper']:.2f}], excludes 0; t interval over the per-seed "
+            f"differences [{t[0]:.2f}, {t[1]:.2f}].\n") in md
 
 
 def test_report_without_predictions_says_so(tmp_path):
@@ -229,3 +231,14 @@ def test_compare_modes_reports_both_intervals():
     [entry] = compare_modes({"saliency": mode, "standard": base}, ["standard", "saliency"])
     assert entry["two_level"]["n_seeds"] == 3
     assert "Seeds resampled too (3 seeds, 400 examples)" in significance_sentence(entry)
+
+
+def test_seed_t_interval_is_the_textbook_one():
+    from saliency_distill.reporting.significance import per_seed_differences, seed_t_interval
+
+    # the study's e-SNLI 25% per-seed gains: mean 6.933, sd 4.118, t(2) = 4.303 -> half-width 10.23
+    low, high = seed_t_interval([3.5, 5.8, 11.5])
+    assert low == pytest.approx(6.9333 - 10.2312, abs=1e-3) and high == pytest.approx(6.9333 + 10.2312, abs=1e-3)
+    assert seed_t_interval([4.0]) is None
+    mode, base = _synthetic([0.1, -0.1])
+    assert per_seed_differences(mode, base) == pytest.approx([20.0, 0.0])

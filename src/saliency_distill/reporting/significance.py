@@ -147,8 +147,37 @@ def two_level_bootstrap(mode: Correctness, baseline: Correctness, *, n_resamples
         resampled[start:stop] = 100.0 * ((seed_counts @ diff) * example_counts).sum(axis=1) / (n_seeds * n_examples)
     tail = (1 - confidence) / 2
     lower, upper = np.quantile(resampled, [tail, 1 - tail])
+    t = seed_t_interval(per_seed_differences(mode, baseline)) if confidence == 0.95 else None
     return {"difference": float(100 * diff.mean()) + 0.0, "lower": float(lower) + 0.0, "upper": float(upper) + 0.0,
-            "n_seeds": n_seeds, "n_examples": n_examples, "confidence": confidence, "n_resamples": n_resamples}
+            "n_seeds": n_seeds, "n_examples": n_examples, "confidence": confidence, "n_resamples": n_resamples,
+            "seed_t": list(t) if t else None}
+
+
+# Student's t, 97.5% quantile, by degrees of freedom (1-30): a 95% interval over a handful of seeds.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def seed_t_interval(per_seed: Sequence[float]) -> tuple[float, float] | None:
+    """The 95% t interval of the mean of per-seed differences (each seed's accuracy difference):
+    the textbook reading with few seeds, where a bootstrap over 3 seeds is too narrow (it cannot
+    draw a value outside the 3 it has). None with fewer than 2 seeds."""
+    n = len(per_seed)
+    if n < 2:
+        return None
+    mean = float(np.mean(per_seed))
+    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * float(np.std(per_seed, ddof=1)) / np.sqrt(n)
+    return mean - half + 0.0, mean + half + 0.0
+
+
+def per_seed_differences(mode: Correctness, baseline: Correctness) -> list[float]:
+    """Each shared seed's accuracy of ``mode`` minus ``baseline``, in points, over the examples both answered."""
+    out = []
+    for s in sorted(set(mode) & set(baseline)):
+        ids = mode[s].keys() & baseline[s].keys()
+        if ids:
+            out.append(100 * sum(int(bool(mode[s][i])) - int(bool(baseline[s][i])) for i in ids) / len(ids))
+    return out
 
 
 def accuracy_interval(correct: Correctness, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
@@ -226,8 +255,10 @@ def two_level_clause(entry: Mapping[str, Any]) -> str:
     if two["n_seeds"] < 2:
         return " One seed: training noise is not measured (train more seeds for an interval that includes it)."
     side = "excludes 0" if two["lower"] > 0 or two["upper"] < 0 else "includes 0"
+    t = two.get("seed_t")
+    t_text = f"; t interval over the per-seed differences [{t[0]:.2f}, {t[1]:.2f}]" if t else ""
     return (f" Seeds resampled too ({two['n_seeds']} seeds, {two['n_examples']:,} examples): "
-            f"[{two['lower']:.2f}, {two['upper']:.2f}], {side}.")
+            f"[{two['lower']:.2f}, {two['upper']:.2f}], {side}{t_text}.")
 
 
 def significance_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
