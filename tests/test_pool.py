@@ -203,3 +203,20 @@ def test_the_teacher_killed_in_the_pool_resumes_without_redoing_or_duplicating(t
     out = capsys.readouterr().out
     n = len((tmp_path / "cut" / "data" / "pool.jsonl").read_text().splitlines())
     assert f"pool       {n} inputs without labels; the teacher's answers: " in out
+
+
+def test_a_fresh_run_announces_no_reuse_and_a_second_one_does(tmp_path, tiny_model_dirs, caplog):
+    import logging
+
+    from saliency_distill import run_dir
+
+    data = write_planets(tmp_path)
+    args = _run_args(tmp_path / "run", data, tiny_model_dirs, "standard,pool-saliency")
+    caplog.set_level(logging.INFO, logger="saliency_distill")
+    assert main(["-q", "train", *args]) == 0
+    assert "reusing" not in caplog.text, caplog.text
+    caplog.clear()
+    run_dir._ANNOUNCED.clear()  # a new process
+    assert main(["-q", "train", *args]) == 0
+    for what in ("prepared data", "teacher answers", "rationale stores"):
+        assert caplog.text.count(f"reusing {what}") == 1, caplog.text

@@ -26,7 +26,7 @@ from .io import atomic_open, write_json
 from .models import ModelConfig, load_model, release
 from .models.loading import check_name
 from .rationale import RationaleConfig
-from .run_dir import RunDir, announce_reuse
+from .run_dir import RunDir, announce_reuse, mark_made
 from .student.stage import StudentConfig
 from .teacher import TeacherConfig
 from .teacher.prompt import check_asking
@@ -170,6 +170,7 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
                 out[split] = {**out[split], "path": str(store_path(cfg.run_dir, split)), "rows": n}
             barrier()
     release(lm)  # the teacher's memory is free before a student loads
+    mark_made("rationale stores", ", ".join(str(st.path) for st in stores.values()))
     return out
 
 

@@ -71,6 +71,12 @@ def announce_reuse(log: logging.Logger, what: str, path: str | Path) -> None:
     _ANNOUNCED.add(key)
 
 
+def mark_made(what: str, path: str | Path) -> None:
+    """This process has just made ``what`` in ``path``: a later stage that reads it again does not
+    announce it as reused (it says so at DEBUG level)."""
+    _ANNOUNCED.add(f"{what}\0{path}")
+
+
 def refusal(path: str | Path, what: str, found: Any, wanted: Any, remedy: str = "use another run_dir or --overwrite"
             ) -> ConfigError:
     """The one-line error for an output that another configuration made."""

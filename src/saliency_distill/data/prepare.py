@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import config_hash, to_dict
 from ..errors import DataError
 from ..io import write_json, write_jsonl
-from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
+from ..run_dir import RunDir, announce_reuse, mark_made, reuse_or_refuse
 from .config import TaskConfig
 from .example import Example
 from .pool import POOL, make_pool, pool_row
@@ -108,6 +108,7 @@ def prepare(cfg: TaskConfig, run_dir: str | Path, overwrite: bool = False) -> di
             "with_human_rationale": {s: sum(ex.human_rationale is not None for ex in v) for s, v in splits.items()},
         },
     )
+    mark_made("prepared data", data_dir)
     return splits
 
 

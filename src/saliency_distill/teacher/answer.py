@@ -27,7 +27,7 @@ from ..io import write_json, write_jsonl
 from ..models import LoadedModel, ModelConfig, load_model, release
 from ..models.tokens import context_length
 from ..rowstore import RowStore
-from ..run_dir import RunDir, announce_reuse, reuse_or_refuse
+from ..run_dir import RunDir, announce_reuse, mark_made, reuse_or_refuse
 from ..training import TrainConfig
 from ..training.config import resolve_bf16
 from ..training.sft import identity
@@ -314,6 +314,7 @@ def teach(
             metrics["warnings"].append(warning)
     metrics["model_path"] = lm.path
     write_json(metrics_path, metrics)  # last: marks the stage complete
+    mark_made("teacher answers", out_dir)
     for partial in partials:
         partial.unlink()
     release(lm)
