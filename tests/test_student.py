@@ -306,12 +306,16 @@ def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, 
 
     monkeypatch.setattr(stage, "evaluate_student", fingerprint)
     exs = [dataclasses.replace(ex, human_rationale=f"more resistors raise it {i}") for i, ex in enumerate(_examples(10))]
-    splits = {"train": exs[:6], "validation": exs[6:], "test": exs[6:]}
-    answers = {ex.id: {"answer": "decreases", "logprobs": [-1.5, -0.2]} for ex in exs}  # teacher-label, soft-label
+    from saliency_distill.data.pool import unlabeled
+
+    pool = [unlabeled(dataclasses.replace(ex, id=f"pool-{i}")) for i, ex in enumerate(exs[:3])]
+    splits = {"train": exs[:6], "validation": exs[6:], "test": exs[6:], "pool": pool}
+    answers = {ex.id: {"answer": "decreases", "logprobs": [-1.5, -0.2]} for ex in exs + pool}  # teacher, soft, pool
     cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["llama"])), modes=[mode],
                         train=TrainConfig(max_steps=8, batch_size=2, learning_rate=2e-2, progress_bar=False),
                         early_stopping=EarlyStopConfig(enabled=True, evaluations=4, patience=4))
-    words = {ex.id: f"adds {i} resistors" for i, ex in enumerate(exs)} if mode in ("saliency", "random-words") else None
+    words = {ex.id: f"adds {i} resistors" for i, ex in enumerate(exs + pool)} \
+        if MODES[mode].explain in ("saliency", "random") else None
     rec = train_and_evaluate(CFG, cfg, mode, 0, splits, tmp_path, teacher_answers=answers, rationales=words)
     history, best = rec["validation"]["history"], rec["validation"]["best"]
     assert [h["step"] for h in history] == [2, 4, 6, 8] and len({h["accuracy"] for h in history}) == 4

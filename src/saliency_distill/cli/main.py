@@ -26,7 +26,7 @@ from ..experiment import (
     student_stage,
     teach_stage,
 )
-from ..zero_shot import environment, preview
+from ..study.preview import environment, preview
 from .show import print_analysis, print_teacher, try_student
 from .study import add_study_commands
 from .use import add_use_commands

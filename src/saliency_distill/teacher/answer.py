@@ -194,9 +194,8 @@ def split_accuracy(rows: list[dict[str, Any]], examples: list[Example],
     """A labeled split's accuracy (of the summed and the mean scores too, and before calibration)."""
     gold = {ex.id: ex for ex in examples}
     acc = {"accuracy": accuracy(rows, gold), "n": len(rows)}
-    if rows and "answer_sum" in rows[0]:
-        acc["accuracy_sum"] = accuracy(rows, gold, "answer_sum")
-        acc["accuracy_mean"] = accuracy(rows, gold, "answer_mean")
+    for key in ("sum", "mean") if rows and "answer_sum" in rows[0] else ():
+        acc[f"accuracy_{key}"] = accuracy(rows, gold, f"answer_{key}")
     if quality_before:
         acc["accuracy_uncalibrated"] = quality_before["accuracy"]
     return acc

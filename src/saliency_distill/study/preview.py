@@ -7,12 +7,12 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .data import get_task
-from .errors import DataError
-from .experiment import ExperimentConfig, prepare_stage
-from .io import write_json
-from .models import load_model
-from .teacher import score_choices
+from ..data import get_task
+from ..errors import DataError
+from ..experiment import ExperimentConfig, prepare_stage
+from ..io import write_json
+from ..models import load_model
+from ..teacher import score_choices
 
 
 def preview(cfg: ExperimentConfig) -> dict[str, Any]:
