@@ -220,3 +220,13 @@ def test_a_fresh_run_announces_no_reuse_and_a_second_one_does(tmp_path, tiny_mod
     assert main(["-q", "train", *args]) == 0
     for what in ("prepared data", "teacher answers", "rationale stores"):
         assert caplog.text.count(f"reusing {what}") == 1, caplog.text
+
+
+def test_teacher_answers_show_progress_with_a_rate(tmp_path, tiny_model_dirs, capsys):
+    data = write_planets(tmp_path)
+    args = [a for a in _run_args(tmp_path / "run", data, tiny_model_dirs, "pool-label") if a != "progress=false"]
+    assert main(["-q", "teach", *args, "progress=true"]) == 0
+    err = capsys.readouterr().err
+    for split in ("train", "validation", "test", "pool"):
+        assert f"teacher {split}: 100%" in err, err
+    assert "ex/s]" in err

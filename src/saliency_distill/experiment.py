@@ -85,12 +85,12 @@ def prepare_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, l
 def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     from .teacher.answer import teach
 
-    return teach(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, overwrite=overwrite)
+    return teach(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, overwrite=overwrite, progress=cfg.progress)
 
 
 def teacher_model(cfg: ExperimentConfig, metrics: dict[str, Any] | None) -> ModelConfig:
-    """The teacher a stage is about to load (``teacher.answer.loadable_teacher``)."""
-    from .teacher.answer import loadable_teacher
+    """The teacher a stage is about to load (``teacher.remake.loadable_teacher``)."""
+    from .teacher.remake import loadable_teacher
 
     return loadable_teacher(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, metrics)
 

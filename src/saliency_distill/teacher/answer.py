@@ -17,6 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from tqdm.auto import tqdm
+
 from ..config import config_hash, field, to_dict
 from ..data import Example, TaskConfig, get_task
 from ..data.answers import exact_match
@@ -161,7 +163,7 @@ def answer_examples(
 
 def answer_resumably(
     lm: LoadedModel, prompter: TeacherPrompter, examples: list[Example], cfg: TeacherConfig, partial: Path,
-    digest: str, overwrite: bool = False,
+    digest: str, overwrite: bool = False, progress: bool = False, desc: str = "teacher",
 ) -> tuple[list[dict[str, Any]], float, int]:
     """:func:`answer_examples` chunk by chunk, each chunk appended to the row store ``partial`` as it
     finishes, so that a killed run keeps what it answered. The chunks are cut from the whole
@@ -171,6 +173,8 @@ def answer_resumably(
     store = RowStore(partial, {"config_hash": digest}, overwrite=overwrite, kind="teacher answers in progress")
     size = 4 * cfg.batch_size
     seconds, answered = 0.0, 0
+    done = sum(ex.id in store for ex in examples)
+    bar = tqdm(total=len(examples), initial=done, unit="ex", desc=desc, disable=not progress or done == len(examples))
     for start in range(0, len(examples), size):
         chunk = examples[start:start + size]
         if all(ex.id in store for ex in chunk):
@@ -179,6 +183,8 @@ def answer_resumably(
         store.append(answer_examples(lm, prompter, chunk, cfg))
         seconds += time.perf_counter() - started
         answered += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
     by_id = {row["id"]: row for row in store.rows()}
     return [by_id[ex.id] for ex in examples], seconds, answered
 
@@ -201,61 +207,12 @@ def split_accuracy(rows: list[dict[str, Any]], examples: list[Example],
     return acc
 
 
-def remake_finetuned(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]],
-                     run_dir: str | Path, metrics: dict[str, Any], check: int = 40) -> None:
-    """Fine-tune the teacher again where its answers are kept but its weights are not (a run folder
-    carried to another machine without them): the same base model, config and pairs, so the same
-    training. The remade model answers the first ``check`` examples of an answered split again,
-    the largest one held out from the fine-tuning (train if none), and the agreement with the kept
-    answers is logged and written to ``teacher/finetune/remade.json``. A complete model in place is
-    left alone."""
-    from ..training.sft import trained_fingerprint
-    from .finetune import finetune_teacher
-
-    folder = Path(metrics["model_path"])
-    if trained_fingerprint(folder) is not None:
-        return
-    logger.warning("%s: the fine-tuned teacher is missing (its answers are kept); fine-tuning it again "
-                   "with the same config", folder)
-    lm = load_model(cfg.model)
-    prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
-    out_dir = RunDir(run_dir).teacher
-    lm = finetune_teacher(lm, prompter, splits["train"], cfg.train, out_dir / "finetune")
-    if Path(lm.path).resolve() != folder.resolve():
-        raise ConfigError(f"{out_dir / 'metrics.json'}: model_path {folder} is not where this run fine-tunes "
-                          f"its teacher ({lm.path})")
-    answered = {s: read_answers(run_dir, s) for s in cfg.splits if RunDir(run_dir).answers(s).is_file()}
-    held_out = [s for s in answered if s != "train"]  # the largest: train is what it was fine-tuned on
-    split = max(held_out, key=lambda s: len(answered[s])) if held_out else next(iter(answered), None)
-    if split is not None and is_main():
-        kept = {i: row["answer"] for i, row in answered[split].items()}
-        examples = [ex for ex in splits[split] if ex.id in kept][:check]
-        rows = answer_examples(lm, prompter, examples, cfg)
-        report = {"split": split, "checked": len(rows), "agree": sum(r["answer"] == kept[r["id"]] for r in rows)}
-        logger.warning("the remade teacher gives the kept answer on %d of %d %s examples",
-                       report["agree"], report["checked"], split)
-        write_json(out_dir / "finetune" / "remade.json", report)
-    release(lm)
-
-
-def loadable_teacher(task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]],
-                     run_dir: str | Path, metrics: dict[str, Any] | None) -> ModelConfig:
-    """The teacher to load (to attribute, score faithfulness or distil logits): the model the teacher
-    stage fine-tuned, or the configured one. Stages call this only when they are about to load it,
-    so a run folder carried to another machine with the teacher's answers but not its weights
-    fine-tunes it again only when something still needs it (``remake_finetuned``)."""
-    path = (metrics or {}).get("model_path") if cfg.finetune else None
-    if not path:
-        return cfg.model
-    remake_finetuned(task_cfg, cfg, splits, run_dir, metrics or {})
-    return ModelConfig(**{**to_dict(cfg.model), "name": path})
-
-
 def teach(
     task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]], run_dir: str | Path,
-    overwrite: bool = False,
+    overwrite: bool = False, progress: bool = False,
 ) -> dict[str, Any]:
-    """Fine-tune (optionally) and answer; reuse a finished stage made under the same config."""
+    """Fine-tune (optionally) and answer (``progress``: a bar per split with examples/s and the time
+    left); reuse a finished stage made under the same config."""
     from .finetune import finetune_teacher
 
     out_dir = RunDir(run_dir).teacher
@@ -288,7 +245,8 @@ def teach(
     for split in answering:
         logger.debug("teacher answering %d %s examples", len(splits[split]), split)
         partial = out_dir / f"answers_{split}.partial.jsonl"
-        rows, spent, n = answer_resumably(lm, prompter, splits[split], cfg, partial, digest, overwrite)
+        rows, spent, n = answer_resumably(lm, prompter, splits[split], cfg, partial, digest, overwrite, progress,
+                                          f"teacher {split}")
         answered[split], seconds[split] = rows, (round(spent / n, 4) if n else None)  # this process's
         partials.append(partial)  # kept until the stage is complete: a kill keeps every split's rows
     calibration = None
