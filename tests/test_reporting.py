@@ -217,3 +217,26 @@ def test_public_names():
     assert len(reporting.__all__) == len(set(reporting.__all__))
     for name in reporting.__all__:
         assert hasattr(reporting, name), name
+
+
+def test_chance_and_majority_levels_reach_the_table_and_the_plot(tmp_path):
+    from saliency_distill.data import Example
+    from saliency_distill.reporting import reference_levels, write_report
+
+    nli = ("entailment", "neutral", "contradiction")
+    labels = ["neutral"] * 5 + ["entailment"] * 3 + ["contradiction"] * 2
+    levels = reference_levels([Example(f"e{i}", {"premise": "p"}, lab, nli) for i, lab in enumerate(labels)])
+    assert levels == pytest.approx({"chance": 1 / 3, "majority": 0.5})
+    # per-question options: the majority is the most frequent gold position; 2 and 4 options mix
+    qa = [Example("a", {"q": "x"}, "b", ("a", "b")), Example("b", {"q": "y"}, "d", ("c", "d")),
+          Example("c", {"q": "z"}, "e", ("e", "f", "g", "h"))]
+    assert reference_levels(qa) == pytest.approx({"chance": (0.5 + 0.5 + 0.25) / 3, "majority": 2 / 3})
+    assert reference_levels([Example("s", {"q": "1+1"}, "( 1 + 1 )")]) == {}
+    records = [{"mode": "standard", "seed": 0, "accuracy": 0.34, "n": 10}]
+    folder = write_report(tmp_path / "report", records, config={}, teacher={"model": "t", "accuracy": 0.7, **levels},
+                          analysis=None, environment={}, title="t")
+    md = (folder / "results.md").read_text()
+    assert "chance 33.33 %, majority class 50.00 % (a student near these learned nothing)" in md
+    svg = (folder / "accuracy.svg").read_text()
+    assert 'class="chance"' in svg and 'class="majority"' in svg and "majority class 50.0%" in svg
+    assert "Chance: 33.33%, majority class: 50.00%" in (folder / "report.html").read_text()

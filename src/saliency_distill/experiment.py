@@ -274,22 +274,21 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
     bootstrap of each mode against the baselines (from the runs' predictions), analysis, config."""
     import json
 
-    from .reporting import environment_info, read_correctness, write_report
+    from .reporting import environment_info, read_correctness, reference_levels, write_report
 
     if not is_main():
         return RunDir(cfg.run_dir).report
-    teacher = None
-    metrics_path = RunDir(cfg.run_dir).teacher_metrics
-    if metrics_path.is_file():
+    teacher = reference_levels(prepare_stage(cfg)["test"])  # chance and majority class, beside the teacher
+    if (metrics_path := RunDir(cfg.run_dir).teacher_metrics).is_file():
         m = json.loads(metrics_path.read_text())
         test = m.get("accuracy", {}).get("test")
-        teacher = {"model": m.get("model"), "finetuned": m.get("finetuned"),
-                   "accuracy": test["accuracy"] if test else None, "quality": m.get("quality")}
+        teacher.update({"model": m.get("model"), "finetuned": m.get("finetuned"),
+                        "accuracy": test["accuracy"] if test else None, "quality": m.get("quality")})
     analysis_path = RunDir(cfg.run_dir).analysis / "train.json"
     analysis = json.loads(analysis_path.read_text()) if analysis_path.is_file() else None
     title = (f"{cfg.task.name}: student {cfg.student.model.name}, teacher {cfg.teacher.model.name}, "
              f"{cfg.attribution.method} k={cfg.rationale.k:g}")
-    return write_report(RunDir(cfg.run_dir).report, records, config=to_dict(cfg), teacher=teacher,
+    return write_report(RunDir(cfg.run_dir).report, records, config=to_dict(cfg), teacher=teacher or None,
                         analysis=analysis, environment=environment_info(), title=title,
                         correctness=read_correctness(cfg.run_dir, records))
 

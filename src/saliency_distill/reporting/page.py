@@ -115,10 +115,15 @@ def _significance_note(significance: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _teacher_note(teacher: Mapping[str, Any] | None) -> str:
+    """The teacher's test accuracy and the no-learning levels (chance, majority class)."""
     accuracy = (teacher or {}).get("accuracy")
-    if not isinstance(accuracy, (int, float)) or isinstance(accuracy, bool):
-        return ""
-    return f'<p class="note">Teacher test accuracy: {100 * accuracy:.2f}% (dashed line in the plot).</p>'
+    parts = []
+    if isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool):
+        parts.append(f"Teacher test accuracy: {100 * accuracy:.2f}% (dashed line in the plot).")
+    if (teacher or {}).get("chance") is not None:
+        parts.append(f"Chance: {100 * teacher['chance']:.2f}%, majority class: {100 * teacher['majority']:.2f}% "  # type: ignore[index]
+                     "(dotted lines): a student near them learned nothing.")
+    return f'<p class="note">{" ".join(parts)}</p>' if parts else ""
 
 
 def _byline(environment: Mapping[str, Any]) -> str:

@@ -139,6 +139,21 @@ def _teacher_line(frame: Frame, percent: float) -> list[str]:
     ]
 
 
+def _level_line(frame: Frame, percent: float, name: str, slot: int) -> list[str]:
+    """A grey dotted line at a no-learning level (chance, majority class), its legend left of the
+    teacher's."""
+    y = frame.y(percent)
+    x2 = frame.width - frame.right
+    dash = 'stroke="#7f7f7f" stroke-width="1.2" stroke-dasharray="2 3"'
+    legend_x, legend_y = x2 - 150 - 170 * slot, frame.top - 22
+    return [
+        f'<line class="{name.split()[0]}" x1="{frame.left:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" {dash}/>',
+        f'<line x1="{legend_x:.1f}" y1="{legend_y - 4:.1f}" x2="{legend_x + 28:.1f}" y2="{legend_y - 4:.1f}" {dash}/>',
+        _text(legend_x + 34, legend_y, f"{name} {percent:.1f}%", size=12, anchor="start",
+              extra=f' class="{name.split()[0]}-label" fill="#595959"'),
+    ]
+
+
 def _frame(n_modes: int, label_lines: int, title_chars: int) -> Frame:
     """Wide enough for every bar and the (16 px bold) title; tall enough for wrapped labels."""
     extra = LINE_HEIGHT * (label_lines - 1)
@@ -158,10 +173,12 @@ def _opening(frame: Frame, title: str) -> list[str]:
     ]
 
 
-def accuracy_svg(rows: Sequence[Mapping[str, Any]], title: str, teacher_accuracy: float | None = None) -> str:
+def accuracy_svg(rows: Sequence[Mapping[str, Any]], title: str, teacher_accuracy: float | None = None,
+                 levels: Mapping[str, float] | None = None) -> str:
     """SVG text of a bar chart of ``accuracy_mean`` ± ``accuracy_std`` (fractions, drawn in %)
     per mode of :func:`~saliency_distill.reporting.table.aggregate` rows; ``teacher_accuracy``
-    (a fraction) adds a dashed reference line."""
+    (a fraction) adds a dashed reference line, ``levels`` (``chance``, ``majority``: fractions)
+    grey dotted ones, so that a student at chance shows as such."""
     max_chars = int(BAND * 0.9 / CHAR_WIDTH)
     labels = [wrap_label(str(row["mode"]), max_chars) for row in rows]
     frame = _frame(len(rows), max((len(lines) for lines in labels), default=1), len(title))
@@ -171,6 +188,9 @@ def accuracy_svg(rows: Sequence[Mapping[str, Any]], title: str, teacher_accuracy
         parts += _bar(i, row, frame, band, label)
     if teacher_accuracy is not None:
         parts += _teacher_line(frame, 100.0 * teacher_accuracy)
+    names = {"chance": "chance", "majority": "majority class"}
+    for slot, key in enumerate(k for k in ("chance", "majority") if (levels or {}).get(k) is not None):
+        parts += _level_line(frame, 100.0 * levels[key], names[key], slot)  # type: ignore[index]
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -226,7 +226,7 @@ def write_report(folder: Path, records: list[dict], *, config: dict, teacher: di
     write_json(folder / "records.json", records)
     write_json(folder / "significance.json", significance)
     write_csv(folder / "results.csv", rows)
-    svg = accuracy_svg(rows, title, teacher_accuracy)
+    svg = accuracy_svg(rows, title, teacher_accuracy, teacher)
     write_svg(folder / "accuracy.svg", svg)
     _write_text(folder / "config.yaml", _yaml(config))
     write_json(folder / "environment.json", environment)

@@ -125,7 +125,7 @@ def teacher_section(teacher: Mapping[str, Any] | None) -> str:
     """Who the teacher is, its test accuracy, and per split in ``teacher["quality"]`` (the
     ``quality`` entry of ``teacher/metrics.json``: ``{split: {accuracy, n, ci95,
     answer_distribution, gold_distribution, ...}}``) the accuracy and the answer distribution."""
-    if not teacher:
+    if not teacher or "model" not in teacher:
         return '<p class="muted">No teacher metrics in this run.</p>'
     facts = [("model", f"<code>{esc(teacher.get('model') or 'unknown')}</code>")]
     if teacher.get("finetuned") is not None:

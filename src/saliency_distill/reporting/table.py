@@ -122,14 +122,39 @@ def _markdown_row(row: Mapping[str, Any], bold: bool) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def reference_levels(examples: Sequence[Any]) -> dict[str, float]:
+    """What a student that learned nothing scores on ``examples`` (a choice task's test split):
+    ``chance`` (a uniform guess among each example's options) and ``majority`` (always the most
+    frequent gold label of a label set, or the most frequent gold option position); empty for
+    free-form tasks."""
+    if not examples or any(not ex.choices or ex.label is None for ex in examples):
+        return {}
+    chance = sum(1 / len(ex.choices) for ex in examples) / len(examples)
+    shared = len({ex.choices for ex in examples}) == 1
+    keys = [ex.label if shared else ex.choices.index(ex.label) if ex.label in ex.choices else None for ex in examples]
+    top = max((keys.count(k) for k in set(keys) if k is not None), default=0)
+    return {"chance": chance, "majority": top / len(examples)}
+
+
 def teacher_line(teacher: Mapping[str, Any]) -> str:
-    """``Teacher (`model`) test accuracy: 70.00 %``, with the number of examples when known."""
+    """``Teacher (`model`) test accuracy: 70.00 %``, with the number of examples when known, and
+    the chance and majority-class levels of the test split when given."""
     model = teacher.get("model")
     who = f"Teacher (`{model}`)" if model else "Teacher"
     accuracy = teacher.get("accuracy")
     value = MISSING if accuracy is None else f"{100 * float(accuracy):.2f} %"
     n = teacher.get("n")
-    return f"{who} test accuracy: {value}" + (f" (n = {n})" if n is not None else "")
+    levels = levels_text(teacher)
+    line = f"{who} test accuracy: {value}" + (f" (n = {n})" if n is not None else "") if "model" in teacher else ""
+    return "; ".join(p for p in (line, levels) if p) + ("." if levels else "")
+
+
+def levels_text(levels: Mapping[str, Any]) -> str:
+    """``chance 33.33 %, majority class 35.20 %`` (a student near them learned nothing), or ""."""
+    if levels.get("chance") is None:
+        return ""
+    return (f"chance {100 * levels['chance']:.2f} %, majority class {100 * levels['majority']:.2f} % "
+            "(a student near these learned nothing)")
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], teacher: dict | None = None, title: str | None = None) -> str:
