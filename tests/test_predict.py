@@ -225,7 +225,11 @@ def test_run_ends_with_a_predict_command_that_works(tmp_path, tiny_model_dirs, c
     out = capsys.readouterr().out
     assert "report.html" in out and "student.keep_models=true" in out  # no weights kept: says how to keep them
     assert main(["-q", "train", *args, "student.keep_models=true"]) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("try the best student"))
+    out = capsys.readouterr().out.splitlines()
+    line = next(x for x in out if x.startswith("try the best student by validation accuracy (standard, seed 0, "))
+    assert any(x.startswith("next, with your own data: ") and "task.unlabeled=" in x for x in out)
+    result = json.loads((tmp_path / "run" / "students" / "standard" / "seed0" / "result.json").read_text())
+    assert 0.0 <= result["validation_accuracy"] <= 1.0 and f"{100 * result['validation_accuracy']:.1f}% on" in line
     command = shlex.split(line.split(": ", 1)[1])
     assert command[:2] == ["saliency-distill", "predict"]
     question = json.loads((tmp_path / "run" / "report" / "try_question.jsonl").read_text())

@@ -27,7 +27,7 @@ from ..experiment import (
     teach_stage,
 )
 from ..study.preview import environment, preview
-from .show import print_analysis, print_teacher, try_student
+from .show import NEXT_STEP, print_analysis, print_teacher, try_student
 from .study import add_study_commands
 from .use import add_use_commands
 
@@ -103,6 +103,7 @@ def _print_results(cfg: ExperimentConfig, records: list[dict], report) -> None:
     print(markdown_table(aggregate(records)), end="")
     print(f"report: {report}/report.html (open it in a browser; results.md and results.csv beside it)")
     print(try_student(cfg, records, report))
+    print(f"next, {NEXT_STEP}")
 
 
 def cmd_train(ns: argparse.Namespace) -> int:

@@ -65,6 +65,11 @@ def print_analysis(split: str, s: dict) -> None:
 
 
 
+NEXT_STEP = ("with your own data: task.name=file task.path=labeled.jsonl (map task.fields); with few labels and "
+             "many inputs without one, add task.unlabeled=inputs.jsonl and student.modes=[standard,pool-label] "
+             "(docs/pipeline.md#few-labels-many-inputs-the-pool)")
+
+
 def try_student(cfg: Any, records: list[dict], report: Any) -> str:
     """The one-line ``predict`` command for the best student on a question of its kind: the first
     test question, written (without its answer) to ``report/try_question.jsonl`` to edit."""
@@ -74,7 +79,13 @@ def try_student(cfg: Any, records: list[dict], report: Any) -> str:
     from ..io import write_jsonl
     from ..student.record import input_fields
 
-    best = max(records, key=lambda r: r.get("accuracy") or 0.0)
+    by_validation = all(r.get("validation_accuracy") is not None for r in records)
+    key = "validation_accuracy" if by_validation else "accuracy"  # runs made before it was recorded: test
+    best = max(records, key=lambda r: r.get(key) or 0.0)  # the first of equals
+    chosen = (f"the best student by validation accuracy ({best['mode']}, seed {best['seed']}, "
+              f"{100 * best[key]:.1f}% on validation)" if by_validation else
+              f"the best student ({best['mode']}, seed {best['seed']}; by test accuracy: these runs predate the "
+              "validation figure)")
     if not cfg.student.keep_models:
         return (f"to answer new questions with a student, keep its weights: re-run with student.keep_models=true, "
                 f"then `saliency-distill predict --run {cfg.run_dir} --mode {best['mode']} ...` "
@@ -87,6 +98,6 @@ def try_student(cfg: Any, records: list[dict], report: Any) -> str:
         row[fields["choices"]] = list(ex.choices)
     question = Path(report) / "try_question.jsonl"
     write_jsonl(question, [row])
-    return (f"try the best student ({best['mode']}, seed {best['seed']}) on a question (edit {question}): "
+    return (f"try {chosen} on a question (edit {question}): "
             f"saliency-distill predict --run {cfg.run_dir} --mode {best['mode']} --seed {best['seed']} "
             f"--input {question} --output {Path(report) / 'try_question.predictions.jsonl'}")

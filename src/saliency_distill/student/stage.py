@@ -32,37 +32,15 @@ from ..training.config import resolve_bf16
 from ..training.losses import AVERAGES
 from ..training.sft import CHECKPOINT_DIR, MODEL_DIR, TrainConfig, save_model_folder, train_supervised
 from ..training.sft import identity as train_identity
+from .early_stop import EarlyStopConfig
 from .modes import DEFAULT_MODES, FORMATS, MODES, build_pairs, check_mode, templates
 from .pool import check_min_confidence, training_examples
 from .record import RECORD_FILE, run_provenance, student_record, write_record
 
 logger = logging.getLogger(__name__)
+VALIDATION_EXAMPLES = 200  # a student's validation accuracy (which student to use) reads at most these
 
 __all__ = ["EarlyStopConfig", "StudentConfig", "run_dir_of", "run_provenance", "train_and_evaluate"]
-
-
-@dataclass(frozen=True)
-class EarlyStopConfig:
-    enabled: bool = field(
-        False, "evaluate on the validation split during training, keep the best weights and stop after "
-        "`patience` evaluations without improvement (the test split is then read with the best weights)"
-    )
-    evaluations: int = field(8, "validation evaluations, evenly spread over the run")
-    patience: int = field(3, "stop after this many evaluations without a better validation accuracy")
-    min_fraction: float = field(
-        1.0, "never stop before this share of the training steps: 1 (default) trains every step and only keeps "
-        "the best weights, because a student can sit at chance for half its run before it learns (e-SNLI: "
-        "stopped at 50% it kept 34.5%, trained on it reached 60%); 0 stops as soon as patience runs out"
-    )
-    max_examples: int | None = field(200, "validation examples per evaluation (all when unset)")
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.min_fraction <= 1.0:
-            raise ConfigError(f"config key 'student.early_stopping.min_fraction': {self.min_fraction} is not in [0, 1]")
-        for key in ("evaluations", "patience", "max_examples"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"config key 'student.early_stopping.{key}': {value!r} must be a positive integer")
 
 
 @dataclass(frozen=True)
@@ -170,6 +148,19 @@ def _stopper(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig, split
         return metrics["accuracy"] or 0.0
 
     return ValidationStopper(accuracy, stop.evaluations, stop.patience, folder / "validation", stop.min_fraction)
+
+
+def validation_accuracy(lm: Any, task: Any, task_cfg: TaskConfig, cfg: StudentConfig,
+                        splits: Mapping[str, list[Example]], template: str, validation: dict | None) -> float | None:
+    """The trained student's greedy accuracy on (at most 200 of) the validation split: what picks
+    the best student to use, since the test split only reports. Early stopping measured it already."""
+    if validation is not None:
+        return ((validation.get("best") or {}).get("accuracy"))
+    examples = (splits.get("validation") or [])[:VALIDATION_EXAMPLES]
+    if not examples:
+        return None
+    eval_cfg = dataclasses.replace(cfg.eval, max_examples=None, choice_scoring=False)
+    return evaluate_student(lm, task, task_cfg, examples, eval_cfg, template)[1]["accuracy"]
 
 
 def run_dir_of(run_dir: str | Path, mode: str, seed: int) -> Path:
@@ -309,6 +300,7 @@ def train_and_evaluate(
     }
     if validation is not None:
         record["validation"] = validation  # history and the best step, whose weights were tested
+    record["validation_accuracy"] = validation_accuracy(lm, task, task_cfg, cfg, splits, predict_template, validation)
     if not cfg.keep_models:
         shutil.rmtree(folder / MODEL_DIR, ignore_errors=True)
         remove_checkpoints(folder / CHECKPOINT_DIR)
