@@ -376,7 +376,30 @@ def later_lines() -> list[str]:
                                                for k in ("entailment", "neutral", "contradiction")) + ")"
                                   for cal in ("none", "contextual", "prior") if cal in test)
                       + " (`benchmarks/results/teacher_calibration.md`).", ""]
-    return lines
+    return lines + seed_lines()
+
+
+def seed_lines(path: str = "benchmarks/results/seed_intervals.json") -> list[str]:
+    """The low-data gains above again, with intervals that include the spread between training seeds."""
+    if not Path(path).is_file():
+        return []
+    rows = [r for r in json.loads(Path(path).read_text())["rows"]
+            if r["mode"] == "saliency" and r["share"] in ("25%", "50%")]
+    lines = ["## After the study: intervals that include training noise (2026-12-06)", "",
+             "The intervals above resample test examples with the trained students fixed. Over the 3 training seeds "
+             "(`benchmarks/seed_intervals.py`, from the kept predictions; t interval over the per-seed differences, "
+             "and a two-level bootstrap of seeds and examples):", ""]
+    lines += [f"- {r['dataset']} {r['share']}, saliency - {r['baseline']}: {r['difference']:+.1f} points; examples "
+              f"[{r['examples'][0]:+.1f}, {r['examples'][1]:+.1f}], two-level [{r['two_level'][0]:+.1f}, "
+              f"{r['two_level'][1]:+.1f}], seed t [{r['seed_t'][0]:+.1f}, {r['seed_t'][1]:+.1f}]; per seed "
+              + " / ".join(f"{d:+.1f}" for d in r["per_seed"]) + "." for r in rows]
+    def above(key: str) -> str:
+        hits = [f"{r['dataset']} {r['share']} vs {r['baseline']}" for r in rows if r[key][0] > 0]
+        return ", ".join(hits) or "none"
+
+    return lines + ["", f"Above 0 by the seed t interval: {above('seed_t')}. Above 0 by the two-level bootstrap: "
+                    f"{above('two_level')} (with 3 seeds a bootstrap over seeds cannot draw a value outside the 3 it "
+                    "has, so it is the narrower of the two; `benchmarks/results/seed_intervals.md`).", ""]
 
 
 if __name__ == "__main__":
