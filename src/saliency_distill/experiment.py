@@ -276,9 +276,9 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
 
     from .reporting import environment_info, read_correctness, reference_levels, write_report
 
+    teacher = reference_levels(prepare_stage(cfg)["test"])  # chance and majority class (every process: a barrier)
     if not is_main():
         return RunDir(cfg.run_dir).report
-    teacher = reference_levels(prepare_stage(cfg)["test"])  # chance and majority class, beside the teacher
     if (metrics_path := RunDir(cfg.run_dir).teacher_metrics).is_file():
         m = json.loads(metrics_path.read_text())
         test = m.get("accuracy", {}).get("test")
