@@ -51,9 +51,9 @@ def configure(args: argparse.Namespace, modes: list[str], seeds: list[int]) -> A
                  f"task.max_validation={args.max_validation or 'null'}", f"student.modes=[{','.join(modes)}]",
                  f"student.seeds=[{','.join(map(str, seeds))}]", "student.keep_models=false", "progress=false",
                  "teacher.splits=[train,validation,test]", *args.set]
-    if args.dataset != "socialiqa":
-        overrides.append(f"task.path={Path(args.data) / args.dataset}")
-    return load_config(ExperimentConfig, CONFIGS[args.dataset], overrides)
+    if args.config is None and args.dataset != "socialiqa":
+        overrides.insert(0, f"task.path={Path(args.data) / args.dataset}")
+    return load_config(ExperimentConfig, args.config or CONFIGS[args.dataset], overrides)
 
 
 def gold_twins(cfg: Any, ids: list[str]) -> list[Any]:
@@ -103,9 +103,10 @@ def timed(times: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dataset", required=True, choices=sorted(CONFIGS))
+    ap.add_argument("--dataset", required=True, help=f"{', '.join(sorted(CONFIGS))}, or any name with --config")
+    ap.add_argument("--config", default=None, help="another config file (e.g. a file task) instead of the dataset's")
     ap.add_argument("--data", default="../shared/data/dsbs")
     ap.add_argument("--labels", type=int, default=250)
     ap.add_argument("--pools", default="500,2000", help="pool sizes besides 0 (clipped to what the split holds)")
@@ -118,7 +119,10 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
     ap.add_argument("--run-dir", default=None)
     ap.add_argument("--out", default="benchmarks/results/pool_study")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    args.command = "python benchmarks/pool_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.config is None and args.dataset not in CONFIGS:
+        ap.error(f"--dataset {args.dataset}: choose from {', '.join(sorted(CONFIGS))}, or give --config")
     args.pools = sorted({int(p) for p in args.pools.split(",") if p.strip()})
     args.run_dir = args.run_dir or f"runs/pool_study/{args.dataset}"
 
@@ -190,7 +194,7 @@ def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
     out = Path(args.out)
     store = out.parent / (out.name + ".json")
     payload = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
-    payload["datasets"][args.dataset] = {**result, "machine": machine(), "command": "python " + " ".join(sys.argv)}
+    payload["datasets"][args.dataset] = {**result, "machine": machine(), "command": args.command}
     write_results(out, payload, markdown(payload))
 
 

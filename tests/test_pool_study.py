@@ -1,0 +1,36 @@
+"""benchmarks/pool_study.py end to end on tiny models and a file task: it trains every row, pairs
+each with standard on the labels alone, and writes what it measured."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import write_planets
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import pool_study  # noqa: E402
+
+
+def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_dirs):
+    data = write_planets(tmp_path)
+    config = tmp_path / "planets.yaml"
+    config.write_text(f"task:\n  name: file\n  path: {data}\n  fields: {{choices: options, label: answer}}\n"
+                      f"teacher:\n  model: {{name: {tiny_model_dirs['qwen2']}}}\n  finetune: false\n"
+                      f"student:\n  model: {{name: {tiny_model_dirs['llama']}}}\n  train: {{max_steps: 2, progress_bar: false}}\n"
+                      "  eval: {max_new_tokens: 4}\nrationale: {k: 3}\n")
+    out = tmp_path / "results" / "pool_study"
+    pool_study.main(["--dataset", "planets", "--config", str(config), "--labels", "5", "--pools", "4,100",
+                     "--modes", "pool-label,pool-saliency,pool-random-words", "--seeds-small", "2",
+                     "--run-dir", str(tmp_path / "run"), "--out", str(out)])
+    result = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets"]
+    assert [p["pool"] for p in result["points"]] == [0, 4, result["pool_available"]]
+    last = result["points"][-1]
+    assert set(last["rows"]) == {"pool-label", "pool-saliency", "pool-random-words", "gold-reference"}
+    assert last["rows"]["pool-label"]["rows"] == 5 + result["pool_available"]
+    assert last["rows"]["gold-reference"]["rows"] == 5 + result["pool_available"]
+    for c in last["vs_standard"].values():
+        assert c["seeds"] == 2 and c["two_level"][0] <= c["difference"] <= c["two_level"][1]
+    md = out.with_suffix(".md").read_text()
+    assert "| 0 | standard | 2 |" in md and "pool-saliency vs pool-random-words" in md and "recovery" in md
