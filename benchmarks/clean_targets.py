@@ -28,8 +28,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write_results  # noqa: E402
 
-STATE = Path("benchmarks/state/svamp")
-
 
 def runs_on(answer: str | None) -> bool:
     """Whether an answer holds anything besides one whole equation (words, stray brackets)."""
@@ -58,11 +56,14 @@ def main() -> None:
     import yaml
 
     logging.basicConfig(level=logging.WARNING)
+    from study_state import state_folder
+
     from saliency_distill.config import build
     from saliency_distill.experiment import ExperimentConfig, run
     from saliency_distill.teacher import answer as answer_module
 
-    resolved = yaml.safe_load((STATE / "config.yaml").read_text())
+    state = state_folder("svamp")  # the study's saved run folder, unpacked from its archive
+    resolved = yaml.safe_load((state / "config.yaml").read_text())
     resolved.update(run_dir=args.run_dir, preview=0)
     resolved["task"]["path"] = str(Path(args.data) / "svamp")
     resolved["teacher"]["model"]["dtype"] = "auto"  # it only tokenises here; nothing is generated
@@ -73,7 +74,7 @@ def main() -> None:
     student["train"]["bf16"] = "auto"  # the machine's native dtype (bf16 is emulated on AVX2-only CPUs)
     cfg = build(ExperimentConfig, resolved)
 
-    kept = {split: {r["id"]: r for r in map(json.loads, (STATE / "teacher" / f"answers_{split}.jsonl").open())}
+    kept = {split: {r["id"]: r for r in map(json.loads, (state / "teacher" / f"answers_{split}.jsonl").open())}
             for split in cfg.teacher.splits}
     by_prompt: dict[str, str] = {}
 
@@ -105,7 +106,7 @@ def main() -> None:
                       "correct_before": sum(bool(r["correct"]) for r in kept[s].values()),
                       "correct_after": sum(bool(r["correct"]) for r in after[s])} for s in cfg.teacher.splits}
         records = [json.loads(p.read_text()) for p in sorted(Path(args.run_dir).glob("students/*/seed*/result.json"))]
-        study = [json.loads(p.read_text()) for p in sorted(STATE.glob("students/*/seed*/result.json"))]
+        study = [json.loads(p.read_text()) for p in sorted(state.glob("students/*/seed*/result.json"))]
         payload = {"answers": counts, "students": records, "study_students": study, "machine": machine(),
                    "command": "python " + " ".join(a for a in sys.argv if a != "--summary-only"),
                    "eval_tokens": args.eval_tokens,

@@ -47,11 +47,13 @@ def main() -> None:
     ap.add_argument("--state", default="benchmarks/state")
     ap.add_argument("--out", default="benchmarks/results/seed_intervals")
     args = ap.parse_args()
+    from study_state import state_folder
+
     from saliency_distill.reporting.significance import paired_bootstrap, two_level_bootstrap
 
     rows: list[dict[str, Any]] = []
     for dataset in args.datasets.split(","):
-        for label, folder in points(Path(args.state) / dataset):
+        for label, folder in points(state_folder(dataset, args.state)):
             got = correctness(folder)
             for mode, base in PAIRS:
                 if mode not in got or base not in got:

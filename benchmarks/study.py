@@ -18,7 +18,7 @@ the curve the summary in ``benchmarks/results/study.md`` / ``study.json`` is rew
 dataset as far as it has come.
 
 ``runs/`` is not committed and the study outlives one machine: ``benchmarks/study_state.py save
---dataset <name>`` copies what took compute into ``benchmarks/state/<name>`` (committed, without
+--dataset <name>`` copies what took compute into ``benchmarks/state/<name>.tar.xz`` (committed, without
 the dataset's text) and ``restore`` puts it back before the next call resumes.
 """
 

@@ -4,7 +4,7 @@
 #   bash benchmarks/study_all.sh            restore saved state, then every dataset's main run, then the curves
 #   STUDY_SAVE_EVERY=900 bash benchmarks/study_all.sh   ... and save the state every 15 minutes meanwhile
 #
-# Each dataset's run folder (runs/study/<dataset>) is first restored from benchmarks/state/<dataset>
+# Each dataset's run folder (runs/study/<dataset>) is first restored from benchmarks/state/<dataset>.tar.xz
 # where a machine before this one saved it (benchmarks/study_state.py), and saved again after each
 # job, so committing benchmarks/state and benchmarks/results/study* carries the study to the next
 # machine. The main runs of all four datasets come before the two data-efficiency curves. On a CPU
@@ -25,7 +25,7 @@ save_all() {
 }
 
 for ds in esnli cqa anli1 svamp; do
-  if [ -d "benchmarks/state/$ds" ]; then
+  if [ -d "benchmarks/state/$ds" ] || [ -f "benchmarks/state/$ds.tar.xz" ]; then
     # shellcheck disable=SC2046
     "$py" benchmarks/study_state.py restore --dataset "$ds" $(train_of "$ds") || exit 1
   fi

@@ -1,7 +1,13 @@
 """Carry a study's run folder from one machine to the next, without the dataset's text.
 
-    python benchmarks/study_state.py save --dataset esnli      runs/study/esnli -> benchmarks/state/esnli
-    python benchmarks/study_state.py restore --dataset esnli   benchmarks/state/esnli -> runs/study/esnli
+    python benchmarks/study_state.py save --dataset esnli      runs/study/esnli -> benchmarks/state/esnli.tar.xz
+    python benchmarks/study_state.py restore --dataset esnli   benchmarks/state/esnli.tar.xz -> runs/study/esnli
+    python benchmarks/study_state.py pack --dataset esnli      a saved folder -> its archive (the folder removed)
+
+The saved state of a dataset is one compressed archive (``benchmarks/state/<dataset>.tar.xz``:
+the tree holds code and results, not a thousand run files); :func:`state_folder` gives the
+scripts that read it (seed intervals, calibration, clean targets) its files, unpacked once into
+``runs/state/<dataset>``.
 
 The study takes more hours than one machine lives, and ``runs/`` is not committed: ``save`` copies
 what took compute (the teacher's answers, the rationale stores, faithfulness rows, tune's and the
@@ -35,6 +41,71 @@ SKIP_DIRS = {"data", "model", "checkpoints"}
 TEXT_LIMIT = 24  # a saved string longer than this may be an example's text
 PACKED = "_packed_keys"  # a packed rationale row: its original keys, in order
 AT = "_rationale_at"  # ... and where its rationale words stand in its words
+
+
+ARCHIVE_SUFFIX = ".tar.xz"
+
+
+def archive_of(state_dir: Path) -> Path:
+    return state_dir.with_name(state_dir.name + ARCHIVE_SUFFIX)
+
+
+def pack(state_dir: Path) -> Path:
+    """``state_dir`` as one archive beside it (the same bytes for the same files: sorted names,
+    no owners or times), written under a temporary name and renamed; the folder is removed."""
+    import tarfile
+
+    archive = archive_of(state_dir)
+    tmp = archive.with_name(archive.name + ".tmp")
+
+    def plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        info.mode = 0o755 if info.isdir() else 0o644
+        return info
+
+    with tarfile.open(tmp, "w:xz", preset=9) as tar:
+        for path in [state_dir, *sorted(state_dir.rglob("*"))]:
+            tar.add(path, arcname=str(Path(state_dir.name) / path.relative_to(state_dir)), recursive=False,
+                    filter=plain)
+    os.replace(tmp, archive)
+    shutil.rmtree(state_dir)
+    return archive
+
+
+def unpack(archive: Path, into: Path) -> Path:
+    """The archive's folder, extracted under ``into`` (replacing an older extraction); returns it."""
+    import tarfile
+
+    name = archive.name.removesuffix(ARCHIVE_SUFFIX)
+    tmp = into / f".{name}.unpacking"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tarfile.open(archive, "r:xz") as tar:
+        tar.extractall(tmp, filter="data")  # plain files and folders only, nothing outside tmp
+    target = into / name
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp / name, target)
+    shutil.rmtree(tmp)
+    return target
+
+
+def state_folder(dataset: str, state: str | Path = "benchmarks/state", cache: str | Path = "runs/state") -> Path:
+    """The saved run folder of ``dataset``: the folder itself where one is there, else its archive
+    unpacked into ``cache`` (again only when the archive is newer than the extraction)."""
+    folder = Path(state) / dataset
+    if folder.is_dir():
+        return folder
+    archive = archive_of(folder)
+    if not archive.is_file():
+        raise SystemExit(f"{archive}: no saved state for {dataset}")
+    target = Path(cache) / dataset
+    stamp = Path(cache) / f"{dataset}.unpacked"
+    if not target.is_dir() or not stamp.is_file() or stamp.read_text() != str(archive.stat().st_mtime_ns):
+        unpack(archive, Path(cache))
+        stamp.write_text(str(archive.stat().st_mtime_ns))
+    return target
 
 
 def _sha(text: str) -> str:
@@ -217,7 +288,7 @@ def teacher_prompts(cfg: Any) -> dict[str, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("action", choices=["save", "restore"])
+    ap.add_argument("action", choices=["save", "restore", "pack"])
     ap.add_argument("--dataset", required=True, choices=["cqa", "svamp", "anli1", "esnli"])
     ap.add_argument("--state", default="benchmarks/state", help="the committed folder (one subfolder per dataset)")
     ap.add_argument("--train", type=int, default=None, help="as given to study.py (svamp: 720)")
@@ -230,16 +301,17 @@ def main() -> None:
                                     train=args.train or (720 if args.dataset == "svamp" else 1000))
     cfg = study_config(study_args)
     run_dir, state_dir = Path(cfg.run_dir), Path(args.state) / args.dataset
-    if args.action == "save":
+    if args.action == "pack":
+        print(f"packed {state_dir} into {pack(state_dir)}")
+    elif args.action == "save":
         from saliency_distill.experiment import prepare_stage
 
         examples = [ex for split in prepare_stage(cfg).values() for ex in split]
         n = save(run_dir, state_dir, example_texts(examples))
-        print(f"saved {n} files of {run_dir} to {state_dir}")
+        print(f"saved {n} files of {run_dir} to {pack(state_dir)}")
     else:
-        if not state_dir.is_dir():
-            raise SystemExit(f"{state_dir}: no saved state for {args.dataset}")
-        print(f"restored {restore(state_dir, run_dir, teacher_prompts(cfg))} files of {state_dir} to {run_dir}")
+        folder = state_folder(args.dataset, args.state)
+        print(f"restored {restore(folder, run_dir, teacher_prompts(cfg))} files of {folder} to {run_dir}")
 
 
 if __name__ == "__main__":

@@ -139,6 +139,10 @@ def study_row(args: argparse.Namespace) -> dict[str, Any]:
     from saliency_distill.teacher.calibration import fit_calibration
 
     state = Path(args.study)
+    if not state.is_dir():  # the committed archive of a study's state
+        from study_state import state_folder
+
+        state = state_folder(state.name, state.parent)
     resolved = yaml.safe_load((state / "config.yaml").read_text())
     resolved["task"]["path"] = str(Path(args.data) / args.dataset)
     resolved["teacher"]["demonstrations"] = "random"  # the study's draw, made before balanced draws existed

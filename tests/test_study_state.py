@@ -197,3 +197,22 @@ def test_save_refuses_a_rationale_it_could_not_make_again(tiny_run, tmp_path):
     with pytest.raises(SystemExit, match=f"train.jsonl: example {row['id']}: its rationale is not made of its own"):
         study_state.save(tmp_path / "odd", tmp_path / "state", texts)
     assert not (tmp_path / "state.tmp").exists()
+
+
+def test_a_saved_state_packs_into_one_archive_and_comes_back_the_same(tmp_path):
+    state = tmp_path / "state" / "ds"
+    files = {"config.yaml": "run_dir: x\n", "students/standard/seed0/predictions.jsonl": '{"id": "a"}\n',
+             "teacher/metrics.json": "{}\n"}
+    for rel, text in files.items():
+        (state / rel).parent.mkdir(parents=True, exist_ok=True)
+        (state / rel).write_text(text)
+    archive = study_state.pack(state)
+    assert archive == tmp_path / "state" / "ds.tar.xz" and archive.is_file() and not state.exists()
+    first = archive.read_bytes()
+    folder = study_state.state_folder("ds", tmp_path / "state", tmp_path / "cache")
+    assert folder == tmp_path / "cache" / "ds"
+    assert {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()} == files
+    study_state.pack(study_state.unpack(archive, tmp_path / "again"))  # the same files pack to the same bytes
+    assert (tmp_path / "again" / "ds.tar.xz").read_bytes() == first
+    with pytest.raises(SystemExit, match="no saved state for other"):
+        study_state.state_folder("other", tmp_path / "state", tmp_path / "cache")
