@@ -311,3 +311,80 @@ def test_shared_demonstrations_give_the_same_sequence_scores(llama):
     single = [sequence_logprobs(llama, [p], [a], batch_size=1) for p, a in zip(SHOT_PROMPTS, answers)]
     assert lengths == [n for _, [n] in single]
     torch.testing.assert_close(torch.tensor(batched), torch.tensor([s for [s], _ in single]), rtol=1e-5, atol=1e-5)
+
+
+# ---- contrastive attribution -----------------------------------------------------------------
+
+def test_contrast_scores_are_the_answer_scores_minus_the_rival_scores(llama):
+    from saliency_distill.attribution import iter_contrast
+
+    cfg = AttributionConfig(method="input_x_gradient", bf16=False)
+    rivals = ["planet 9", "neutral", "( 2.0 / 84.0 )", "decreases", "dog"][: len(PROMPTS)]
+    both = list(iter_contrast(llama, PROMPTS, ANSWERS, rivals, cfg))
+    a, b = attribute(llama, PROMPTS, ANSWERS, cfg), attribute(llama, PROMPTS, rivals, cfg)
+    for c, x, y in zip(both, a, b):
+        assert c.token_ids == x.token_ids and c.answer == x.answer
+        assert c.scores == pytest.approx([s - t for s, t in zip(x.scores, y.scores)], abs=1e-6)
+        assert c.logprob == pytest.approx(x.logprob - y.logprob)
+
+
+def test_contrast_needs_a_method_linear_in_its_objective():
+    from saliency_distill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="attribution.contrast"):
+        AttributionConfig(method="saliency", contrast=True)
+    AttributionConfig(method="integrated_gradients", contrast=True)
+
+
+def test_contrast_picks_the_word_that_separates_the_answer_from_its_rival(llama, tmp_path, monkeypatch):
+    """A scripted method: "quick" raises every option alike, "brown" only option (a). The plain
+    rationale is the word that makes any answer likely; the contrastive one, the separating word."""
+    import json
+
+    from saliency_distill.attribution import registry
+    from saliency_distill.attribution.output import MethodOutput
+    from saliency_distill.data import Example, TaskConfig, get_task
+    from saliency_distill.rationale import RationaleConfig, RationaleStore, attribute_split
+    from saliency_distill.teacher.prompt import TeacherPrompter
+
+    ex = Example("q", {"question": "the quick brown fox jumps over the lazy dog"}, "fox", ("fox", "dog", "cat"))
+    prompter = TeacherPrompter(get_task("cqa"), TaskConfig(name="cqa", path="-"), "letter")
+    text = prompter.render(ex).text
+    spans = {w: (text.index(w), text.index(w) + len(w)) for w in ("quick", "brown")}
+
+    def scripted(lm, batch, cfg):
+        scores = torch.zeros(batch.input_ids.shape)
+        for r in range(len(batch.ids)):
+            option_a = lm.tokenizer.decode(batch.targets[r][batch.target_mask[r]]).strip() == "(a)"
+            for t, (s, e) in enumerate(batch.offsets[r]):
+                if s < spans["quick"][1] and e > spans["quick"][0]:
+                    scores[r, t] = 5.0
+                if s < spans["brown"][1] and e > spans["brown"][0]:
+                    scores[r, t] = 2.0 if option_a else 0.0
+        return MethodOutput(scores, torch.zeros(len(batch.ids)))
+
+    monkeypatch.setattr(registry, "_methods", lambda: {"input_x_gradient": scripted})
+    answers = {"q": {"answer": "fox", "target": "(a)", "correct": True, "logprobs": [-0.5, -1.2, -3.0]}}
+    chosen = {}
+    for contrast in (None, True):
+        store = RationaleStore(tmp_path / f"{contrast}.jsonl", {"config_hash": str(contrast)})
+        attribute_split(llama, prompter, [ex], answers, AttributionConfig(target="teacher", contrast=contrast),
+                        RationaleConfig(k=1), store, progress=False)
+        chosen[contrast] = json.loads((tmp_path / f"{contrast}.jsonl").read_text().splitlines()[1])["rationale"]
+    assert chosen == {None: "quick", True: "brown"}
+
+
+def test_the_rival_is_the_teachers_strongest_other_option():
+    from saliency_distill.data import Example, TaskConfig, get_task
+    from saliency_distill.errors import DataError
+    from saliency_distill.rationale.stage import rival
+    from saliency_distill.teacher.prompt import TeacherPrompter
+
+    ex = Example("q", {"question": "which?"}, "fox", ("fox", "dog", "cat"))
+    letters = TeacherPrompter(get_task("cqa"), TaskConfig(name="cqa", path="-"), "letter")
+    texts = TeacherPrompter(get_task("cqa"), TaskConfig(name="cqa", path="-"), "text")
+    answers = {"q": {"logprobs": [-0.5, -3.0, -1.2]}}
+    assert rival(letters, ex, "(a)", answers) == "(c)" and rival(letters, ex, "(c)", answers) == "(a)"
+    assert rival(texts, ex, "dog", answers) == "fox"
+    with pytest.raises(DataError, match="attribution.contrast needs"):
+        rival(letters, ex, "(a)", {"q": {"answer": "fox"}})

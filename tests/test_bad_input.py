@@ -39,6 +39,8 @@ CASES = [
     ("more shots than train examples", "teach", ["teacher.shots=40", "teacher.finetune=false"], "teacher.shots"),
     ("unknown attribution method", "attribute", ["attribution.method=gradcam"], "unknown method 'gradcam'"),
     ("rationale size out of range", "attribute", ["rationale.k=0"], "rationale.k"),
+    ("contrast with a non-linear method", "attribute", ["attribution.method=saliency", "attribution.contrast=true"],
+     "attribution.contrast"),
     ("unknown training mode", "train", ["student.modes=[distill]"], "unknown training mode 'distill'"),
     ("alpha out of range", "train", ["student.alpha=0"], "student.alpha"),
     ("a silent key", "train", ["student.train.seed=3"], "student.train.seed"),

@@ -159,6 +159,7 @@ IDENTITY = [
     ("attribute", "teacher.shots=1"),
     ("attribute", "attribution.method=saliency"),
     ("attribute", "attribution.target=teacher"),
+    ("attribute", "attribution.contrast=true"),
     ("attribute", "rationale.k=2"),
     ("attribute", "rationale.drop_stopwords=false"),
 ]

@@ -165,7 +165,7 @@ def to_dict(cfg: Any) -> Any:
 # the CPU is reused on a GPU machine, and runs made before a model's `device` key existed stay valid.
 PLACEMENT_KEYS = frozenset({"device"})
 # Keys added after runs were made: left out of a hash while unset, so those runs stay valid.
-OMITTED_WHEN_UNSET = frozenset({"unlabeled", "labeled", "max_pool", "pool_min_confidence"})
+OMITTED_WHEN_UNSET = frozenset({"unlabeled", "labeled", "max_pool", "pool_min_confidence", "contrast"})
 
 
 def _without_placement(value: Any) -> Any:

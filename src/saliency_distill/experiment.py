@@ -137,7 +137,8 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
 
     splits = prepare_stage(cfg)
     metrics = None
-    if cfg.attribution.target == "teacher" or cfg.teacher.finetune or POOL in attributed_splits(cfg):
+    if cfg.attribution.target == "teacher" or cfg.attribution.contrast or cfg.teacher.finetune \
+            or POOL in attributed_splits(cfg):
         try:
             metrics = teach_stage(cfg)
         except ConfigError as e:  # the teacher changed: that stage's --overwrite, not this one's

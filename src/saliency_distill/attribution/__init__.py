@@ -1,6 +1,6 @@
 """Attribution: score each prompt token by its influence on the teacher's answer."""
 
-from .api import attribute, iter_attribute
+from .api import attribute, iter_attribute, iter_contrast
 from .config import AttributionConfig
 from .integrated_gradients import quadrature
 from .output import MethodOutput, TokenScores
@@ -14,6 +14,7 @@ __all__ = [
     "attribute",
     "get_method",
     "iter_attribute",
+    "iter_contrast",
     "list_methods",
     "quadrature",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from ..models import LoadedModel
 from .config import AttributionConfig
@@ -63,3 +64,23 @@ def iter_attribute(
                     logprob=float(out.logprob[r]),
                     baseline_logprob=None if out.baseline_logprob is None else float(out.baseline_logprob[r]),
                 )
+
+
+def iter_contrast(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    rivals: Sequence[str],
+    cfg: AttributionConfig | None = None,
+    ids: Sequence[str] | None = None,
+    spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+) -> Iterator[TokenScores]:
+    """Scores of log p(answer) - log p(rival) for a method linear in its objective: each token's
+    score for the answer minus its score for the rival, and ``logprob`` the margin between them."""
+    cfg = cfg or AttributionConfig()
+    for a, b in zip(iter_attribute(lm, prompts, answers, cfg, ids, spans),
+                    iter_attribute(lm, prompts, rivals, cfg, ids, spans)):
+        base = None if a.baseline_logprob is None or b.baseline_logprob is None \
+            else a.baseline_logprob - b.baseline_logprob
+        yield replace(a, scores=tuple(x - y for x, y in zip(a.scores, b.scores)), logprob=a.logprob - b.logprob,
+                      baseline_logprob=base)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..config import field
 from ..errors import ConfigError
-from .methods import ATTRIBUTION_METHODS
+from .methods import ATTRIBUTION_METHODS, LINEAR_METHODS
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,10 @@ class AttributionConfig:
     batch_size: int = field(8, "examples per attribution batch")
     max_length: int | None = field(None, "longest prompt+answer in tokens; None = the model's context")
     splits: list[str] = field(["train"], "splits whose examples get rationales")
+    contrast: bool | None = field(
+        None, "true: attribute log p(target) minus log p(the strongest other option by the teacher's scores), so "
+        "the words chosen separate the answer from its rival rather than make any answer likely (choice tasks; "
+        "input_x_gradient and integrated_gradients, whose scores are linear in the attributed quantity)")
 
     def __post_init__(self) -> None:
         if self.method not in ATTRIBUTION_METHODS:
@@ -52,6 +56,9 @@ class AttributionConfig:
                 f"config key 'attribution.method': unknown method {self.method!r} "
                 f"(choose from: {', '.join(ATTRIBUTION_METHODS)})"
             )
+        if self.contrast and self.method not in LINEAR_METHODS:
+            raise ConfigError(f"config key 'attribution.contrast': method {self.method} is not linear in the "
+                              f"attributed quantity (choose from: {', '.join(LINEAR_METHODS)})")
         if self.steps < 1:
             raise ConfigError(f"config key 'attribution.steps': {self.steps} must be >= 1")
         if not self.path_power >= 1.0:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..attribution import AttributionConfig, iter_attribute
+from ..attribution import AttributionConfig, iter_attribute, iter_contrast
 from ..config import config_hash, to_dict
 from ..data import Example, TaskConfig
 from ..errors import DataError
@@ -108,6 +108,18 @@ def _made_as(src_header: dict[str, Any], store: RationaleStore, task_cfg: TaskCo
     return src_header.get("config_hash") == _identity({**base, **changes}, task_cfg, attr_cfg, rat_cfg)
 
 
+def rival(prompter: TeacherPrompter, example: Example, target: str,
+          teacher_answers: dict[str, dict[str, Any]] | None) -> str:
+    """The option other than ``target`` that the teacher scored highest (contrastive attribution)."""
+    scores = (teacher_answers or {}).get(example.id, {}).get("logprobs")
+    candidates = prompter.candidates(example) if example.choices else []
+    if not isinstance(scores, list) or len(scores) != len(candidates) or target not in candidates:
+        raise DataError(f"example {example.id}: attribution.contrast needs a choice task and the teacher's score of "
+                        "every option (run `teach` first)")
+    others = [i for i in range(len(candidates)) if candidates[i] != target]
+    return candidates[max(others, key=lambda i: scores[i])]
+
+
 def attribute_split(
     lm: LoadedModel,
     prompter: TeacherPrompter,
@@ -157,8 +169,13 @@ def attribute_split(
     bar = tqdm(total=len(examples), initial=len(examples) - len(todo), unit="ex", desc=f"attribute {path.stem}",
                disable=not progress)
     pending: list[dict[str, Any]] = []
-    for ts in iter_attribute(lm, [p.text for p in prompts], answers, attr_cfg, [ex.id for ex in todo],
-                             [p.content_spans for p in prompts]):
+    texts, ids, spans = [p.text for p in prompts], [ex.id for ex in todo], [p.content_spans for p in prompts]
+    if attr_cfg.contrast:  # log p(target) - log p(its strongest rival)
+        rivals = [rival(prompter, ex, target, teacher_answers) for ex, target in zip(todo, answers)]
+        scored = iter_contrast(lm, texts, answers, rivals, attr_cfg, ids, spans)
+    else:
+        scored = iter_attribute(lm, texts, answers, attr_cfg, ids, spans)
+    for ts in scored:
         ex, prompt = by_id[ts.id]
         words = word_scores(prompt.text, prompt.content_spans, ts.offsets, ts.scores)
         chosen = select(words, rat_cfg)
