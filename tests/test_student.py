@@ -357,3 +357,21 @@ def test_early_stopping_waits_for_min_fraction_of_the_steps(tmp_path, min_fracti
             stopped = step
             break
     assert stopped == stopped_at and stopper.best["step"] == best_step
+
+
+def test_the_explanation_after_the_label_is_one_sequence_and_alpha_1_is_the_label_loss(tiny_model_dirs, tmp_path):
+    exs = _examples(4)
+    words = {ex.id: f"adds {i} resistors" for i, ex in enumerate(exs)}
+    pairs = build_pairs("saliency-after", TASK, CFG, exs[:1], rationales=words)
+    text = TASK.render(exs[0], CFG).text
+    assert pairs.prompts == [f"{text}\npredict:", f"{text}\npredict: increases\nexplain:"]
+    assert pairs.targets == ["increases", "adds 0 resistors"] and pairs.tasks == [PREDICT, EXPLAIN]
+    # alpha 1 weighs the explanation 0: the loss is standard fine-tuning's, step for step
+    splits = {"train": exs, "test": exs[:2]}
+    cfg = StudentConfig(model=ModelConfig(name=str(tiny_model_dirs["llama"])), alpha=1.0,
+                        train=TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-2, progress_bar=False))
+    one = train_and_evaluate(CFG, cfg, "saliency-after", 0, splits, tmp_path / "a", rationales=words)
+    plain = train_and_evaluate(CFG, cfg, "standard", 0, splits, tmp_path / "b")
+    assert one["train_sequences"] == 2 * plain["train_sequences"]
+    assert one["loss_first"] == pytest.approx(plain["loss_first"], rel=1e-5)
+    assert one["loss_last"] == pytest.approx(plain["loss_last"], rel=1e-5)

@@ -39,6 +39,10 @@ MODE_TEXT = {
                      "labels, and on the words the teacher's saliency ranked highest",
     "pool-random-words": "trained multi-task on the gold labels plus the teacher's answers for a pool of inputs "
                          "without labels, and on k random content words (a control)",
+    "saliency-after": "trained on the gold label and, after it in the same sequence, on the words the teacher's "
+                      "saliency ranked highest",
+    "random-words-after": "trained on the gold label and, after it in the same sequence, on k random content "
+                          "words (a control)",
 }
 
 

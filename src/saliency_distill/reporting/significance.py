@@ -35,8 +35,10 @@ logger = logging.getLogger(__name__)
 # seed -> example id -> whether that run answered that example correctly.
 Correctness = Mapping[int, Mapping[str, bool]]
 
-DEFAULT_BASELINES = ("standard", "llm-rationale", "random-words", "pool-label", "pool-random-words")
-# random words: the control for any rationale; pool-label and pool-random-words: for the pool modes
+DEFAULT_BASELINES = ("standard", "llm-rationale", "random-words", "pool-label", "pool-random-words",
+                     "random-words-after")
+# random words: the control for any rationale; pool-label, pool-random-words and random-words-after: for the
+# pool modes and the one-sequence layout
 DEFAULT_RESAMPLES = 2000
 # Resample indices drawn per block (resamples x examples): bounds memory for large test sets.
 _BLOCK_ELEMENTS = 1 << 22

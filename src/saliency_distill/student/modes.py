@@ -21,7 +21,11 @@ All modes train on the same examples and are evaluated the same way, on the "pre
   ``pool-soft`` (its answer and its distribution over the options, as soft-label),
   ``pool-saliency`` (its answer, and the saliency explain task on every example) and
   ``pool-random-words`` (the same with random words: the control). ``student.pool_min_confidence``
-  leaves out pool inputs the teacher is unsure of.
+  leaves out pool inputs the teacher is unsure of;
+- ``saliency-after`` and its control ``random-words-after``: the explanation after the label in
+  one sequence (Wadhwa et al., EMNLP 2024): "x\npredict: label\nexplain:" -> the words, beside
+  "x\npredict:" -> label, so the rationale is learned given the answer and the label's tokens
+  are learned once; evaluation reads the first line, the label.
 
 Each mode is a :class:`Mode` that says what it needs, so the pipeline runs the teacher and the
 attribution only for modes that use them.
@@ -57,6 +61,7 @@ class Mode:
     explain: str | None = None  # None, "saliency" (the store), "random", "llm" or "human"
     soft: bool = False  # also match the teacher's distribution over the options
     pool: bool = False  # also train on the pool, labelled by the teacher
+    after: bool = False  # the explanation follows the label in one sequence (x, predict: label, explain: words)
 
     @property
     def needs_teacher(self) -> bool:
@@ -85,6 +90,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("pool-soft", soft=True, pool=True),
     Mode("pool-saliency", explain="saliency", pool=True),
     Mode("pool-random-words", explain="random", pool=True),
+    Mode("saliency-after", explain="saliency", after=True),
+    Mode("random-words-after", explain="random", after=True),
 )}
 DEFAULT_MODES = ["standard", "teacher-label", "saliency", "llm-rationale"]
 FORMATS = ("auto", "suffix", "prefix")
@@ -199,7 +206,10 @@ def build_pairs(
             explanation = ex.llm_rationale
         elif spec.explain == "human":
             explanation = ex.human_rationale
-        if explanation:
+        if explanation and spec.after:  # one sequence: x, predict: label, then the explain tag and the words
+            tag = explain_template.replace(INPUT, "").strip()
+            _add(out, ex.id, f"{fill(predict_template, text)} {label}\n{tag}", explanation, EXPLAIN)
+        elif explanation:
             _add(out, ex.id, fill(explain_template, text), explanation, EXPLAIN)
         if spec.soft:  # every option after the same prompt, with the teacher's score for it
             scores = teacher_answers[ex.id]["logprobs"]  # type: ignore[index]

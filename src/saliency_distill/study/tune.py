@@ -166,7 +166,8 @@ def _alpha_modes(cfg: ExperimentConfig, train: list[Any]) -> list[str]:
 def _alphas(students: list[dict[str, Any]], best: dict[str, Any] | None, modes: Sequence[str] = ()) -> dict[str, float]:
     """The chosen alpha per mode: saliency's (random words, its control, gets the same) and the
     best of every other tuned mode (the first of equals)."""
-    shared = ["saliency", "random-words", *(m for m in ("pool-saliency", "pool-random-words") if m in modes)]
+    shared = ["saliency", "random-words", *(m for m in modes if MODES[m].explain in ("saliency", "random")
+                                            and m not in ("saliency", "random-words"))]
     out = {m: best["alpha"] for m in shared} if best is not None else {}
     for mode in dict.fromkeys(s["mode"] for s in students if s["mode"] not in ("standard", "saliency")):
         out[mode] = max((s for s in students if s["mode"] == mode), key=lambda s: s["accuracy"])["alpha"]
