@@ -34,3 +34,25 @@ def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_di
         assert c["seeds"] == 2 and c["two_level"][0] <= c["difference"] <= c["two_level"][1]
     md = out.with_suffix(".md").read_text()
     assert "| 0 | standard | 2 |" in md and "pool-saliency vs pool-random-words" in md and "recovery" in md
+
+
+def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tiny_model_dirs):
+    import variants
+
+    data = write_planets(tmp_path)
+    config = tmp_path / "planets.yaml"
+    config.write_text(f"task:\n  name: file\n  path: {data}\n  fields: {{choices: options, label: answer}}\n"
+                      f"teacher:\n  model: {{name: {tiny_model_dirs['qwen2']}}}\n  finetune: false\n"
+                      f"student:\n  model: {{name: {tiny_model_dirs['llama']}}}\n  train: {{max_steps: 2, progress_bar: false}}\n"
+                      "  eval: {max_new_tokens: 4}\nrationale: {k: 3}\n")
+    out = tmp_path / "results" / "variants"
+    variants.main(["--dataset", "planets", "--config", str(config), "--labels", "6", "--seeds-small", "2",
+                   "--run-dir", str(tmp_path / "run"), "--out", str(out)])
+    [point] = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets"]["points"]
+    assert list(point["rows"]) == list(variants.ROWS) and all(r["seeds"] == 2 for r in point["rows"].values())
+    assert set(point["vs_control"]) == {"saliency", "saliency-after", "contrast"}
+    assert all(c is not None and c["seeds"] == 2 for c in point["vs_standard"].values())
+    store = json.loads((tmp_path / "run" / "6-contrast" / "rationales" / "train.jsonl").read_text().splitlines()[0])
+    assert store["attribution"]["contrast"] is True
+    md = out.with_suffix(".md").read_text()
+    assert "| 6 | saliency-after | 2 |" in md and "Above both standard and its control" in md
