@@ -70,3 +70,29 @@ def test_dsbs_folders(tmp_path, name, sizes, llm_agree):
         split, n = llm_agree
         # PaLM's parsed answers agree with gold on 943 of 1,221 CQA test rows (77%).
         assert sum(ex.llm_label == ex.label for ex in splits[split]) == n
+
+
+def test_logit_distillation_runs_on_a_real_vocabulary_pair(tmp_path):
+    """The embedded 0.5B as both teacher and student: the Qwen2.5 vocabulary (151k tokens) on both
+    sides. With the teacher equal to the student the KL term starts at 0, so the first loss is the
+    label loss alone, and the run with it trains and evaluates."""
+    import dataclasses
+
+    from saliency_distill.data import Example
+    from saliency_distill.models import ModelConfig
+    from saliency_distill.student.stage import StudentConfig, train_and_evaluate
+    from saliency_distill.training import TrainConfig
+
+    name = "qwen2.5-coder-0.5b-instruct"
+    if not _installed(name):
+        pytest.skip(f"{name} not installed")
+    exs = [Example(f"e{i}", {"question": f"Eric adds {i} resistors. The resistance"}, "increases",
+                   ("increases", "decreases")) for i in range(4)]
+    splits = {"train": exs, "test": exs[:2]}
+    cfg = StudentConfig(model=ModelConfig(name=name, dtype="float32"), modes=["standard"], logit_kd=1.0,
+                        train=TrainConfig(max_steps=1, batch_size=2, learning_rate=1e-5, bf16=False,
+                                          progress_bar=False))
+    task = TaskConfig(name="quartz", path="-")
+    kd = train_and_evaluate(task, cfg, "standard", 0, splits, tmp_path / "kd", kd_teacher=ModelConfig(name=name, dtype="float32"))
+    plain = train_and_evaluate(task, dataclasses.replace(cfg, logit_kd=0.0), "standard", 0, splits, tmp_path / "no")
+    assert kd["n"] == 2 and kd["loss_first"] == pytest.approx(plain["loss_first"], rel=1e-3)
