@@ -3,6 +3,8 @@
     python benchmarks/study_state.py save --dataset esnli      runs/study/esnli -> benchmarks/state/esnli.tar.xz
     python benchmarks/study_state.py restore --dataset esnli   benchmarks/state/esnli.tar.xz -> runs/study/esnli
     python benchmarks/study_state.py pack --dataset esnli      a saved folder -> its archive (the folder removed)
+    python benchmarks/study_state.py save --run-dir runs/pool_study/esnli --name pool_esnli   any run folder
+    python benchmarks/study_state.py restore --name pool_esnli  back to the run_dir its saved config names
 
 The saved state of a dataset is one compressed archive (``benchmarks/state/<dataset>.tar.xz``:
 the tree holds code and results, not a thousand run files); :func:`state_folder` gives the
@@ -286,32 +288,59 @@ def teacher_prompts(cfg: Any) -> dict[str, str]:
     return {ex.id: prompter.render(ex).text for examples in splits.values() for ex in examples}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("action", choices=["save", "restore", "pack"])
-    ap.add_argument("--dataset", required=True, choices=["cqa", "svamp", "anli1", "esnli"])
-    ap.add_argument("--state", default="benchmarks/state", help="the committed folder (one subfolder per dataset)")
+    ap.add_argument("--dataset", default=None, help="a study dataset: cqa, svamp, anli1, esnli")
+    ap.add_argument("--run-dir", default=None,
+                    help="instead of a study dataset, any run folder (e.g. runs/pool_study/esnli); its state is named "
+                         "by --name")
+    ap.add_argument("--name", default=None, help="the saved state's name with --run-dir (e.g. pool_esnli)")
+    ap.add_argument("--state", default="benchmarks/state", help="the committed folder (one archive per dataset)")
     ap.add_argument("--train", type=int, default=None, help="as given to study.py (svamp: 720)")
-    args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
-    from study import study_config
-
-    study_args = argparse.Namespace(dataset=args.dataset, data="../shared/data/dsbs", validation=200, seeds="0,1,2",
-                                    faithfulness_examples=200, set=[],
-                                    train=args.train or (720 if args.dataset == "svamp" else 1000))
-    cfg = study_config(study_args)
-    run_dir, state_dir = Path(cfg.run_dir), Path(args.state) / args.dataset
+    args = ap.parse_args(argv)
+    if (args.dataset is None) == (args.run_dir is None and args.name is None):
+        ap.error("give --dataset (a study's folder) or --run-dir / --name (any run folder)")
+    name = args.dataset or args.name or Path(args.run_dir).name
+    state_dir = Path(args.state) / name
     if args.action == "pack":
         print(f"packed {state_dir} into {pack(state_dir)}")
-    elif args.action == "save":
+        return
+    if args.action == "restore" and args.dataset is None:  # the run's config travels in its state
+        from saliency_distill.config import load_config
+        from saliency_distill.experiment import ExperimentConfig
+
+        folder = state_folder(name, args.state)
+        cfg = load_config(ExperimentConfig, folder / "config.yaml", [f"run_dir={args.run_dir}"] if args.run_dir else [])
+        print(f"restored {restore(folder, Path(cfg.run_dir), teacher_prompts(cfg))} files of {folder} to {cfg.run_dir}")
+        return
+    cfg = run_config(args)
+    run_dir = Path(cfg.run_dir)
+    if args.action == "save":  # (restore of a study dataset below)
         from saliency_distill.experiment import prepare_stage
 
         examples = [ex for split in prepare_stage(cfg).values() for ex in split]
         n = save(run_dir, state_dir, example_texts(examples))
         print(f"saved {n} files of {run_dir} to {pack(state_dir)}")
     else:
-        folder = state_folder(args.dataset, args.state)
+        folder = state_folder(name, args.state)
         print(f"restored {restore(folder, run_dir, teacher_prompts(cfg))} files of {folder} to {run_dir}")
+
+
+def run_config(args: argparse.Namespace) -> Any:
+    """The config of the run folder to save or restore: a study dataset's, or the one in --run-dir."""
+    if args.run_dir is not None:
+        from saliency_distill.config import load_config
+        from saliency_distill.experiment import ExperimentConfig
+
+        return load_config(ExperimentConfig, Path(args.run_dir) / "config.yaml", [f"run_dir={args.run_dir}"])
+    sys.path.insert(0, str(Path(__file__).parent))
+    from study import study_config
+
+    study_args = argparse.Namespace(dataset=args.dataset, data="../shared/data/dsbs", validation=200, seeds="0,1,2",
+                                    faithfulness_examples=200, set=[],
+                                    train=args.train or (720 if args.dataset == "svamp" else 1000))
+    return study_config(study_args)
 
 
 if __name__ == "__main__":

@@ -216,3 +216,16 @@ def test_a_saved_state_packs_into_one_archive_and_comes_back_the_same(tmp_path):
     assert (tmp_path / "again" / "ds.tar.xz").read_bytes() == first
     with pytest.raises(SystemExit, match="no saved state for other"):
         study_state.state_folder("other", tmp_path / "state", tmp_path / "cache")
+
+
+def test_any_run_folder_saves_by_name_and_comes_back_where_asked(tiny_run, tmp_path):
+    run, _ = tiny_run
+    state = tmp_path / "state"
+    study_state.main(["save", "--run-dir", str(run), "--name", "tiny", "--state", str(state)])
+    assert (state / "tiny.tar.xz").is_file() and not (state / "tiny").exists()
+    other = tmp_path / "other"
+    study_state.main(["restore", "--name", "tiny", "--run-dir", str(other), "--state", str(state)])
+    for rel in ("rationales/train.jsonl", "students/saliency/seed0/predictions.jsonl", "teacher/metrics.json"):
+        assert (other / rel).read_text() == (run / rel).read_text(), rel
+    with pytest.raises(SystemExit):
+        study_state.main(["save", "--state", str(state)])  # neither a dataset nor a run folder
