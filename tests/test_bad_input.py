@@ -57,6 +57,8 @@ CASES = [
      ["task.path={tmp}/withids.jsonl", "task.fields.id=id", "task.unlabeled={tmp}/clash.jsonl"],
      "clash.jsonl: pool example id 'r3' is also in"),
     ("a pool size without a pool", "prepare", ["task.max_pool=10"], "config key 'task.max_pool'"),
+    ("pool row without options", "prepare", ["task.unlabeled={tmp}/nooptions.jsonl"],
+     "nooptions.jsonl:1: missing field 'options'"),
     ("a pool mode without a pool", "train", ["student.modes=[standard,pool-label]"], "config key 'student.modes'"),
     ("pool confidence out of range", "train", ["task.labeled=5", "student.modes=[pool-label]",
                                                "student.pool_min_confidence=1.5"], "student.pool_min_confidence"),
@@ -74,6 +76,7 @@ def folder(tmp_path, tiny_model_dirs):
     (tmp_path / "broken.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]) + "{not json\n")
     (tmp_path / "bad.yaml").write_text("task: [unclosed\n")
     (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "nooptions.jsonl").write_text(json.dumps({"question": "Which is bigger, 7 or 8?"}) + "\n")
     (tmp_path / "noinput.jsonl").write_text(json.dumps({"question": "Which is bigger, 7 or 8?", "options": ["7", "8"]})
                                             + "\n" + json.dumps({"options": ["1", "2"]}) + "\n")
     (tmp_path / "withids.jsonl").write_text("".join(json.dumps({**r, "id": f"r{i}"}) + "\n" for i, r in enumerate(rows)))

@@ -230,3 +230,17 @@ def test_teacher_answers_show_progress_with_a_rate(tmp_path, tiny_model_dirs, ca
     for split in ("train", "validation", "test", "pool"):
         assert f"teacher {split}: 100%" in err, err
     assert "ex/s]" in err
+
+
+def test_a_pool_row_of_a_choice_task_without_options_is_refused(tmp_path):
+    from saliency_distill.data.pool import read_unlabeled
+    from saliency_distill.errors import DataError
+
+    extra = _write(tmp_path / "u.jsonl", [{"question": "Where would you put a plate?"}])
+    train = [Example("t", {"question": "q"}, "a", ("a", "b", "c")), Example("u", {"question": "r"}, "d", ("d", "e"))]
+    with pytest.raises(DataError, match=r"u.jsonl:1: no options for this choice task's input \(map them with "
+                                        r"task.fields.choices\)"):
+        read_unlabeled(TaskConfig(name="cqa", path="-", unlabeled=str(extra)), train)
+    label_set = [Example("t", {"question": "q"}, "yes", ("yes", "no"))]
+    [ex] = read_unlabeled(TaskConfig(name="file", path="-", unlabeled=str(extra)), label_set)
+    assert ex.choices == ("yes", "no") and ex.label is None and ex.id == "pool-0"

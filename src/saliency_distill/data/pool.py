@@ -76,6 +76,8 @@ def read_unlabeled(cfg: TaskConfig, train: Sequence[Example]) -> list[Example]:
             if not isinstance(raw, (list, tuple)) or len(raw) < 2 or any(not str(c).strip() for c in raw):
                 raise DataError(f"{where}: field '{fm.choices}' must hold at least 2 non-empty options")
             choices = tuple(str(c).strip() for c in raw)
+        if choices is None and any(ex.choices for ex in train):
+            raise DataError(f"{where}: no options for this choice task's input (map them with task.fields.choices)")
         ex_id = str(get_field(where, row, fm.id)) if fm.id else f"pool-{i}"
         out.append(Example(id=ex_id, fields=fields, label=None, choices=choices))  # type: ignore[arg-type]
     if not out:
