@@ -190,19 +190,22 @@ def teacher_figures(metrics: dict[str, Any], cfg: Any) -> dict[str, Any]:
             "seconds_per_example": {s: q.get("seconds_per_example") for s, q in quality.items()}}
 
 
-def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
+def write(args: argparse.Namespace, result: dict[str, Any], render: Any = None) -> None:
+    """``args.out``.json and .md with ``result`` as the dataset's section (``render``: the Markdown
+    of the whole payload, this script's :func:`markdown` by default)."""
     out = Path(args.out)
     store = out.parent / (out.name + ".json")
     payload = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
     payload["datasets"][args.dataset] = {**result, "machine": machine(), "command": args.command}
-    write_results(out, payload, markdown(payload))
+    write_results(out, payload, (render or markdown)(payload))
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def _diff(c: dict[str, Any] | None) -> str:
+def diff_text(c: dict[str, Any] | None) -> str:
+    """``+2.1 [+0.5, +3.7] / [-1.0, +5.2] / t [-4.0, +8.1]``: a :func:`compare` entry in points."""
     if not c:
         return "-"
     t = f" / t [{c['seed_t'][0]:+.1f}, {c['seed_t'][1]:+.1f}]" if c.get("seed_t") else ""
@@ -232,7 +235,7 @@ def markdown(payload: dict[str, Any]) -> str:
             for mode, row in point["rows"].items():
                 lines.append(f"| {point['pool']} | {mode} | {row['seeds']} | {row['mean']:.1f} ± {row['sd']:.1f} | "
                              f"{row['min']:.1f}-{row['max']:.1f} | {row['rows']} | "
-                             f"{_diff(point['vs_standard'].get(mode))} |")
+                             f"{diff_text(point['vs_standard'].get(mode))} |")
         lines += ["", *recovery_lines(d), "", *cost_lines(d), ""]
     return "\n".join(lines)
 
@@ -260,7 +263,7 @@ def recovery_lines(d: dict[str, Any]) -> list[str]:
             out.append(f"- pool {point['pool']}: best pool student {best} {diffs[best]:+.1f} points; gold reference "
                        f"{'-' if ref is None else f'{ref:+.1f}'}; recovery {ratio}.")
         for b, c in (point.get("saliency_on_top") or {}).items():
-            out.append(f"- pool {point['pool']}: pool-saliency vs {b}: {_diff(c)}.")
+            out.append(f"- pool {point['pool']}: pool-saliency vs {b}: {diff_text(c)}.")
     return out
 
 

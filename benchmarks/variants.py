@@ -25,14 +25,12 @@ writes ``benchmarks/results/variants.{json,md}`` after every row.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_results  # noqa: E402
-from pool_study import CONFIGS, compare, summarise  # noqa: E402
+from pool_study import CONFIGS, compare, diff_text, summarise, write  # noqa: E402
 
 ROWS = ("standard", "random-words", "saliency", "random-words-after", "saliency-after", "contrast")
 CONTROL = {"saliency": "random-words", "saliency-after": "random-words-after", "contrast": "random-words"}
@@ -96,23 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                 point["vs_standard"][row] = compare(correctness, row, "standard")
             if row in CONTROL:
                 point["vs_control"][row] = compare(correctness, row, CONTROL[row])
-            write(args, result)
-
-
-def write(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    out = Path(args.out)
-    store = out.parent / (out.name + ".json")
-    payload = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
-    payload["datasets"][args.dataset] = {**result, "machine": machine(), "command": args.command}
-    write_results(out, payload, markdown(payload))
-
-
-def _diff(c: dict[str, Any] | None) -> str:
-    if not c:
-        return "-"
-    t = f" / t [{c['seed_t'][0]:+.1f}, {c['seed_t'][1]:+.1f}]" if c.get("seed_t") else ""
-    return (f"{c['difference']:+.1f} [{c['examples'][0]:+.1f}, {c['examples'][1]:+.1f}] / "
-            f"[{c['two_level'][0]:+.1f}, {c['two_level'][1]:+.1f}]{t}")
+            write(args, result, markdown)
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -128,8 +110,8 @@ def markdown(payload: dict[str, Any]) -> str:
         for p in d["points"]:
             for row, r in p["rows"].items():
                 lines.append(f"| {p['labels']} | {row} | {r['seeds']} | {r['mean']:.1f} ± {r['sd']:.1f} | "
-                             f"{r['seconds_per_example']:.3f} | {_diff(p['vs_standard'].get(row))} | "
-                             f"{_diff(p['vs_control'].get(row))} |")
+                             f"{r['seconds_per_example']:.3f} | {diff_text(p['vs_standard'].get(row))} | "
+                             f"{diff_text(p['vs_control'].get(row))} |")
         wins = [f"{row} at {p['labels']}" for p in d["points"] for row in CONTROL
                 if all((p[k].get(row) or {}).get("seed_t") and p[k][row]["seed_t"][0] > 0
                        for k in ("vs_standard", "vs_control"))]

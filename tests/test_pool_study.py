@@ -13,13 +13,19 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import pool_study  # noqa: E402
 
 
-def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_dirs):
-    data = write_planets(tmp_path)
+def _planets_config(tmp_path, data, dirs):
+    """A config file of the planets file task on the tiny models (2 training steps)."""
     config = tmp_path / "planets.yaml"
     config.write_text(f"task:\n  name: file\n  path: {data}\n  fields: {{choices: options, label: answer}}\n"
-                      f"teacher:\n  model: {{name: {tiny_model_dirs['qwen2']}}}\n  finetune: false\n"
-                      f"student:\n  model: {{name: {tiny_model_dirs['llama']}}}\n  train: {{max_steps: 2, progress_bar: false}}\n"
+                      f"teacher:\n  model: {{name: {dirs['qwen2']}}}\n  finetune: false\n"
+                      f"student:\n  model: {{name: {dirs['llama']}}}\n  train: {{max_steps: 2, progress_bar: false}}\n"
                       "  eval: {max_new_tokens: 4}\nrationale: {k: 3}\n")
+    return config
+
+
+def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_dirs):
+    data = write_planets(tmp_path)
+    config = _planets_config(tmp_path, data, tiny_model_dirs)
     out = tmp_path / "results" / "pool_study"
     pool_study.main(["--dataset", "planets", "--config", str(config), "--labels", "5", "--pools", "4,100",
                      "--modes", "pool-label,pool-saliency,pool-random-words", "--seeds-small", "2",
@@ -40,11 +46,7 @@ def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tin
     import variants
 
     data = write_planets(tmp_path)
-    config = tmp_path / "planets.yaml"
-    config.write_text(f"task:\n  name: file\n  path: {data}\n  fields: {{choices: options, label: answer}}\n"
-                      f"teacher:\n  model: {{name: {tiny_model_dirs['qwen2']}}}\n  finetune: false\n"
-                      f"student:\n  model: {{name: {tiny_model_dirs['llama']}}}\n  train: {{max_steps: 2, progress_bar: false}}\n"
-                      "  eval: {max_new_tokens: 4}\nrationale: {k: 3}\n")
+    config = _planets_config(tmp_path, data, tiny_model_dirs)
     out = tmp_path / "results" / "variants"
     variants.main(["--dataset", "planets", "--config", str(config), "--labels", "6", "--seeds-small", "2",
                    "--run-dir", str(tmp_path / "run"), "--out", str(out)])
