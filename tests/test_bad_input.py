@@ -36,6 +36,8 @@ CASES = [
     ("prior calibration without validation answers", "teach",
      ["teacher.calibration=prior", "teacher.splits=[train,test]"], "teacher.calibration"),
     ("empty stop sequence", "teach", ["teacher.stop=['Human:', '']"], "teacher.stop"),
+    ("answers reused from a folder that is no teacher run", "teach", ["teacher.reuse_answers=[no/such/run]"],
+     "teacher.reuse_answers"),
     ("more shots than train examples", "teach", ["teacher.shots=40", "teacher.finetune=false"], "teacher.shots"),
     ("unknown attribution method", "attribute", ["attribution.method=gradcam"], "unknown method 'gradcam'"),
     ("rationale size out of range", "attribute", ["rationale.k=0"], "rationale.k"),
@@ -65,7 +67,7 @@ CASES = [
 ]
 
 
-AFTER_DATA = {"more shots than train examples"}
+AFTER_DATA = {"more shots than train examples", "answers reused from a folder that is no teacher run"}
 
 
 @pytest.fixture

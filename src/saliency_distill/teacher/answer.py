@@ -37,6 +37,7 @@ from .calibration import CALIBRATIONS, calibrate_answers, fit_calibration
 from .generate import cut_at_stop, generate_continuations
 from .prompt import TeacherPrompter, check_calibration
 from .quality import answer_quality, class_warnings, collapse_warning
+from .reuse import reusable_rows
 from .scoring import score_choices
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ class TeacherConfig:
     splits: list[str] = field(["train", "validation", "test"], "splits the teacher answers")
     batch_size: int = field(8, "examples per scoring/generation batch")
     max_new_tokens: int = field(32, "free-form tasks: tokens generated per answer")
+    reuse_answers: list[str] = field(
+        [], "run folders whose teacher answers are taken for the same examples instead of computed again; "
+        "refused unless that teacher asked the same way (model, dtype, format, shots, demonstrations)")
 
     def __post_init__(self) -> None:
         bad = [s for s in self.splits if s not in ("train", "validation", "test")]
@@ -164,20 +168,23 @@ def answer_examples(
 def answer_resumably(
     lm: LoadedModel, prompter: TeacherPrompter, examples: list[Example], cfg: TeacherConfig, partial: Path,
     digest: str, overwrite: bool = False, progress: bool = False, desc: str = "teacher",
+    reused: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], float, int]:
     """:func:`answer_examples` chunk by chunk, each chunk appended to the row store ``partial`` as it
     finishes, so that a killed run keeps what it answered. The chunks are cut from the whole
     split: a resumed run batches every example as an uninterrupted one would (the same padding,
-    the same scores). Returns the rows in example order, the seconds spent and the examples
-    answered by this call."""
+    the same scores). ``reused``: rows taken from earlier runs (:mod:`.reuse`), stored first.
+    Returns the rows in example order, the seconds spent and the examples answered by this call."""
     store = RowStore(partial, {"config_hash": digest}, overwrite=overwrite, kind="teacher answers in progress")
+    store.append(row for ex in examples if (row := (reused or {}).get(ex.id)) is not None)
     size = 4 * cfg.batch_size
     seconds, answered = 0.0, 0
     done = sum(ex.id in store for ex in examples)
     bar = tqdm(total=len(examples), initial=done, unit="ex", desc=desc, disable=not progress or done == len(examples))
     for start in range(0, len(examples), size):
-        chunk = examples[start:start + size]
-        if all(ex.id in store for ex in chunk):
+        # A resumed chunk is all done or not begun; a chunk with reused rows answers only the rest.
+        chunk = [ex for ex in examples[start:start + size] if ex.id not in store]
+        if not chunk:
             continue
         started = time.perf_counter()
         store.append(answer_examples(lm, prompter, chunk, cfg))
@@ -223,11 +230,18 @@ def teach(
     if done is not None:
         announce_reuse(logger, "teacher answers", out_dir)
         return done  # a fine-tuned model lost since is made again when a stage loads it (remake_finetuned)
-    make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
-    lm = load_model(cfg.model)
-    prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer)
+    plain = make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
     answering = [*cfg.splits, *([POOL] if POOL in splits else [])]  # the pool: the inputs without labels
-    for split in dict.fromkeys([*answering, *(["train"] if cfg.finetune else [])]):
+    wanted = [ex for split in answering for ex in splits[split]]
+    reused = reusable_rows(cfg.reuse_answers, cfg, plain.describe(), wanted, plain.kind != "choice",
+                           is_correct)
+    if reused:
+        logger.info("teacher answers: %d of %d taken from %s", len(reused), len(wanted), ", ".join(cfg.reuse_answers))
+    # The model is loaded unless every answer was found elsewhere and nothing else needs it.
+    lm = (load_model(cfg.model) if cfg.finetune or cfg.chat or cfg.calibration != "none"
+          or any(ex.id not in reused for ex in wanted) else None)
+    prompter = make_prompter(task_cfg, cfg, splits["train"], lm.tokenizer) if lm else plain
+    for split in dict.fromkeys([*answering, *(["train"] if cfg.finetune else [])]) if lm else ():
         check_prompt_lengths(lm, [prompter.render(ex).text for ex in splits[split]],
                              [ex.id for ex in splits[split]], cfg)
     metrics: dict[str, Any] = {"config_hash": digest, "model": cfg.model.name, "finetuned": cfg.finetune,
@@ -246,7 +260,7 @@ def teach(
         logger.debug("teacher answering %d %s examples", len(splits[split]), split)
         partial = out_dir / f"answers_{split}.partial.jsonl"
         rows, spent, n = answer_resumably(lm, prompter, splits[split], cfg, partial, digest, overwrite, progress,
-                                          f"teacher {split}")
+                                          f"teacher {split}", reused)
         answered[split], seconds[split] = rows, (round(spent / n, 4) if n else None)  # this process's
         partials.append(partial)  # kept until the stage is complete: a kill keeps every split's rows
     calibration = None
@@ -269,12 +283,14 @@ def teach(
         for warning in filter(None, [collapse_warning(split, quality), *class_warnings(split, quality)]):
             logger.warning(warning)
             metrics["warnings"].append(warning)
-    metrics["model_path"] = lm.path
+    metrics["model_path"] = lm.path if lm else None
+    metrics["reused_answers"] = len(reused)
     write_json(metrics_path, metrics)  # last: marks the stage complete
     mark_made("teacher answers", out_dir)
     for partial in partials:
         partial.unlink()
-    release(lm)
+    if lm:
+        release(lm)
     barrier()
     return metrics
 
