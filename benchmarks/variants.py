@@ -7,6 +7,8 @@ Variants (issue 44), each beside the control that can prove it wrong:
 
 - ``saliency`` (the explain task, the paper's) against ``random-words``;
 - ``saliency-after`` (the explanation after the label, in one sequence) against ``random-words-after``;
+- ``saliency-consistency`` (the student keeps its answer distribution when the least salient words
+  of its input are dropped) against ``random-consistency`` (as many words dropped at random);
 - ``contrast``: ``saliency`` with ``attribution.contrast=true`` (the words that separate the answer
   from the teacher's strongest rival), in its own run folder (another rationale store), against the
   same ``random-words``.
@@ -32,8 +34,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from pool_study import CONFIGS, compare, diff_text, summarise, write  # noqa: E402
 
-ROWS = ("standard", "random-words", "saliency", "random-words-after", "saliency-after", "contrast")
-CONTROL = {"saliency": "random-words", "saliency-after": "random-words-after", "contrast": "random-words"}
+ROWS = ("standard", "random-words", "saliency", "random-words-after", "saliency-after", "random-consistency",
+        "saliency-consistency", "contrast")
+CONTROL = {"saliency": "random-words", "saliency-after": "random-words-after", "contrast": "random-words",
+           "saliency-consistency": "random-consistency"}
 
 
 def configure(args: argparse.Namespace, labels: int, mode: str, seeds: list[int]) -> Any:

@@ -212,7 +212,8 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
     trained in ``folder`` with ``identity`` added to each run's) is how the data-efficiency curve
     reuses the teacher and rationales of the whole split; ``pool`` (the start of the pool) is how
     the pool study does it for smaller pools."""
-    from .rationale import random_rationales, read_store, store_path
+    from .rationale import read_store, store_path
+    from .student.inputs import run_inputs
     from .student.modes import MODES
     from .student.pool import min_confidence, training_examples
     from .student.stage import run_provenance, train_and_evaluate
@@ -229,15 +230,13 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
     kd_teacher = teacher_model(cfg, teacher) if kd else None
     answered = [*(["train"] if any(m.label == "teacher" or m.soft for m in modes) else []), *([POOL] if pooled else [])]
     answers = {i: row for split in answered for i, row in read_answers(cfg.run_dir, split).items()} or None
-    rationales, store_hashes = None, {}
+    stores = {}
     if any(m.needs_rationales for m in modes):
         if "train" not in cfg.attribution.splits:
             raise ConfigError("config key 'attribution.splits': the saliency mode needs rationales for 'train'")
         attribute_stage(cfg)
         stores = {split: read_store(store_path(cfg.run_dir, split)) for split in attributed_splits(cfg)
                   if split in ("train", POOL)}
-        rationales = {r["id"]: r["rationale"] for _, rows in stores.values() for r in rows}
-        store_hashes = {split: header["config_hash"] for split, (header, _) in stores.items()}
     threshold = 0.0
     if pooled:
         auto = cfg.student.pool_min_confidence == "auto"
@@ -245,26 +244,14 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
                                    read_answers(cfg.run_dir, "validation") if auto else None, splits["validation"])
     # What else made each mode's training data: a changed teacher or store must not reuse old runs.
     teacher_hash = (teacher or {}).get("config_hash")
-    task = get_task(cfg.task.name)
     records = []
     for mode in modes:
         for seed in cfg.student.seeds:
-            explain = rationales
-            made_by: dict[str, Any] = dict(identity or {})
-            if mode.needs_teacher or kd:
-                made_by["teacher"] = teacher_hash
-            if mode.needs_rationales:  # the pool's store too, for a pool mode
-                made_by["rationales"] = "+".join(store_hashes[s] for s in (["train", POOL] if mode.pool else ["train"]))
-            if mode.pool:
-                made_by["pool_inputs"] = len(splits[POOL])
-            if mode.explain == "random":
-                examples = training_examples(mode.name, splits)
-                explain = random_rationales(task, cfg.task, examples, cfg.rationale, seed)
-                made_by["rationale"] = to_dict(cfg.rationale)
+            explain, masked, made_by = run_inputs(mode, seed, cfg, splits, stores, identity, teacher_hash, kd)
             records.append(train_and_evaluate(
                 cfg.task, cfg.student, mode.name, seed, splits, folder or cfg.run_dir,
                 teacher_answers=answers, rationales=explain, identity=made_by, overwrite=overwrite,
-                kd_teacher=kd_teacher, provenance=run_provenance(cfg), min_confidence=threshold,
+                kd_teacher=kd_teacher, provenance=run_provenance(cfg), min_confidence=threshold, masked=masked,
             ))
             logger.info("%s seed %d: accuracy %.4f", mode.name, seed, records[-1]["accuracy"])
     return records

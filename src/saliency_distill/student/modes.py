@@ -26,6 +26,11 @@ All modes train on the same examples and are evaluated the same way, on the "pre
   one sequence (Wadhwa et al., EMNLP 2024): "x\npredict: label\nexplain:" -> the words, beside
   "x\npredict:" -> label, so the rationale is learned given the answer and the label's tokens
   are learned once; evaluation reads the first line, the label.
+- ``saliency-consistency`` and its control ``random-consistency`` (choice tasks): x, predict ->
+  gold label, and the student's distribution over the options on x with its least salient
+  content words dropped (``student.mask_fraction`` of them, :mod:`.consistency`) is matched to
+  its distribution on the whole x (KL, the whole input's side held fixed), weighted alpha /
+  (1 - alpha); the control drops as many words at random.
 
 Each mode is a :class:`Mode` that says what it needs, so the pipeline runs the teacher and the
 attribution only for modes that use them.
@@ -62,10 +67,11 @@ class Mode:
     soft: bool = False  # also match the teacher's distribution over the options
     pool: bool = False  # also train on the pool, labelled by the teacher
     after: bool = False  # the explanation follows the label in one sequence (x, predict: label, explain: words)
+    consistency: str | None = None  # None, "saliency" or "random": which words the second reading drops
 
     @property
     def needs_teacher(self) -> bool:
-        return self.label == "teacher" or self.explain == "saliency" or self.soft or self.pool
+        return self.label == "teacher" or self.needs_rationales or self.soft or self.pool
 
     @property
     def needs_answers(self) -> bool:
@@ -75,7 +81,7 @@ class Mode:
     @property
     def needs_rationales(self) -> bool:
         """Needs the saliency rationale store (the attribute stage)."""
-        return self.explain == "saliency"
+        return self.explain == "saliency" or self.consistency == "saliency"
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (
@@ -92,6 +98,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("pool-random-words", explain="random", pool=True),
     Mode("saliency-after", explain="saliency", after=True),
     Mode("random-words-after", explain="random", after=True),
+    Mode("saliency-consistency", consistency="saliency"),
+    Mode("random-consistency", consistency="random"),
 )}
 DEFAULT_MODES = ["standard", "teacher-label", "saliency", "llm-rationale"]
 FORMATS = ("auto", "suffix", "prefix")
@@ -124,6 +132,7 @@ class TrainingPairs:
     tasks: list[int]
     ids: list[str]
     scores: list[float | None] = field(default_factory=list)  # the teacher's log p of an OPTION pair
+    views: list[int | None] = field(default_factory=list)  # consistency OPTION pairs: 0 whole input, 1 dropped words
 
     @property
     def multitask(self) -> bool:
@@ -131,7 +140,11 @@ class TrainingPairs:
 
     @property
     def soft(self) -> bool:
-        return OPTION in self.tasks
+        return any(s is not None for s in self.scores)
+
+    @property
+    def consistency(self) -> bool:
+        return any(v is not None for v in self.views)
 
 
 def check_mode(mode: str) -> None:
@@ -152,13 +165,15 @@ def build_pairs(
     explain_template: str = "{input}\nexplain:",
     require_rationales: bool = False,
     min_confidence: float = 0.0,
+    masked: Mapping[str, str] | None = None,
 ) -> TrainingPairs:
     """The training pairs of ``mode``; an example's predict and explain pairs are adjacent.
 
     Examples without a dataset rationale (llm- and human-rationale modes) train on the label only,
     with a warning that counts them; with ``require_rationales`` the first one is an error. A pool
     example (no label) learns the teacher's answer, and is left out when the teacher's probability
-    of it is under ``min_confidence``."""
+    of it is under ``min_confidence``. ``masked``: a consistency mode's second reading of each input
+    (:func:`.consistency.masked_inputs`)."""
     check_mode(mode)
     spec = MODES[mode]
     if spec.explain in ("llm", "human"):
@@ -179,6 +194,9 @@ def build_pairs(
                            mode, missing, len(examples), spec.explain)
     if spec.soft:
         _check_soft(mode, task, task_cfg, examples, teacher_answers)
+    if spec.consistency and task.answer_type(task_cfg) != "choice":
+        raise DataError(f"mode {mode} needs a choice task (a distribution over the options to keep); "
+                        f"task '{task_cfg.name}' has free-form answers")
     out = TrainingPairs([], [], [], [])
     unanswered = unsure = 0
     for ex in examples:
@@ -215,6 +233,12 @@ def build_pairs(
             scores = teacher_answers[ex.id]["logprobs"]  # type: ignore[index]
             for choice, score in zip(ex.choices or (), scores):
                 _add(out, ex.id, fill(predict_template, text), choice, OPTION, float(score))
+        if spec.consistency:  # every option after the whole input, then after the input with words dropped
+            if masked is None or ex.id not in masked:
+                raise DataError(f"example {ex.id}: no second reading with words dropped (mode {mode})")
+            for view, shown in enumerate((text, masked[ex.id])):
+                for choice in ex.choices or ():
+                    _add(out, ex.id, fill(predict_template, shown), choice, OPTION, view=view)
     if unanswered:
         logger.warning("mode %s: the teacher gave no answer for %d of %d train examples; they are left out",
                        mode, unanswered, len(examples))
@@ -251,9 +275,11 @@ def _check_soft(mode: str, task: Task, task_cfg: TaskConfig, examples: Sequence[
                             f"{len(ex.choices or ())} values; re-run `saliency-distill teach --overwrite`)")
 
 
-def _add(out: TrainingPairs, ex_id: str, prompt: str, target: str, task: int, score: float | None = None) -> None:
+def _add(out: TrainingPairs, ex_id: str, prompt: str, target: str, task: int, score: float | None = None,
+         view: int | None = None) -> None:
     out.ids.append(ex_id)
     out.prompts.append(prompt)
     out.targets.append(target)
     out.tasks.append(task)
     out.scores.append(score)
+    out.views.append(view)

@@ -86,6 +86,9 @@ class StudentConfig:
         None, "pool modes: leave out pool inputs whose teacher probability (of its answer) is under this, or "
         "auto: the threshold under which the teacher's validation answers are right more often than wrong by "
         "the largest margin (student/pool.py); unset keeps every pool input")
+    mask_fraction: float = field(
+        0.3, "consistency modes: the share of an input's content words that its second reading drops (the "
+        "least salient ones, or random ones for the control); not yet chosen by measurement")
 
     def __post_init__(self) -> None:
         for mode in self.modes:
@@ -117,6 +120,8 @@ class StudentConfig:
             if not 0.0 < alpha <= 1.0:
                 raise ConfigError(f"config key 'student.alpha_by_mode.{mode}': {alpha} is not in (0, 1]")
         check_min_confidence(self.pool_min_confidence)
+        if not 0.0 < self.mask_fraction < 1.0:
+            raise ConfigError(f"config key 'student.mask_fraction': {self.mask_fraction} is not in (0, 1)")
         if self.train.seed != 0:  # each (mode, seed) run sets it from student.seeds
             raise ConfigError("config key 'student.train.seed': the student's seeds are student.seeds "
                               f"(got {self.train.seed}); leave student.train.seed unset")
@@ -198,13 +203,15 @@ def train_and_evaluate(
     kd_teacher: ModelConfig | None = None,
     provenance: Mapping[str, Any] | None = None,
     min_confidence: float = 0.0,
+    masked: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train the student in ``mode`` with ``seed``, evaluate it, and return its metrics.
 
     ``identity`` (e.g. the teacher's and the rationale store's config hashes) is part of the
     run's hash: a finished run is reused only when everything that made it is unchanged.
     ``kd_teacher`` is the teacher model that ``cfg.logit_kd`` distils from. ``min_confidence``: a
-    pool mode's threshold on the teacher's probability (``student.pool_min_confidence`` resolved). ``provenance`` (the
+    pool mode's threshold on the teacher's probability (``student.pool_min_confidence`` resolved);
+    ``masked``: a consistency mode's second reading of each input. ``provenance`` (the
     run config's hash, the teacher, attribution and rationale sections) goes into the record kept
     with the weights; it is not part of the hash.
     """
@@ -221,9 +228,11 @@ def train_and_evaluate(
         student.pop("pool_min_confidence", None)
     else:  # the threshold the run trains with (auto: as chosen)
         student["pool_min_confidence"] = min_confidence
+    if not MODES[mode].consistency:
+        student.pop("mask_fraction")
     if not cfg.logit_kd:
         student.pop("logit_kd")
-        if not MODES[mode].soft:
+        if not (MODES[mode].soft or MODES[mode].consistency):
             student.pop("temperature")
     def hashed(student: dict[str, Any]) -> str:
         return config_hash({"task": to_dict(task_cfg), "student": student, "mode": mode, "seed": seed,
@@ -232,7 +241,7 @@ def train_and_evaluate(
     # The lists of modes and seeds say which runs to make, not how this one is made: adding a seed
     # or a mode keeps the finished runs. alpha weighs a second loss: a mode with one (standard,
     # teacher-label) is the same run at any alpha.
-    unused = () if MODES[mode].explain or MODES[mode].soft else ("alpha",)
+    unused = () if MODES[mode].explain or MODES[mode].soft or MODES[mode].consistency else ("alpha",)
     digest = hashed({k: v for k, v in student.items() if k not in ("modes", "seeds", *unused)})
     # Runs hashed with those keys (before 2026-11-27) are still reused: with this config's lists,
     # and for a single-loss mode also at alpha 0.5, the default then.
@@ -256,7 +265,7 @@ def train_and_evaluate(
     predict_template, explain_template = templates(cfg.format, lm.is_seq2seq, cfg.predict_tag, cfg.explain_tag)
     examples = training_examples(mode, splits)
     pairs = build_pairs(mode, task, task_cfg, examples, teacher_answers, rationales,
-                        predict_template, explain_template, cfg.require_rationales, min_confidence)
+                        predict_template, explain_template, cfg.require_rationales, min_confidence, masked)
     pool_used = len(set(pairs.ids)) - len(splits["train"]) if MODES[mode].pool else 0
     logger.debug("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed,
                  len(pairs.prompts))
@@ -268,6 +277,7 @@ def train_and_evaluate(
         tasks=pairs.tasks if pairs.multitask else None, alpha=cfg.alpha, average=cfg.loss_average,
         extra_callbacks=callbacks, scores=pairs.scores if pairs.soft else None, temperature=cfg.temperature,
         teacher=_kd_teacher(lm, kd_teacher, cfg), logit_kd=cfg.logit_kd,
+        views=pairs.views if pairs.consistency else None,
     )
     validation = None
     if cfg.early_stopping.enabled:

@@ -57,6 +57,19 @@ def _shared_length(parts: Sequence[Mapping[str, Sequence[int]]]) -> int:
     return n
 
 
+def _readings(parts: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """An example's parts cut where the consistency ``view`` changes: a second reading of the input
+    (words dropped) shares no prompt with the first, so each reading gets its own block."""
+    runs: list[list[Mapping[str, Any]]] = []
+    for part in parts:
+        view = part.get("view", [0])[0]
+        if runs and runs[-1][0].get("view", [0])[0] == view:
+            runs[-1].append(part)
+        else:
+            runs.append([part])
+    return runs
+
+
 def make_blocks(
     items: Sequence[Mapping[str, Any]], share_prompt: bool, default_task: int = 0
 ) -> list[Block]:
@@ -67,11 +80,11 @@ def make_blocks(
     """
     groups = []
     for item in items:
-        parts = list(item["parts"])
-        if share_prompt and len(parts) > 1 and _shared_length(parts) > 0:
-            groups.append(parts)
-        else:  # nothing to share (e.g. the "predict: x" format): one block per sequence
-            groups += [[part] for part in parts]
+        for parts in _readings(item["parts"]):
+            if share_prompt and len(parts) > 1 and _shared_length(parts) > 0:
+                groups.append(parts)
+            else:  # nothing to share (e.g. the "predict: x" format): one block per sequence
+                groups += [[part] for part in parts]
     blocks, seq = [], 0
     for parts in groups:
         shared = _shared_length(parts) if len(parts) > 1 else 0
@@ -190,15 +203,19 @@ def seq2seq_batch(
 def _soft_targets(items: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """Per sequence (numbered as the targets' ``target_seq``): ``seq_item`` (S,), the example it
     belongs to, and ``seq_teacher`` (S,), the teacher's log p of that option (NaN where the
-    sequence is not a scored option). Empty when no sequence has a teacher score."""
+    sequence is not a scored option), or ``seq_view`` (S,), a consistency option's reading (0 the
+    whole input, 1 words dropped, -1 not such an option). Empty when there are neither."""
     parts = [(i, part) for i, item in enumerate(items) for part in item["parts"]]
-    if not any("teacher_logprob" in part for _, part in parts):
-        return {}
-    return {
-        "seq_item": torch.tensor([i for i, _ in parts], dtype=torch.long),
-        "seq_teacher": torch.tensor([float(part["teacher_logprob"][0]) if "teacher_logprob" in part
-                                     else float("nan") for _, part in parts], dtype=torch.float32),
-    }
+    out = {}
+    if any("teacher_logprob" in part for _, part in parts):
+        out["seq_teacher"] = torch.tensor([float(part["teacher_logprob"][0]) if "teacher_logprob" in part
+                                           else float("nan") for _, part in parts], dtype=torch.float32)
+    if any("view" in part for _, part in parts):
+        out["seq_view"] = torch.tensor([int(part["view"][0]) if "view" in part else -1 for _, part in parts],
+                                       dtype=torch.long)
+    if out:
+        out["seq_item"] = torch.tensor([i for i, _ in parts], dtype=torch.long)
+    return out
 
 
 def _targets(index: list[int], targets: list[int], tasks: list[int], seqs: list[int]) -> dict[str, torch.Tensor]:

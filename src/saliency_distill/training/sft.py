@@ -156,6 +156,7 @@ def train_supervised(
     temperature: float = 1.0,
     teacher: Any = None,
     logit_kd: float = 0.0,
+    views: Sequence[int | None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``lm.model`` in place on (prompt, target) pairs and save it to ``output_dir/model``.
 
@@ -167,10 +168,12 @@ def train_supervised(
     ``cfg.batch_size`` counts examples. OPTION pairs carry the teacher's log p of that option in
     ``scores``: the loss is then ``alpha * L_predict + (1 - alpha) * KL`` between the teacher's and
     the student's distributions over each example's options (:func:`.losses.option_kl`, at
-    ``temperature``). With a ``teacher`` model that shares the tokenizer and ``logit_kd`` > 0, the
-    loss adds ``logit_kd * sum_t w_t KL(teacher_t || student_t)`` over the vocabulary at every
-    target token (:func:`.losses.vocab_kl`). Resumes from the
-    last complete checkpoint in ``output_dir/checkpoints``. Returns the metrics also written to
+    ``temperature``). OPTION pairs with a ``views`` entry (0: the whole input, 1: words dropped)
+    instead put ``alpha * L_predict + (1 - alpha) * KL`` between the student's own distributions
+    on the two readings of each example, the whole one held fixed. With a ``teacher`` model that
+    shares the tokenizer and ``logit_kd`` > 0, the loss adds ``logit_kd * sum_t w_t KL(teacher_t ||
+    student_t)`` over the vocabulary at every target token (:func:`.losses.vocab_kl`). Resumes from
+    the last complete checkpoint in ``output_dir/checkpoints``. Returns the metrics also written to
     ``output_dir/train_metrics.json``.
     """
     output_dir = Path(output_dir)
@@ -193,6 +196,13 @@ def train_supervised(
         for feature, score in zip(features, scores):  # type: ignore[arg-type]
             if score is not None:
                 feature["teacher_logprob"] = [float(score)]
+    consistency = views is not None and any(view is not None for view in views)
+    if consistency:
+        if tasks is None or len(views) != len(pairs) or soft:  # type: ignore[arg-type]
+            raise ValueError("views need tasks, one entry per pair, and no teacher scores")
+        for feature, view in zip(features, views):  # type: ignore[arg-type]
+            if view is not None:
+                feature["view"] = [int(view)]
     items = _group(features, ids if tasks is not None else None)
     checkpoints = output_dir / CHECKPOINT_DIR
     if average not in AVERAGES:
@@ -201,6 +211,8 @@ def train_supervised(
         extra: dict[str, Any] | None = {"tasks": list(tasks), "alpha": alpha, "average": average}
         if soft:
             extra.update(scores=list(scores), temperature=temperature)  # type: ignore[arg-type, union-attr]
+        if consistency:
+            extra.update(views=list(views), temperature=temperature)  # type: ignore[arg-type, union-attr]
     else:
         extra = {"average": average} if average != "token" else None
     if teacher is not None and logit_kd > 0:

@@ -31,7 +31,7 @@ from .packing import causal_batch, seq2seq_batch
 logger = logging.getLogger(__name__)
 
 _TARGET_KEYS = ("target_index", "target_ids", "target_task", "target_seq", "target_weight", "seq_item",
-                "seq_teacher", "item_weight")
+                "seq_teacher", "seq_view", "item_weight")
 
 
 class DistillTrainer(Trainer):
@@ -67,6 +67,13 @@ class DistillTrainer(Trainer):
             soft = torch.isfinite(inputs["seq_teacher"])
             seq_logp = sequence_logprobs(logits, inputs["target_ids"], inputs["target_seq"], soft.numel())
             kl = option_kl(seq_logp[soft.to(seq_logp.device)], inputs["seq_item"][soft], inputs["seq_teacher"][soft],
+                           inputs["item_weight"], self.temperature)
+            loss = self.alpha * loss + (1.0 - self.alpha) * kl
+        if "seq_view" in inputs:  # consistency: the options' distribution with words dropped against the whole input's
+            view = inputs["seq_view"]
+            seq_logp = sequence_logprobs(logits, inputs["target_ids"], inputs["target_seq"], view.numel())
+            whole, dropped = (view == 0).to(seq_logp.device), (view == 1).to(seq_logp.device)
+            kl = option_kl(seq_logp[dropped], inputs["seq_item"][view == 1], seq_logp[whole].detach(),
                            inputs["item_weight"], self.temperature)
             loss = self.alpha * loss + (1.0 - self.alpha) * kl
         if self.teacher is not None and self.logit_kd > 0:  # the teacher's next-token distributions
@@ -105,14 +112,22 @@ def _add_weights(batches: list[dict[str, Any]], alpha: float, average: str) -> N
     weights = target_weights([b["target_task"] for b in batches], [b["target_seq"] for b in batches], alpha, average)
     for batch, w in zip(batches, weights):
         batch["target_weight"] = w
-    # Soft labels: every example with scored options weighs 1 / (such examples in the step).
-    scored = [torch.zeros(0, dtype=torch.bool) if "seq_teacher" not in b else
+    # Soft labels, consistency: every example with such options weighs 1 / (such examples in the step).
+    scored = [torch.zeros(0, dtype=torch.bool) if "seq_item" not in b else
               torch.zeros(int(b["seq_item"].max()) + 1, dtype=torch.bool, device=b["seq_item"].device).index_fill(
-                  0, b["seq_item"][torch.isfinite(b["seq_teacher"])], True) for b in batches]
+                  0, b["seq_item"][_kl_sequences(b)], True) for b in batches]
     total = sum(int(s.sum()) for s in scored)
     for batch, s in zip(batches, scored):
-        if "seq_teacher" in batch:
+        if "seq_item" in batch:
             batch["item_weight"] = s.float() / max(total, 1)
+
+
+def _kl_sequences(batch: dict[str, Any]) -> torch.Tensor:
+    """The sequences of a batch that a KL term reads: options with a teacher score, or the second
+    reading's options (consistency)."""
+    if "seq_teacher" in batch:
+        return torch.isfinite(batch["seq_teacher"])
+    return batch["seq_view"] == 1
 
 
 def _mask_for(model: Any, mask: torch.Tensor) -> torch.Tensor:
