@@ -15,7 +15,7 @@ from saliency_distill.data import Example, TaskConfig, get_task
 from saliency_distill.errors import ConfigError, DataError
 from saliency_distill.models import load_model
 from saliency_distill.rationale.words import content_words
-from saliency_distill.student.consistency import aligned_scores, dropped_count, drop_words, masked_inputs
+from saliency_distill.student.consistency import aligned_scores, drop_words, dropped_count, masked_inputs
 from saliency_distill.student.modes import MODES, build_pairs
 from saliency_distill.training import TrainConfig, encode_pair
 from saliency_distill.training.features import IGNORE_INDEX

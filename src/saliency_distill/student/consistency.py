@@ -5,8 +5,9 @@ Lowell et al. (EMNLP 2020): beside the label loss, the student reads each traini
 time with some of its content words dropped, and is trained to give the same distribution over
 the options as on the whole input (a KL term, the whole input's side held fixed). The words
 dropped are the ``fraction`` of content words that the teacher's attribution scored lowest
-(``saliency-consistency``), or as many drawn at random (``random-consistency``, the control). Words are dropped from the input fields only, never from
-the listed options, whose texts are what the student scores.
+(``saliency-consistency``), or as many drawn at random (``random-consistency``, the control).
+Words are dropped from the input fields only, never from the listed options, whose texts are
+what the student scores.
 
 Words are the content words of the student's own rendering of the example
 (:func:`~saliency_distill.rationale.words.content_words`); a rationale-store row scores the words
