@@ -126,13 +126,13 @@ def test_evaluate_student_choice_task(students, name, monkeypatch):
     seen: dict[str, list] = {"generate": [], "score": []}
     generate, score = teacher_generate.generate_answers, teacher_scoring.score_choices
 
-    def spy_generate(lm, prompts, *args):
+    def spy_generate(lm, prompts, *args, **kwargs):
         seen["generate"].append(list(prompts))
-        return generate(lm, prompts, *args)
+        return generate(lm, prompts, *args, **kwargs)
 
-    def spy_score(lm, prompts, *args):
+    def spy_score(lm, prompts, *args, **kwargs):
         seen["score"].append(list(prompts))
-        return score(lm, prompts, *args)
+        return score(lm, prompts, *args, **kwargs)
 
     monkeypatch.setattr(teacher_generate, "generate_answers", spy_generate)
     monkeypatch.setattr(teacher_scoring, "score_choices", spy_score)
@@ -167,7 +167,7 @@ def test_evaluate_student_free_form(students, monkeypatch):
     # correctness is by equation value: stub the model's answers to known ones
     seen: list[list[str]] = []
 
-    def fake_generate(lm, prompts, *args):
+    def fake_generate(lm, prompts, *args, **kwargs):
         seen.append(list(prompts))
         return ["( 84 / 1 )", "84 - 2", "__import__('os')"]
 
@@ -177,6 +177,19 @@ def test_evaluate_student_free_form(students, monkeypatch):
     assert metrics == {"n": 3, "accuracy": pytest.approx(1 / 3), "ranked_accuracy": None}
     assert seen == [[student_prompt(task, SVAMP_CFG, ex, "solve: {input}") for ex in examples]]
     assert seen[0][0] == "solve: Question: Luke scored 84 points in 1 rounds. Per round?\nEquation:"
+
+
+def test_evaluation_shows_progress_with_a_rate(students, capsys):
+    lm, task = students["llama"], get_task("quartz")
+    quiet = evaluate_student(lm, task, QUARTZ_CFG, _choice_examples(), EvalConfig(batch_size=2, max_new_tokens=2))
+    assert "student answers" not in capsys.readouterr().err
+    shown = evaluate_student(lm, task, QUARTZ_CFG, _choice_examples(), EvalConfig(batch_size=2, max_new_tokens=2),
+                             progress=True)
+    err = capsys.readouterr().err
+    assert shown == quiet
+    for bar in ("student answers: 100%", "student ranks options: 100%"):
+        assert bar in err and "3/3" in err, err
+    assert "ex/s]" in err
 
 
 def test_evaluate_student_empty_and_choice_scoring_off(students):

@@ -55,9 +55,10 @@ def student_prompt(task: Task, task_cfg: TaskConfig, example: Example, template:
 
 def evaluate_student(
     lm: LoadedModel, task: Task, task_cfg: TaskConfig, examples: list[Example], cfg: EvalConfig,
-    template: str = DEFAULT_TEMPLATE,
+    template: str = DEFAULT_TEMPLATE, progress: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Greedy answers of ``lm`` with their correctness, and the accuracy metrics.
+    """Greedy answers of ``lm`` with their correctness, and the accuracy metrics (``progress``: a
+    bar with examples/s and the time left, for the answers and for the ranked choices).
 
     ``template`` is the student's prompt format (as in training), ``{input}`` standing for the
     rendered example.
@@ -79,13 +80,15 @@ def evaluate_student(
                    default=0) for ex in examples] if ranked else [0] * len(examples)
     check_context(lm, prompts, [f"example {ex.id}" for ex in examples],
                   [max(cfg.max_new_tokens, n) for n in longest], "tokens with its answer")
-    predictions = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size)
+    with _bar(len(examples), "student answers", progress) as bar:
+        predictions = generate_answers(lm, prompts, cfg.max_new_tokens, cfg.batch_size, tick=bar.update)
     rows = [
         {"id": ex.id, "prediction": pred, "gold": ex.label, "correct": exact_match(pred, ex)}
         for ex, pred in zip(examples, predictions)
     ]
     if ranked:
-        _add_ranked_choices(lm, examples, prompts, rows, cfg.batch_size)
+        with _bar(len(examples), "student ranks options", progress) as bar:
+            _add_ranked_choices(lm, examples, prompts, rows, cfg.batch_size, bar.update)
     metrics = {
         "n": len(rows),
         "accuracy": _mean(rows, "correct"),
@@ -97,7 +100,8 @@ def evaluate_student(
 
 
 def _add_ranked_choices(
-    lm: LoadedModel, examples: list[Example], prompts: list[str], rows: list[dict[str, Any]], batch_size: int
+    lm: LoadedModel, examples: list[Example], prompts: list[str], rows: list[dict[str, Any]], batch_size: int,
+    tick: Any = None,
 ) -> None:
     """Add the highest summed log-likelihood choice of every example to its row."""
     from ..teacher.scoring import score_choices  # see evaluate_student: avoids an import cycle
@@ -106,10 +110,16 @@ def _add_ranked_choices(
     if missing:
         raise DataError(f"example {missing[0]}: a choice task's example has no choices to rank")
     choices = [ex.choices or () for ex in examples]
-    best = score_choices(lm, prompts, choices, batch_size).best(normalise=False)
+    best = score_choices(lm, prompts, choices, batch_size, tick=tick).best(normalise=False)
     for row, ex, cs, i in zip(rows, examples, choices, best):
         row["ranked_choice"] = cs[i]
         row["ranked_correct"] = cs[i] == ex.label  # both are exact choice strings
+
+
+def _bar(total: int, desc: str, show: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="ex", desc=desc, disable=not show)
 
 
 def _mean(rows: list[dict[str, Any]], key: str) -> float | None:

@@ -295,7 +295,8 @@ def train_and_evaluate(
     if not is_main():
         barrier()  # training ran data-parallel; the main process evaluates and writes
         return json.loads(metrics_path.read_text())
-    rows, metrics = evaluate_student(lm, task, task_cfg, splits["test"], cfg.eval, predict_template)
+    rows, metrics = evaluate_student(lm, task, task_cfg, splits["test"], cfg.eval, predict_template,
+                                     progress=cfg.train.progress_bar)
     write_predictions(folder, rows, metrics, overwrite=True)  # result.json, not this, marks completion
     record = {
         "config_hash": digest, "mode": mode, "seed": seed, "model": cfg.model.name,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ def length_order(lengths: Sequence[int]) -> list[int]:
 @torch.no_grad()
 def generate_continuations(
     lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8,
-    stop: Sequence[str] = (),
+    stop: Sequence[str] = (), tick: Callable[[int], Any] | None = None,
 ) -> list[str]:
     """Each prompt's greedy continuation as decoded text, in the order of ``prompts``; generation
     of a row ends at EOS, after ``max_new_tokens`` or once it has produced one of the ``stop``
@@ -35,7 +36,8 @@ def generate_continuations(
 
     Prompts are batched by token length (``length_order``), so a batch pads to about its own
     length instead of its longest member's; padding is masked, so an answer does not depend on
-    its batch beyond floating-point rounding."""
+    its batch beyond floating-point rounding. ``tick(n)`` after each batch of n prompts (a
+    progress bar's update)."""
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
     encoded = tok(list(prompts))["input_ids"] if prompts else []  # once: for the order and the batches
@@ -54,6 +56,8 @@ def generate_continuations(
                 gen = gen[:, enc["input_ids"].shape[1]:]
             for i, text in zip(rows, tok.batch_decode(gen, skip_special_tokens=True)):
                 out[i] = text
+            if tick is not None:
+                tick(len(rows))
     finally:
         tok.padding_side = side
     return out
@@ -61,8 +65,9 @@ def generate_continuations(
 
 def generate_answers(
     lm: LoadedModel, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8,
-    stop: Sequence[str] = DEFAULT_STOP,
+    stop: Sequence[str] = DEFAULT_STOP, tick: Callable[[int], Any] | None = None,
 ) -> list[str]:
     """Each greedy continuation cut at its first ``stop`` string (by default: its first line),
     stripped, in the order of ``prompts``."""
-    return [cut_at_stop(text, stop) for text in generate_continuations(lm, prompts, max_new_tokens, batch_size)]
+    texts = generate_continuations(lm, prompts, max_new_tokens, batch_size, tick=tick)
+    return [cut_at_stop(text, stop) for text in texts]

@@ -7,8 +7,9 @@ the answer). An encoder-decoder model reads the prompt and is scored on the answ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -58,14 +59,15 @@ def sequence_logprobs(
 
 
 def score_choices(
-    lm: LoadedModel, prompts: Sequence[str], choices: Sequence[Sequence[str]], batch_size: int = 8
+    lm: LoadedModel, prompts: Sequence[str], choices: Sequence[Sequence[str]], batch_size: int = 8,
+    tick: Callable[[int], Any] | None = None,
 ) -> ChoiceScores:
     """Log-likelihood of every choice of every prompt.
 
     A causal model reads each prompt once and continues its key/value cache with every choice
     (a 5-choice question costs one prompt pass, not five); the values equal
     :func:`sequence_logprobs` of each (prompt, choice) pair. Encoder-decoder models score the
-    flattened pairs.
+    flattened pairs. ``tick(n)`` after each batch of n prompts (a progress bar's update).
     """
     if lm.is_seq2seq:
         flat_p = [p for p, cs in zip(prompts, choices) for _ in cs]
@@ -76,12 +78,16 @@ def score_choices(
             out_s.append(sums[k:k + len(cs)])
             out_l.append(lens[k:k + len(cs)])
             k += len(cs)
+        if tick is not None:
+            tick(len(prompts))
         return ChoiceScores(out_s, out_l)
     out_s, out_l = [], []
     for start in range(0, len(prompts), batch_size):
         s_, l_ = _score_shared_prefix(lm, prompts[start:start + batch_size], choices[start:start + batch_size])
         out_s.extend(s_)
         out_l.extend(l_)
+        if tick is not None:
+            tick(len(s_))
     return ChoiceScores(out_s, out_l)
 
 
