@@ -17,6 +17,7 @@ from saliency_distill.data import (
 )
 from saliency_distill.data.config import FieldMap
 from saliency_distill.data.quartz import parse_quartz_row
+from saliency_distill.data.sarcasm import parse_sarcasm_row
 from saliency_distill.data.socialiqa import parse_socialiqa_row
 from saliency_distill.errors import ConfigError, DataError
 
@@ -132,6 +133,27 @@ def test_socialiqa_row():
     no_options = {"input": [{"role": "user", "content": "What will happen?"}], "ideal": "A"}
     with pytest.raises(DataError, match="test.jsonl:1: cannot find the options"):
         parse_socialiqa_row("test.jsonl:1", 0, no_options)
+
+
+def test_sarcasm_rows_and_the_task_from_a_local_copy(tmp_path):
+    system = {"role": "system", "content": "Respond with only a 1 or 0"}
+    rows = [{"input": [system, {"role": "user", "content": f"area man number {i} unveils plan"}], "ideal": str(i % 2)}
+            for i in range(40)]
+    ex = parse_sarcasm_row("samples.jsonl:1", 0, rows[1])
+    assert ex.fields == {"headline": "area man number 1 unveils plan"} and ex.label == "sarcastic"
+    assert ex.choices == ("sarcastic", "sincere") and parse_sarcasm_row("s:1", 0, rows[0]).label == "sincere"
+    with pytest.raises(DataError, match="samples.jsonl:1: label '2' is not 1"):
+        parse_sarcasm_row("samples.jsonl:1", 0, {**rows[0], "ideal": "2"})
+    with pytest.raises(DataError, match="samples.jsonl:1: no headline"):
+        parse_sarcasm_row("samples.jsonl:1", 0, {"input": [system], "ideal": "1"})
+    data = tmp_path / "samples.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = TaskConfig(name="sarcasm", path=str(data))
+    splits = make_splits(get_task("sarcasm").load_source(cfg), cfg)
+    assert sum(len(v) for v in splits.values()) == 40 and all(len(v) for v in splits.values())
+    prompt = get_task("sarcasm").render(splits["train"][0], cfg)
+    assert prompt.text.startswith("Headline: area man number") and prompt.content() == [
+        splits["train"][0].fields["headline"]]
 
 
 def test_render_content_spans():

