@@ -152,34 +152,37 @@ def main(argv: list[str] | None = None) -> None:
                               "attribution_examples_per_s": {s: a.get("examples_per_s") for s, a in attributed.items()}}
 
     # P = 0: standard on the labels alone, the baseline of every comparison
-    base_cfg = configure(args, ["standard"], seeds_for(labels, args))
-    base = timed(times, "students", student_stage, base_cfg)
+    zero: dict[str, Any] = {"pool": 0, "rows": {}, "vs_standard": {}}
+    result["points"].append(zero)
+    first = seeds_for(labels, args)
+    for n in range(1, len(first) + 1):  # written after each seed: a session may end mid-mode
+        base = timed(times, "students", student_stage, configure(args, ["standard"], first[:n]))
+        zero["rows"]["standard"] = summarise(base)
+        write(args, result)
     baseline = read_correctness(cfg.run_dir, base)["standard"]
-    result["points"].append({"pool": 0, "rows": {"standard": summarise(base)}, "vs_standard": {}})
-    write(args, result)
     for size in [p for p in pools if p > 0]:
         point: dict[str, Any] = {"pool": size, "rows": {}, "vs_standard": {}}
         result["points"].append(point)
         seeds = seeds_for(labels + size, args)
         correctness: dict[str, Any] = {"standard": baseline}
-        # one mode at a time, the results written after each: a session may end mid-study
+        # one mode at a time, the results written after each seed: a session may end mid-study
         for mode in [*modes, *([] if args.no_reference else ["gold-reference"])]:
             if mode == "gold-reference":  # standard on the same inputs with their gold labels
                 ref_train = gold_twins(cfg, [ex.id for ex in splits["train"]] + [ex.id for ex in pool[:size]])
-                folder = Path(cfg.run_dir) / f"reference{size}"
-                records = timed(times, "students", student_stage, configure(args, ["standard"], seeds),
-                                train=ref_train, folder=folder, identity={"reference": size})
-                correctness[mode] = read_correctness(folder, records)["standard"]
+                folder, trained = Path(cfg.run_dir) / f"reference{size}", "standard"
+                data: dict[str, Any] = {"train": ref_train, "identity": {"reference": size}}
             else:
-                folder = Path(cfg.run_dir) / f"pool{size}"
-                records = timed(times, "students", student_stage, configure(args, [mode], seeds), pool=pool[:size],
-                                folder=folder, identity={"pool_study": size})
-                correctness[mode] = read_correctness(folder, records)[mode]
-            point["rows"][mode] = summarise(records)
-            point["vs_standard"][mode] = compare(correctness, mode, "standard")
-            point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b)
-                                        for b in ("pool-label", "pool-random-words")}
-            write(args, result)
+                folder, trained = Path(cfg.run_dir) / f"pool{size}", mode
+                data = {"pool": pool[:size], "identity": {"pool_study": size}}
+            for n in range(1, len(seeds) + 1):  # the seeds before n are reused from their run folders
+                records = timed(times, "students", student_stage, configure(args, [trained], seeds[:n]),
+                                folder=folder, **data)
+                correctness[mode] = read_correctness(folder, records)[trained]
+                point["rows"][mode] = summarise(records)
+                point["vs_standard"][mode] = compare(correctness, mode, "standard")
+                point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b)
+                                            for b in ("pool-label", "pool-random-words")}
+                write(args, result)
 
 
 def teacher_figures(metrics: dict[str, Any], cfg: Any) -> dict[str, Any]:

@@ -52,9 +52,10 @@ def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tin
                    "--run-dir", str(tmp_path / "run"), "--out", str(out)])
     [point] = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets"]["points"]
     assert list(point["rows"]) == list(variants.ROWS) and all(r["seeds"] == 2 for r in point["rows"].values())
-    assert set(point["vs_control"]) == {"saliency", "saliency-after", "contrast"}
+    assert set(point["vs_control"]) == {"saliency", "saliency-after", "saliency-consistency", "contrast"}
     assert all(c is not None and c["seeds"] == 2 for c in point["vs_standard"].values())
     store = json.loads((tmp_path / "run" / "6-contrast" / "rationales" / "train.jsonl").read_text().splitlines()[0])
     assert store["attribution"]["contrast"] is True
     md = out.with_suffix(".md").read_text()
-    assert "| 6 | saliency-after | 2 |" in md and "Above both standard and its control" in md
+    assert "| 6 | saliency-after | 2 |" in md and "| 6 | random-consistency | 2 |" in md
+    assert "Above both standard and its control" in md
