@@ -163,9 +163,9 @@ def to_dict(cfg: Any) -> Any:
 
 # Keys that say where a stage ran or where its work was found, not what it made: left out of every
 # hash, so a run finished on the CPU is reused on a GPU machine, runs made before a model's `device`
-# key existed stay valid, and answers copied from another run (teacher.reuse_answers, which refuses a
-# teacher that asked differently) count as this run's own.
-PLACEMENT_KEYS = frozenset({"device", "reuse_answers"})
+# key existed stay valid, and work copied from another run (teacher.reuse_answers,
+# attribution.reuse_rationales: each refuses a source made differently) counts as this run's own.
+PLACEMENT_KEYS = frozenset({"device", "reuse_answers", "reuse_rationales"})
 # Keys added after runs were made: left out of a hash while unset, so those runs stay valid.
 OMITTED_WHEN_UNSET = frozenset({"unlabeled", "labeled", "max_pool", "pool_min_confidence", "contrast"})
 

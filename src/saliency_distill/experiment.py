@@ -133,6 +133,7 @@ def attribution_of(cfg: ExperimentConfig, split: str) -> AttributionConfig:
 def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
     """Rationales for ``cfg.attribution.splits`` from the (fine-tuned) teacher."""
     from .rationale import adopt_tune_rows, attribute_split, merge_stores, shard_path, store_path
+    from .rationale.reuse import adopt_reused_rows, reusable_rationales
     from .teacher.answer import make_prompter, read_answers
 
     splits = prepare_stage(cfg)
@@ -145,6 +146,17 @@ def attribute_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str,
             raise ConfigError(f"{e} (the teacher stage: run `saliency-distill teach` with --overwrite first)") from None
     stores = open_stage_stores(cfg, metrics, overwrite)
     adopt_tune_rows(stores, cfg.run_dir, splits, cfg.task, cfg.attribution, cfg.rationale)  # no attribution twice
+    if cfg.attribution.reuse_rationales:  # rows of other runs, where prompt and target agree
+        reused = reusable_rationales(cfg.attribution.reuse_rationales, to_dict(cfg.attribution), cfg.teacher.model,
+                                     cfg.teacher.finetune)
+        plain = make_prompter(cfg.task, replace(cfg.teacher, chat=False), splits["train"])
+        for split, store in stores.items():
+            answers = read_answers(cfg.run_dir, split) if RunDir(cfg.run_dir).answers(split).is_file() else None
+            gold, given = attribution_of(cfg, split).target == "gold", (answers or {}).get
+            targets = {ex.id: plain.target(ex, ex.label) if gold else given(ex.id, {}).get(
+                "target", given(ex.id, {}).get("answer")) for ex in splits[split]}
+            adopt_reused_rows(store, splits[split], {ex.id: plain.render(ex).text for ex in splits[split]}, targets,
+                              reused, cfg.rationale, answers)
     if not is_distributed() and all(ex.id in stores[split] for split in stores for ex in splits[split]):
         # Every rationale is in the store: no teacher to load.
         announce_reuse(logger, "rationale stores", ", ".join(str(st.path) for st in stores.values()))

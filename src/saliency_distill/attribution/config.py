@@ -49,6 +49,9 @@ class AttributionConfig:
         None, "true: attribute log p(target) minus log p(the strongest other option by the teacher's scores), so "
         "the words chosen separate the answer from its rival rather than make any answer likely (choice tasks; "
         "input_x_gradient and integrated_gradients, whose scores are linear in the attributed quantity)")
+    reuse_rationales: list[str] = field(
+        [], "run folders whose rationale-store rows are taken for the same examples instead of attributed "
+        "again, where the teacher, the attribution settings, the prompt and the target agree")
 
     def __post_init__(self) -> None:
         if self.method not in ATTRIBUTION_METHODS:

@@ -1,5 +1,6 @@
-"""teacher.reuse_answers: answers taken from an earlier run that asked the same teacher the same
-way, instead of computed again; refused, with the key, when the teacher differs."""
+"""teacher.reuse_answers and attribution.reuse_rationales: answers and rationale rows taken from an
+earlier run that made them the same way, instead of computed again; refused, with the key, when
+the source differs."""
 
 from __future__ import annotations
 
@@ -91,3 +92,57 @@ def test_an_unfinished_source_is_refused(tmp_path, tiny_model_dirs, capsys):
     assert main(["-q", "teach", *_args(tmp_path / "run", data, tiny_model_dirs, reuse)]) == 2
     err = capsys.readouterr().err.strip()
     assert "config.yaml is missing" in err and len(err.splitlines()) == 1
+
+
+def _stores(folder: Path) -> dict[str, dict]:
+    rows = {}
+    for path in folder.glob("rationales/*.jsonl"):
+        rows.update({r["id"]: r for r in map(json.loads, path.read_text().splitlines()[1:])})
+    return rows
+
+
+def test_a_pool_run_takes_its_rationales_from_the_run_that_attributed_them(tmp_path, tiny_model_dirs, monkeypatch):
+    from saliency_distill import experiment
+    from saliency_distill.teacher import answer
+
+    data = write_planets(tmp_path)
+    common = ["attribution.target=teacher", "attribution.method=input_x_gradient", "student.modes=[pool-saliency]",
+              f"student.model.name={tiny_model_dirs['llama']}"]
+    assert main(["-q", "attribute", *_args(tmp_path / "source", data, tiny_model_dirs, *common[:2],
+                                           "rationale.k=3")]) == 0
+    pool_run = [*common, "task.labeled=6", "rationale.k=2"]
+    assert main(["-q", "attribute", *_args(tmp_path / "fresh", data, tiny_model_dirs, *pool_run)]) == 0
+
+    def no_model(*a, **k):
+        raise AssertionError("the teacher was loaded although every row was found")
+
+    monkeypatch.setattr(answer, "load_model", no_model)
+    monkeypatch.setattr(experiment, "load_model", no_model)
+    source = tmp_path / "source"
+    reuse = [f"teacher.reuse_answers=[{source}]", f"attribution.reuse_rationales=[{source}]"]
+    assert main(["-q", "attribute", *_args(tmp_path / "reused", data, tiny_model_dirs, *pool_run, *reuse)]) == 0
+    fresh, reused = _stores(tmp_path / "fresh"), _stores(tmp_path / "reused")
+    assert set(reused) == set(fresh) == set(_stores(tmp_path / "source"))  # the 6 labels and the pool: source's train
+    for i, row in reused.items():
+        assert row["rationale_words"] == fresh[i]["rationale_words"] and len(row["rationale_words"]) <= 2  # this k
+        assert [w[1] for w in row["words"]] == pytest.approx([w[1] for w in fresh[i]["words"]], abs=1e-4)
+        assert (row["gold"], row["teacher_answer"]) == (fresh[i]["gold"], fresh[i]["teacher_answer"])
+    pool = (tmp_path / "reused" / "rationales" / "pool.jsonl").read_text().splitlines()[1:]
+    assert pool and all(json.loads(r)["gold"] is None for r in pool)  # no pool label comes back with a row
+    headers = [json.loads((tmp_path / n / "rationales" / "pool.jsonl").read_text().splitlines()[0])["config_hash"]
+               for n in ("fresh", "reused")]
+    assert headers[0] == headers[1]  # not part of the store's identity
+
+
+def test_rationales_attributed_otherwise_are_refused_naming_the_key(tmp_path, tiny_model_dirs, capsys):
+    data = write_planets(tmp_path)
+    assert main(["-q", "attribute", *_args(tmp_path / "source", data, tiny_model_dirs, "attribution.target=gold",
+                                           "attribution.method=attention")]) == 0
+    capsys.readouterr()
+    reuse = f"attribution.reuse_rationales=[{tmp_path / 'source'}]"
+    assert main(["-q", "attribute", *_args(tmp_path / "run", data, tiny_model_dirs, "attribution.target=gold",
+                                           "attribution.method=input_x_gradient", reuse)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "attribution.method" in err and "attribution.reuse_rationales" in err, err
+    assert not list((tmp_path / "run").glob("rationales/*.jsonl")) or all(
+        len(p.read_text().splitlines()) == 1 for p in (tmp_path / "run").glob("rationales/*.jsonl"))
