@@ -160,6 +160,7 @@ def _legacy_hash(cfg, mode, seed):
     student["early_stopping"].pop("min_fraction")
     student.pop("logit_kd")
     student.pop("temperature")
+    student.pop("mask_fraction")  # added after that (consistency modes only)
     return config_hash({"task": to_dict(CFG), "student": student, "mode": mode, "seed": seed, "identity": {}})
 
 
@@ -298,9 +299,9 @@ def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, 
     real = stage.evaluate_student
     ranked = []  # choice scoring per evaluation: validation picks by greedy accuracy and skips it
 
-    def fingerprint(lm, *args):
+    def fingerprint(lm, *args, **kwargs):
         ranked.append(args[3].choice_scoring)
-        rows, metrics = real(lm, *args)
+        rows, metrics = real(lm, *args, **kwargs)
         norm = dict(lm.model.named_parameters())["model.norm.weight"]
         return rows, {**metrics, "accuracy": float(norm.double().sum()) % 1.0}
 
@@ -316,7 +317,9 @@ def test_every_mode_is_tested_with_its_best_validation_weights(tiny_model_dirs, 
                         early_stopping=EarlyStopConfig(enabled=True, evaluations=4, patience=4))
     words = {ex.id: f"adds {i} resistors" for i, ex in enumerate(exs + pool)} \
         if MODES[mode].explain in ("saliency", "random") else None
-    rec = train_and_evaluate(CFG, cfg, mode, 0, splits, tmp_path, teacher_answers=answers, rationales=words)
+    masked = {ex.id: ex.fields["question"].split(" ", 1)[-1] for ex in exs + pool} if MODES[mode].consistency else None
+    rec = train_and_evaluate(CFG, cfg, mode, 0, splits, tmp_path, teacher_answers=answers, rationales=words,
+                             masked=masked)
     history, best = rec["validation"]["history"], rec["validation"]["best"]
     assert [h["step"] for h in history] == [2, 4, 6, 8] and len({h["accuracy"] for h in history}) == 4
     assert best == max(history, key=lambda h: h["accuracy"])
