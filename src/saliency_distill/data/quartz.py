@@ -28,6 +28,14 @@ QUARTZ = PackageFile(
     source="https://allenai.org/data/quartz via PyPI evals==3.0.1.post1",
 )
 
+
+
+def evals_file(member: str, licence: str, source: str) -> PackageFile:
+    """Another data file of the same ``evals`` wheel as QuaRTz (one download, one pinned hash)."""
+    return PackageFile(package=QUARTZ.package, version=QUARTZ.version, wheel=QUARTZ.wheel, sha256=QUARTZ.sha256,
+                       member=member, licence=licence, source=source)
+
+
 _OPTION = re.compile(r"^\s*([A-Z]):\s*(.+?)\s*$")
 
 

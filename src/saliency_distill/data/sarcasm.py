@@ -15,15 +15,11 @@ from typing import Any
 from ..errors import DataError
 from .example import Example, make_example
 from .files import get_field, iter_jsonl
-from .packages import PackageFile, fetch
-from .quartz import QUARTZ
+from .packages import fetch
+from .quartz import evals_file
 
-SARCASM = PackageFile(
-    package=QUARTZ.package,
-    version=QUARTZ.version,
-    wheel=QUARTZ.wheel,
-    sha256=QUARTZ.sha256,
-    member="evals/registry/data/sarcasm/samples.jsonl",
+SARCASM = evals_file(
+    "evals/registry/data/sarcasm/samples.jsonl",
     licence="CC BY 4.0 (News Headlines Dataset for Sarcasm Detection, Misra); evals package MIT",
     source="https://rishabhmisra.github.io/publications/ via PyPI evals==3.0.1.post1",
 )

@@ -15,15 +15,11 @@ from typing import Any
 from ..errors import DataError
 from .example import Example, make_example
 from .files import get_field, iter_jsonl
-from .packages import PackageFile, fetch
-from .quartz import QUARTZ
+from .packages import fetch
+from .quartz import evals_file
 
-SOCIALIQA = PackageFile(
-    package=QUARTZ.package,
-    version=QUARTZ.version,
-    wheel=QUARTZ.wheel,
-    sha256=QUARTZ.sha256,
-    member="evals/registry/data/theory_of_mind/socialiqa/test.jsonl",
+SOCIALIQA = evals_file(
+    "evals/registry/data/theory_of_mind/socialiqa/test.jsonl",
     licence="CC BY 4.0 (Social IQa, Allen Institute for AI); evals package MIT",
     source="https://allenai.org/data/socialiqa via PyPI evals==3.0.1.post1",
 )

@@ -23,22 +23,20 @@ import yaml
 from ..data import Example
 from ..errors import ConfigError
 from ..run_dir import RunDir
+from ..teacher.reuse import check_same_weights
 from .extract import RationaleConfig, reselect_row
 from .store import RationaleStore, read_store
 
-SAME_MODEL = ("name", "dtype", "revision")
 # Speed and bookkeeping, not the scores; the target is compared row by row (a row attributed to the
 # gold answer is the same row as one attributed to the teacher's, where the two answers agree).
 NOT_COMPARED = ("batch_size", "splits", "reuse_rationales", "target")
 _STORE = re.compile(r"^[a-z]+\.jsonl$")  # a split's store, not a process's shard
 
 
-def _check(folder: Path, header: Mapping[str, Any], attribution: Mapping[str, Any], model: Any) -> None:
+def _check(folder: Path, header: Mapping[str, Any], attribution: Mapping[str, Any], model: Any,
+           finetuned: bool, they_finetuned: Any) -> None:
     where = f"config key 'attribution.reuse_rationales': {folder}"
-    theirs = header.get("teacher_model") or {}
-    for key in SAME_MODEL:
-        if theirs.get(key) != getattr(model, key):
-            raise ConfigError(f"{where} has teacher.model.{key}={theirs.get(key)!r}, this run {getattr(model, key)!r}")
+    check_same_weights(where, header.get("teacher_model") or {}, they_finetuned, model, finetuned)
     made = header.get("attribution") or {}
     for key, value in attribution.items():
         if key not in NOT_COMPARED and made.get(key) != value:
@@ -58,12 +56,9 @@ def reusable_rationales(folders: list[str], attribution: Mapping[str, Any], mode
         if not config.is_file() or not stores:
             raise ConfigError(f"config key 'attribution.reuse_rationales': {folder} holds no rationale store")
         source_teacher = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("teacher") or {}
-        if finetuned or source_teacher.get("finetune"):
-            raise ConfigError(f"config key 'attribution.reuse_rationales': {folder}: a fine-tuned teacher's "
-                              "rationales are not reused (set teacher.finetune=false)")
         for path in stores:
             header, rows = read_store(path)
-            _check(folder, header, attribution, model)
+            _check(folder, header, attribution, model, finetuned, source_teacher.get("finetune"))
             for row in rows:
                 found.setdefault(row["id"], row)
     return found

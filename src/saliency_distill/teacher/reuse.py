@@ -41,17 +41,21 @@ def _source_teacher(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return teacher, json.loads(metrics_path.read_text(encoding="utf-8"))
 
 
+def check_same_weights(where: str, theirs: dict[str, Any], they_finetuned: Any, model: Any, finetuned: bool) -> None:
+    """A one-line ConfigError unless a source's teacher model (its config dict ``theirs``) is this
+    run's ``model`` by name, dtype and revision, and neither teacher was fine-tuned."""
+    for key in SAME_MODEL:
+        if theirs.get(key) != getattr(model, key):
+            raise ConfigError(f"{where} has teacher.model.{key}={theirs.get(key)!r}, this run {getattr(model, key)!r}")
+    if they_finetuned or finetuned:
+        raise ConfigError(f"{where}: a fine-tuned teacher's work is not reused (set teacher.finetune=false)")
+
+
 def check_source(folder: Path, cfg: Any, prompt: dict[str, Any], free_form: bool) -> None:
     """Raise a one-line ConfigError naming the first teacher key in which ``folder`` differs."""
     teacher, metrics = _source_teacher(folder)
     where = f"config key 'teacher.reuse_answers': {folder}"
-    model = teacher.get("model") or {}
-    for key in SAME_MODEL:
-        if model.get(key) != getattr(cfg.model, key):
-            raise ConfigError(f"{where} has teacher.model.{key}={model.get(key)!r}, this run "
-                              f"{getattr(cfg.model, key)!r}")
-    if teacher.get("finetune") or cfg.finetune:
-        raise ConfigError(f"{where}: a fine-tuned teacher's answers are not reused (set teacher.finetune=false)")
+    check_same_weights(where, teacher.get("model") or {}, teacher.get("finetune"), cfg.model, cfg.finetune)
     for key in (*SAME_TEACHER, *(SAME_FREE_FORM if free_form else ())):
         if teacher.get(key) != getattr(cfg, key):
             raise ConfigError(f"{where} has teacher.{key}={teacher.get(key)!r}, this run {getattr(cfg, key)!r}")

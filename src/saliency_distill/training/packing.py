@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import torch
@@ -60,14 +61,7 @@ def _shared_length(parts: Sequence[Mapping[str, Sequence[int]]]) -> int:
 def _readings(parts: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
     """An example's parts cut where the consistency ``view`` changes: a second reading of the input
     (words dropped) shares no prompt with the first, so each reading gets its own block."""
-    runs: list[list[Mapping[str, Any]]] = []
-    for part in parts:
-        view = part.get("view", [0])[0]
-        if runs and runs[-1][0].get("view", [0])[0] == view:
-            runs[-1].append(part)
-        else:
-            runs.append([part])
-    return runs
+    return [list(run) for _, run in groupby(parts, key=lambda part: part.get("view", [0])[0])]
 
 
 def make_blocks(
