@@ -171,16 +171,11 @@ def main(argv: list[str] | None = None) -> None:
         result["points"].append(point)
         seeds = seeds_for(labels + size, args)
         correctness: dict[str, Any] = {"standard": baseline}
-        # one mode at a time, the results written after each seed: a session may end mid-study
-        for mode in [*modes, *([] if args.no_reference else ["gold-reference"])]:
-            if mode == "gold-reference":  # standard on the same inputs with their gold labels
-                ref_train = gold_twins(cfg, [ex.id for ex in splits["train"]] + [ex.id for ex in pool[:size]])
-                folder, trained = Path(cfg.run_dir) / f"reference{size}", "standard"
-                data: dict[str, Any] = {"train": ref_train, "identity": {"reference": size}}
-            else:
-                folder, trained = Path(cfg.run_dir) / f"pool{size}", mode
-                data = {"pool": pool[:size], "identity": {"pool_study": size}}
-            for n in range(1, len(seeds) + 1):  # the seeds before n are reused from their run folders
+        # seed by seed across the modes, the results written after each: a session that ends
+        # mid-study leaves every mode with about as many seeds, paired with each other
+        for n in range(1, len(seeds) + 1):  # the seeds before n are reused from their run folders
+            for mode in [*modes, *([] if args.no_reference else ["gold-reference"])]:
+                folder, trained, data = student_data(cfg, mode, size, splits, pool)
                 records = timed(times, "students", student_stage, configure(args, [trained], seeds[:n]),
                                 folder=folder, **data)
                 correctness[mode] = read_correctness(folder, records)[trained]
@@ -189,6 +184,17 @@ def main(argv: list[str] | None = None) -> None:
                 point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b)
                                             for b in ("pool-label", "pool-random-words")}
                 write(args, result)
+
+
+def student_data(cfg: Any, mode: str, size: int, splits: dict[str, list[Any]],
+                 pool: list[Any]) -> tuple[Path, str, dict[str, Any]]:
+    """(run folder, mode trained, student_stage's data keywords) of ``mode`` at pool ``size``; the
+    gold reference is ``standard`` on the same inputs with their gold labels."""
+    if mode == "gold-reference":
+        ref_train = gold_twins(cfg, [ex.id for ex in splits["train"]] + [ex.id for ex in pool[:size]])
+        return Path(cfg.run_dir) / f"reference{size}", "standard", {"train": ref_train,
+                                                                     "identity": {"reference": size}}
+    return Path(cfg.run_dir) / f"pool{size}", mode, {"pool": pool[:size], "identity": {"pool_study": size}}
 
 
 def teacher_figures(metrics: dict[str, Any], cfg: Any) -> dict[str, Any]:
