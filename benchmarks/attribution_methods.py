@@ -2,6 +2,8 @@
 
     python benchmarks/attribution_methods.py --model qwen2.5-coder-0.5b-instruct \
         --data ../shared/data/dsbs/cqa --n 16
+    python benchmarks/attribution_methods.py --model qwen2.5-coder-1.5b-instruct \
+        --data ../shared/data/dsbs/cqa --methods attention --no-bf16 --out benchmarks/results/attribution_1.5b
 
 Prompts are CommonsenseQA test questions (from a DSbS folder) when --data is given, otherwise
 QuaRTz test questions; the attributed answer is the gold one. Each method runs over the same
@@ -44,8 +46,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16, help="examples per method")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--ig-n", type=int, default=8, help="examples for integrated gradients (slow)")
+    ap.add_argument("--methods", default="", help="comma-separated methods to run (default: all)")
+    ap.add_argument("--no-bf16", action="store_true", help="fp32 rows only (where bf16 is emulated)")
     ap.add_argument("--out", default="benchmarks/results/attribution_methods")
     args = ap.parse_args()
+    chosen = set(filter(None, args.methods.split(",")))
+    unknown = chosen - {m for m, _ in VARIANTS}
+    if unknown:
+        ap.error(f"--methods: unknown {', '.join(sorted(unknown))}; choose from {', '.join(dict(VARIANTS))}")
+    variants = [(m, x) for m, x in VARIANTS if (not chosen or m in chosen) and not (args.no_bf16 and x.get("bf16"))]
 
     torch.manual_seed(0)
     task_cfg = TaskConfig(name="cqa", path=args.data) if args.data else TaskConfig(name="quartz")
@@ -57,7 +66,7 @@ def main() -> None:
     lm = load_model(args.model)
     n_tokens = sum(len(lm.tokenizer(p)["input_ids"]) for p in prompts) / len(prompts)
     rows = []
-    for method, extra in VARIANTS:
+    for method, extra in variants:
         cfg = AttributionConfig(method=method, batch_size=args.batch_size, **extra)
         n = args.ig_n if method == "integrated_gradients" else args.n
         attribute(lm, warm[:2], answers[:2], cfg)
