@@ -240,12 +240,14 @@ def markdown(payload: dict[str, Any]) -> str:
         prompt = t["prompt"] or {}
         asked = f"{prompt.get('format')}, {prompt.get('shots')}-shot" + (", chat" if prompt.get("chat") else "")
         lines += [f"## {name}", "", f"`{d['command']}` ({d['machine']['date']}, {d['machine']['machine']})", "",
-                  f"{d['labels']} labels; pool available {d['pool_available']}; validation {d['validation']}, "
+                  f"{d['labels']} labels; pool prepared {d['pool_available']} inputs (`task.max_pool`); validation {d['validation']}, "
                   f"test {d['test']}. Teacher {t['model']} ({asked}, calibration {t['calibration']}): test "
                   f"{_pct(t['accuracy'].get('test'))}%, validation {_pct(t['accuracy'].get('validation'))}%; its "
                   f"answers over the pool: {t['pool_answers']}.", "",
-                  "| pool | mode | seeds | accuracy | min-max | training rows | vs standard (examples / two-level) |",
+                  "| pool | mode | seeds | accuracy | min-max | training rows | vs standard (examples / two-level / seed t) |",
                   "|---:|---|---:|---|---|---:|---|"]
+        if t["accuracy"].get("test") is not None:  # the teacher itself, the ceiling the pool students learn from
+            lines.append(f"| - | teacher ({t['model']}) | - | {_pct(t['accuracy']['test'])} | - | - | - |")
         for point in d["points"]:
             for mode, row in point["rows"].items():
                 lines.append(f"| {point['pool']} | {mode} | {row['seeds']} | {row['mean']:.1f} ± {row['sd']:.1f} | "
