@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                 point["vs_standard"][mode] = compare(correctness, mode, "standard")
                 point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b)
                                             for b in ("pool-label", "pool-random-words")}
+                point["vs_reference"] = {m: compare(correctness, m, "gold-reference") for m in modes}
                 write(args, result)
 
 
@@ -279,6 +280,9 @@ def recovery_lines(d: dict[str, Any]) -> list[str]:
             ratio = f"{diffs[best] / ref:.2f}" if ref else "-"
             out.append(f"- pool {point['pool']}: best pool student {best} {diffs[best]:+.1f} points; gold reference "
                        f"{'-' if ref is None else f'{ref:+.1f}'}; recovery {ratio}.")
+        for m, c in (point.get("vs_reference") or {}).items():  # teacher labels against as many gold ones
+            if c:
+                out.append(f"- pool {point['pool']}: {m} vs gold-reference: {diff_text(c)}.")
         for b, c in (point.get("saliency_on_top") or {}).items():
             out.append(f"- pool {point['pool']}: pool-saliency vs {b}: {diff_text(c)}.")
     return out

@@ -38,8 +38,11 @@ def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_di
     assert last["rows"]["gold-reference"]["rows"] == 5 + result["pool_available"]
     for c in last["vs_standard"].values():
         assert c["seeds"] == 2 and c["two_level"][0] <= c["difference"] <= c["two_level"][1]
+    assert set(last["vs_reference"]) == {"pool-label", "pool-saliency", "pool-random-words"}
+    assert all(c["seeds"] == 2 for c in last["vs_reference"].values())
     md = out.with_suffix(".md").read_text()
     assert "| 0 | standard | 2 |" in md and "pool-saliency vs pool-random-words" in md and "recovery" in md
+    assert "pool-label vs gold-reference" in md
 
 
 def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tiny_model_dirs):
