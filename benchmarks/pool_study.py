@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in range(1, len(seeds) + 1):  # the seeds before n are reused from their run folders
             for mode in [*modes, *([] if args.no_reference else ["gold-reference"])]:
                 folder, trained, data = student_data(cfg, mode, size, splits, pool)
-                records = timed(times, "students", student_stage, configure(args, [trained], seeds[:n]),
+                upto = max(n, finished(folder, trained, seeds))  # a mode run before shows all its seeds
+                records = timed(times, "students", student_stage, configure(args, [trained], seeds[:upto]),
                                 folder=folder, **data)
                 correctness[mode] = read_correctness(folder, records)[trained]
                 point["rows"][mode] = summarise(records)
@@ -185,6 +186,14 @@ def main(argv: list[str] | None = None) -> None:
                                             for b in ("pool-label", "pool-random-words")}
                 point["vs_reference"] = {m: compare(correctness, m, "gold-reference") for m in modes}
                 write(args, result)
+
+
+def finished(folder: Path, mode: str, seeds: list[int]) -> int:
+    """How many of ``seeds``, from the first, have a finished run of ``mode`` in ``folder``."""
+    done = 0
+    while done < len(seeds) and (folder / "students" / mode / f"seed{seeds[done]}" / "result.json").is_file():
+        done += 1
+    return done
 
 
 def student_data(cfg: Any, mode: str, size: int, splits: dict[str, list[Any]],
