@@ -85,7 +85,8 @@ def main() -> None:
             "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d")}
     out = Path(args.out)
-    write_json(out.with_suffix(".json"), {"meta": meta, "rows": rows})
+    json_path, md_path = out.parent / (out.name + ".json"), out.parent / (out.name + ".md")  # "attribution_1.5b"
+    write_json(json_path, {"meta": meta, "rows": rows})
     lines = [f"# Attribution methods on {args.model} ({meta['params'] / 1e6:.0f}M params)", "",
              f"{task_cfg.name} test prompts, mean {meta['mean_prompt_tokens']} tokens, batch {args.batch_size}, "
              f"{meta['threads']} threads, torch {meta['torch']}, {meta['machine']}, {meta['date']}.", "",
@@ -96,8 +97,8 @@ def main() -> None:
         opts = ", ".join(f"{k}={v}" for k, v in r.items() if k in ("bf16", "rollout", "steps")) or "-"
         lines.append(f"| {r['method']} | {opts} | {r['examples']} | {r['ms_per_example']} | {r['examples_per_s']} | "
                      f"{r.get('median_completeness_gap', '-')} |")
-    out.with_suffix(".md").parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
