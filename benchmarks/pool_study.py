@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     zero: dict[str, Any] = {"pool": 0, "rows": {}, "vs_standard": {}}
     result["points"].append(zero)
     first = seeds_for(labels, args)
-    for n in range(1, len(first) + 1):  # written after each seed: a session may end mid-mode
+    done = finished(Path(cfg.run_dir), "standard", first)
+    for n in range(max(1, done), len(first) + 1):  # written after each seed: a session may end mid-mode
         base = timed(times, "students", student_stage, configure(args, ["standard"], first[:n]))
         zero["rows"]["standard"] = summarise(base)
         write(args, result)
