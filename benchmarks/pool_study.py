@@ -284,12 +284,15 @@ def recovery_lines(d: dict[str, Any]) -> list[str]:
     out = []
     for point in d["points"][1:]:
         diffs = {m: c["difference"] for m, c in point["vs_standard"].items() if c and m != "gold-reference"}
-        ref = (point["vs_standard"].get("gold-reference") or {}).get("difference")
+        gold = point["vs_standard"].get("gold-reference") or {}
+        ref = gold.get("difference")
         if diffs:
             best = max(diffs, key=diffs.get)
             ratio = f"{diffs[best] / ref:.2f}" if ref else "-"
-            out.append(f"- pool {point['pool']}: best pool student {best} {diffs[best]:+.1f} points; gold reference "
-                       f"{'-' if ref is None else f'{ref:+.1f}'}; recovery {ratio}.")
+            seeds = point["vs_standard"][best]["seeds"]  # a mode still catching up has fewer seeds than the reference
+            gold_text = "-" if ref is None else f"{ref:+.1f} ({gold['seeds']} seeds)"
+            out.append(f"- pool {point['pool']}: best pool student {best} {diffs[best]:+.1f} points ({seeds} seeds); "
+                       f"gold reference {gold_text}; recovery {ratio}.")
         for m, c in (point.get("vs_reference") or {}).items():  # teacher labels against as many gold ones
             if c:
                 out.append(f"- pool {point['pool']}: {m} vs gold-reference: {diff_text(c)}.")
