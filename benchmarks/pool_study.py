@@ -280,19 +280,27 @@ def cost_lines(d: dict[str, Any]) -> list[str]:
 
 
 def recovery_lines(d: dict[str, Any]) -> list[str]:
-    """Recovery (best pool student - standard) / (gold reference - standard), and saliency on top."""
+    """Recovery (best pool student - standard) / (gold reference - standard), and saliency on top.
+    Only modes with as many seeds as the reference compete for it: a mode still catching up is
+    paired with standard on fewer seeds, so its difference is not comparable with the reference's."""
     out = []
     for point in d["points"][1:]:
-        diffs = {m: c["difference"] for m, c in point["vs_standard"].items() if c and m != "gold-reference"}
         gold = point["vs_standard"].get("gold-reference") or {}
         ref = gold.get("difference")
-        if diffs:
-            best = max(diffs, key=diffs.get)
-            ratio = f"{diffs[best] / ref:.2f}" if ref else "-"
-            seeds = point["vs_standard"][best]["seeds"]  # a mode still catching up has fewer seeds than the reference
+        full = {m: c for m, c in point["vs_standard"].items()
+                if c and m != "gold-reference" and (not gold or c["seeds"] >= gold["seeds"])}
+        if full:
+            best = max(full, key=lambda m: full[m]["difference"])
+            diff = full[best]["difference"]
+            ratio = f"{diff / ref:.2f}" if ref else "-"
             gold_text = "-" if ref is None else f"{ref:+.1f} ({gold['seeds']} seeds)"
-            out.append(f"- pool {point['pool']}: best pool student {best} {diffs[best]:+.1f} points ({seeds} seeds); "
-                       f"gold reference {gold_text}; recovery {ratio}.")
+            out.append(f"- pool {point['pool']}: best pool student {best} {diff:+.1f} points "
+                       f"({full[best]['seeds']} seeds); gold reference {gold_text}; recovery {ratio}.")
+        behind = [f"{m} ({c['seeds']} seeds)" for m, c in point["vs_standard"].items()
+                  if c and m != "gold-reference" and m not in full]
+        if behind:
+            out.append(f"- pool {point['pool']}: not yet in the recovery (fewer seeds than the reference): "
+                       f"{', '.join(behind)}.")
         for m, c in (point.get("vs_reference") or {}).items():  # teacher labels against as many gold ones
             if c:
                 out.append(f"- pool {point['pool']}: {m} vs gold-reference: {diff_text(c)}.")

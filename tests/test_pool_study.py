@@ -62,3 +62,15 @@ def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tin
     md = out.with_suffix(".md").read_text()
     assert "| 6 | saliency-after | 2 |" in md and "| 6 | random-consistency | 2 |" in md
     assert "Above both standard and its control" in md
+
+
+def test_recovery_counts_only_modes_with_as_many_seeds_as_the_reference():
+    def diff(value, seeds):
+        return {"difference": value, "examples": [0, 0], "two_level": [0, 0], "seed_t": [0, 0], "seeds": seeds}
+
+    point = {"pool": 500, "vs_standard": {"pool-label": diff(6.0, 5), "pool-saliency": diff(9.0, 2),
+                                          "gold-reference": diff(8.0, 5)}}
+    lines = pool_study.recovery_lines({"points": [{"pool": 0}, point]})
+    assert lines[0] == ("- pool 500: best pool student pool-label +6.0 points (5 seeds); "
+                        "gold reference +8.0 (5 seeds); recovery 0.75.")
+    assert lines[1] == "- pool 500: not yet in the recovery (fewer seeds than the reference): pool-saliency (2 seeds)."
