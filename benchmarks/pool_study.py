@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
                 point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b)
                                             for b in ("pool-label", "pool-random-words")}
                 point["vs_reference"] = {m: compare(correctness, m, "gold-reference") for m in modes}
+                point["soft_vs_hard"] = compare(correctness, "pool-soft", "pool-label")
                 write(args, result)
 
 
@@ -293,10 +294,10 @@ def recovery_lines(d: dict[str, Any]) -> list[str]:
             best = max(full, key=lambda m: full[m]["difference"])
             diff = full[best]["difference"]
             ratio = f"{diff / ref:.2f}" if ref else "-"
-            gold_text = "-" if ref is None else f"{ref:+.1f} ({gold['seeds']} seeds)"
+            gold_text = "-" if ref is None else f"{ref:+.1f} ({_seeds(gold['seeds'])})"
             out.append(f"- pool {point['pool']}: best pool student {best} {diff:+.1f} points "
-                       f"({full[best]['seeds']} seeds); gold reference {gold_text}; recovery {ratio}.")
-        behind = [f"{m} ({c['seeds']} seeds)" for m, c in point["vs_standard"].items()
+                       f"({_seeds(full[best]['seeds'])}); gold reference {gold_text}; recovery {ratio}.")
+        behind = [f"{m} ({_seeds(c['seeds'])})" for m, c in point["vs_standard"].items()
                   if c and m != "gold-reference" and m not in full]
         if behind:
             out.append(f"- pool {point['pool']}: not yet in the recovery (fewer seeds than the reference): "
@@ -306,7 +307,13 @@ def recovery_lines(d: dict[str, Any]) -> list[str]:
                 out.append(f"- pool {point['pool']}: {m} vs gold-reference: {diff_text(c)}.")
         for b, c in (point.get("saliency_on_top") or {}).items():
             out.append(f"- pool {point['pool']}: pool-saliency vs {b}: {diff_text(c)}.")
+        if point.get("soft_vs_hard"):  # the teacher's distribution against its answer alone
+            out.append(f"- pool {point['pool']}: pool-soft vs pool-label: {diff_text(point['soft_vs_hard'])}.")
     return out
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_di
     for c in last["vs_standard"].values():
         assert c["seeds"] == 2 and c["two_level"][0] <= c["difference"] <= c["two_level"][1]
     assert set(last["vs_reference"]) == {"pool-label", "pool-saliency", "pool-random-words"}
+    assert last["soft_vs_hard"] is None  # pool-soft not run
     assert all(c["seeds"] == 2 for c in last["vs_reference"].values())
     md = out.with_suffix(".md").read_text()
     assert "| 0 | standard | 2 |" in md and "pool-saliency vs pool-random-words" in md and "recovery" in md
@@ -68,9 +69,10 @@ def test_recovery_counts_only_modes_with_as_many_seeds_as_the_reference():
     def diff(value, seeds):
         return {"difference": value, "examples": [0, 0], "two_level": [0, 0], "seed_t": [0, 0], "seeds": seeds}
 
-    point = {"pool": 500, "vs_standard": {"pool-label": diff(6.0, 5), "pool-saliency": diff(9.0, 2),
-                                          "gold-reference": diff(8.0, 5)}}
+    point = {"pool": 500, "vs_standard": {"pool-label": diff(6.0, 5), "pool-saliency": diff(9.0, 1),
+                                          "gold-reference": diff(8.0, 5)}, "soft_vs_hard": diff(-1.0, 5)}
     lines = pool_study.recovery_lines({"points": [{"pool": 0}, point]})
     assert lines[0] == ("- pool 500: best pool student pool-label +6.0 points (5 seeds); "
                         "gold reference +8.0 (5 seeds); recovery 0.75.")
-    assert lines[1] == "- pool 500: not yet in the recovery (fewer seeds than the reference): pool-saliency (2 seeds)."
+    assert lines[1] == "- pool 500: not yet in the recovery (fewer seeds than the reference): pool-saliency (1 seed)."
+    assert lines[2].startswith("- pool 500: pool-soft vs pool-label: -1.0 ")
