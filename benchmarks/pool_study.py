@@ -46,9 +46,18 @@ from common import machine, write_results  # noqa: E402
 CONFIGS = {"esnli": "configs/esnli.yaml", "cqa": "configs/cqa.yaml", "socialiqa": "configs/demo.yaml"}
 POOL_MODES = "pool-label,pool-soft,pool-saliency,pool-random-words"
 ROWS_FOR_FIVE_SEEDS = 1000
+# The comparisons each pool size shows besides "vs standard" and "vs gold-reference": (mode, baseline)
+PAIRS = (("pool-saliency", "pool-label"), ("pool-saliency", "pool-random-words"), ("pool-soft", "pool-label"))
 
 
-def configure(args: argparse.Namespace, modes: list[str], seeds: list[int]) -> Any:
+def parse_mode(spec: str) -> tuple[str, str | None]:
+    """``pool-label@auto`` -> (``pool-label``, ``auto``): the mode and its threshold on the teacher's
+    probability, if any."""
+    mode, _, threshold = spec.partition("@")
+    return mode, threshold or None
+
+
+def configure(args: argparse.Namespace, modes: list[str], seeds: list[int], extra: tuple[str, ...] = ()) -> Any:
     from saliency_distill.config import load_config
     from saliency_distill.experiment import ExperimentConfig
 
@@ -56,7 +65,7 @@ def configure(args: argparse.Namespace, modes: list[str], seeds: list[int]) -> A
                  "task.max_train=null", f"task.max_test={args.max_test or 'null'}",
                  f"task.max_validation={args.max_validation or 'null'}", f"student.modes=[{','.join(modes)}]",
                  f"student.seeds=[{','.join(map(str, seeds))}]", "student.keep_models=false", "progress=false",
-                 "teacher.splits=[train,validation,test]", *args.set]
+                 "teacher.splits=[train,validation,test]", *args.set, *extra]
     if args.config is None and args.dataset != "socialiqa":
         overrides.insert(0, f"task.path={Path(args.data) / args.dataset}")
     return load_config(ExperimentConfig, args.config or CONFIGS[args.dataset], overrides)
@@ -98,7 +107,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     accs = [100 * r["accuracy"] for r in rows]
     return {"seeds": len(rows), "mean": statistics.fmean(accs), "sd": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "min": min(accs), "max": max(accs), "train_seconds": sum(r.get("train_seconds") or 0 for r in rows),
-            "rows": rows[0]["train_examples"] + rows[0].get("pool_used", 0)}
+            "rows": rows[0]["train_examples"] + rows[0].get("pool_used", 0),
+            **({"min_confidence": rows[0]["pool_min_confidence"]} if rows[0].get("pool_min_confidence") else {})}
 
 
 def timed(times: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -131,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--dataset {args.dataset}: choose from {', '.join(sorted(CONFIGS))}, or give --config")
     args.pools = sorted({int(p) for p in args.pools.split(",") if p.strip()})
     args.run_dir = args.run_dir or f"runs/pool_study/{args.dataset}"
+    from saliency_distill.student.modes import MODES
+
+    for mode, threshold in map(parse_mode, args.modes.split(",")):
+        if threshold and mode in MODES and not MODES[mode].pool:
+            ap.error(f"--modes {mode}@{threshold}: a threshold on the teacher's probability needs a pool mode")
 
     import logging
 
@@ -138,10 +153,10 @@ def main(argv: list[str] | None = None) -> None:
     from saliency_distill.data.pool import POOL
     from saliency_distill.experiment import attribute_stage, prepare_stage, save_resolved, student_stage, teach_stage
     from saliency_distill.reporting import read_correctness
-    from saliency_distill.student.modes import MODES
 
     modes = args.modes.split(",")
-    cfg = configure(args, ["standard", *modes], [0])
+    bases = list(dict.fromkeys(parse_mode(m)[0] for m in modes))
+    cfg = configure(args, ["standard", *bases], [0])
     save_resolved(cfg)
     times: dict[str, float] = {}
     splits = timed(times, "prepare", lambda: prepare_stage(cfg))
@@ -149,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     pools = sorted({min(p, len(pool)) for p in args.pools})
     teacher = timed(times, "teacher", lambda: teach_stage(cfg))
     attributed = {}
-    if any(MODES[m].needs_rationales for m in modes):
+    if any(MODES[m].needs_rationales for m in bases):
         attributed = timed(times, "attribution", lambda: attribute_stage(cfg))
     labels = len(splits["train"])
     result: dict[str, Any] = {"dataset": args.dataset, "labels": labels, "pool_available": len(pool),
@@ -176,17 +191,16 @@ def main(argv: list[str] | None = None) -> None:
         # mid-study leaves every mode with about as many seeds, paired with each other
         for n in range(1, len(seeds) + 1):  # the seeds before n are reused from their run folders
             for mode in [*modes, *([] if args.no_reference else ["gold-reference"])]:
-                folder, trained, data = student_data(cfg, mode, size, splits, pool)
+                folder, trained, data, extra = student_data(cfg, mode, size, splits, pool)
                 upto = max(n, finished(folder, trained, seeds))  # a mode run before shows all its seeds
-                records = timed(times, "students", student_stage, configure(args, [trained], seeds[:upto]),
+                records = timed(times, "students", student_stage, configure(args, [trained], seeds[:upto], extra),
                                 folder=folder, **data)
                 correctness[mode] = read_correctness(folder, records)[trained]
                 point["rows"][mode] = summarise(records)
                 point["vs_standard"][mode] = compare(correctness, mode, "standard")
-                point["saliency_on_top"] = {b: compare(correctness, "pool-saliency", b)
-                                            for b in ("pool-label", "pool-random-words")}
                 point["vs_reference"] = {m: compare(correctness, m, "gold-reference") for m in modes}
-                point["soft_vs_hard"] = compare(correctness, "pool-soft", "pool-label")
+                point["pairs"] = [{"mode": a, "baseline": b, **c} for a, b in pairs(modes)
+                                  if (c := compare(correctness, a, b))]
                 write(args, result)
 
 
@@ -198,15 +212,23 @@ def finished(folder: Path, mode: str, seeds: list[int]) -> int:
     return done
 
 
-def student_data(cfg: Any, mode: str, size: int, splits: dict[str, list[Any]],
-                 pool: list[Any]) -> tuple[Path, str, dict[str, Any]]:
-    """(run folder, mode trained, student_stage's data keywords) of ``mode`` at pool ``size``; the
-    gold reference is ``standard`` on the same inputs with their gold labels."""
-    if mode == "gold-reference":
+def pairs(modes: list[str]) -> list[tuple[str, str]]:
+    """:data:`PAIRS` and each thresholded mode against the same mode on the whole pool."""
+    return [*PAIRS, *((m, parse_mode(m)[0]) for m in modes if parse_mode(m)[1])]
+
+
+def student_data(cfg: Any, spec: str, size: int, splits: dict[str, list[Any]],
+                 pool: list[Any]) -> tuple[Path, str, dict[str, Any], tuple[str, ...]]:
+    """(run folder, mode trained, student_stage's data keywords, config overrides) of the mode
+    ``spec`` at pool ``size``; the gold reference is ``standard`` on the same inputs with their gold labels."""
+    if spec == "gold-reference":
         ref_train = gold_twins(cfg, [ex.id for ex in splits["train"]] + [ex.id for ex in pool[:size]])
         return Path(cfg.run_dir) / f"reference{size}", "standard", {"train": ref_train,
-                                                                     "identity": {"reference": size}}
-    return Path(cfg.run_dir) / f"pool{size}", mode, {"pool": pool[:size], "identity": {"pool_study": size}}
+                                                                     "identity": {"reference": size}}, ()
+    mode, threshold = parse_mode(spec)
+    folder = Path(cfg.run_dir) / (f"pool{size}-min-{threshold}" if threshold else f"pool{size}")
+    extra = (f"student.pool_min_confidence={threshold}",) if threshold else ()
+    return folder, mode, {"pool": pool[:size], "identity": {"pool_study": size}}, extra
 
 
 def teacher_figures(metrics: dict[str, Any], cfg: Any) -> dict[str, Any]:
@@ -245,7 +267,9 @@ def markdown(payload: dict[str, Any]) -> str:
              "Produced by `benchmarks/pool_study.py` (its docstring says how). Accuracy in % on the test split, mean "
              "± sd over seeds (min-max); differences in points against `standard` on the labels alone, paired by "
              "seed and example, with the example-level 95% interval / the two-level one that resamples seeds too / "
-             "the t interval over the per-seed differences (the conservative reading with few seeds).",
+             "the t interval over the per-seed differences (the conservative reading with few seeds). A mode "
+             "`m@t` is `m` trained only on the pool inputs whose teacher probability is at least t "
+             "(`student.pool_min_confidence`; auto: chosen on validation), the threshold used in brackets.",
              ""]
     for name, d in payload["datasets"].items():
         t = d["teacher"]
@@ -262,7 +286,8 @@ def markdown(payload: dict[str, Any]) -> str:
             lines.append(f"| - | teacher ({t['model']}) | - | {_pct(t['accuracy']['test'])} | - | - | - |")
         for point in d["points"]:
             for mode, row in point["rows"].items():
-                lines.append(f"| {point['pool']} | {mode} | {row['seeds']} | {row['mean']:.1f} ± {row['sd']:.1f} | "
+                shown = f"{mode} (p >= {row['min_confidence']:.2f})" if row.get("min_confidence") else mode
+                lines.append(f"| {point['pool']} | {shown} | {row['seeds']} | {row['mean']:.1f} ± {row['sd']:.1f} | "
                              f"{row['min']:.1f}-{row['max']:.1f} | {row['rows']} | "
                              f"{diff_text(point['vs_standard'].get(mode))} |")
         lines += ["", *recovery_lines(d), "", *cost_lines(d), ""]
@@ -305,10 +330,8 @@ def recovery_lines(d: dict[str, Any]) -> list[str]:
         for m, c in (point.get("vs_reference") or {}).items():  # teacher labels against as many gold ones
             if c:
                 out.append(f"- pool {point['pool']}: {m} vs gold-reference: {diff_text(c)}.")
-        for b, c in (point.get("saliency_on_top") or {}).items():
-            out.append(f"- pool {point['pool']}: pool-saliency vs {b}: {diff_text(c)}.")
-        if point.get("soft_vs_hard"):  # the teacher's distribution against its answer alone
-            out.append(f"- pool {point['pool']}: pool-soft vs pool-label: {diff_text(point['soft_vs_hard'])}.")
+        for c in point.get("pairs") or []:
+            out.append(f"- pool {point['pool']}: {c['mode']} vs {c['baseline']}: {diff_text(c)}.")
     return out
 
 

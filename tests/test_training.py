@@ -25,6 +25,7 @@ from saliency_distill.training import (
     train_supervised,
     trained_fingerprint,
 )
+from saliency_distill.training.config import identity
 
 PAIRS = [
     ("Question: Where would you put a plate after washing it?\nAnswer:", "cupboard"),
@@ -104,7 +105,29 @@ def test_bad_train_config_names_the_key(key, value):
         build(TrainConfig, {key: value})
 
 
+def test_keys_added_later_leave_old_identities_alone():
+    assert "optim" not in identity(TrainConfig()) and "torch_compile" not in identity(TrainConfig())
+    assert identity(TrainConfig(optim="adamw_torch_fused"))["optim"] == "adamw_torch_fused"
+    assert identity(TrainConfig(torch_compile=True))["torch_compile"] is True
+
+
 # ---- training runs --------------------------------------------------------------------------
+
+
+def test_fused_adamw_trains_the_same_weights_as_adamw(tiny_model_dirs, tmp_path):
+    trained = []
+    for optim in ("adamw_torch", "adamw_torch_fused"):
+        lm = load_model(str(tiny_model_dirs["llama"]))
+        train_supervised(lm, PAIRS, TrainConfig(max_steps=5, optim=optim, **QUICK), tmp_path / optim)
+        trained.append(dict(lm.model.named_parameters()))
+    for name, p in trained[0].items():
+        torch.testing.assert_close(trained[1][name], p, rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_optimizer_is_a_config_error(tiny_model_dirs, tmp_path):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    with pytest.raises(ConfigError, match="training arguments: .*no_such_optimizer"):
+        train_supervised(lm, PAIRS, TrainConfig(max_steps=1, optim="no_such_optimizer", **QUICK), tmp_path)
 
 
 def test_full_finetune_lowers_the_loss_and_saves_the_model(tiny_model_dirs, tmp_path):

@@ -302,7 +302,7 @@ def train_and_evaluate(
         "config_hash": digest, "mode": mode, "seed": seed, "model": cfg.model.name,
         **{k: metrics.get(k) for k in ("accuracy", "ranked_accuracy", "n")},
         "train_examples": len(splits["train"]), "pool_examples": len(examples) - len(splits["train"]),
-        "pool_used": pool_used,
+        "pool_used": pool_used, **({"pool_min_confidence": min_confidence} if MODES[mode].pool else {}),
         "train_sequences": len(pairs.prompts),
         "train_steps": train_metrics.get("global_step"),
         "train_seconds": train_metrics.get("wall_seconds"),

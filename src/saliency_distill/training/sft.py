@@ -55,7 +55,7 @@ def _fingerprint(
     extra: dict[str, Any] | None = None,
 ) -> str:
     data = hashlib.sha256(json.dumps([list(p) for p in pairs], ensure_ascii=False).encode()).hexdigest()
-    train = {k: v for k, v in to_dict(cfg).items() if k not in exclude}
+    train = {k: v for k, v in identity(cfg).items() if k not in exclude}  # keys added later: left out at defaults
     record = {"base": lm.name, "kind": lm.kind, "train": train, "pairs": data}
     if extra is not None:
         record["multitask"] = extra
