@@ -5,7 +5,8 @@ saliency rationales add to it?
     python benchmarks/pool_study.py --dataset cqa
     python benchmarks/pool_study.py --dataset socialiqa        # from the package registry
 
-One run folder per dataset (``runs/pool_study/<dataset>``): ``task.labeled`` keeps ``--labels``
+One run folder per dataset (``runs/pool_study/<dataset>``; ``--section`` names another, and its
+results section, e.g. a second run of a dataset with a larger train split): ``task.labeled`` keeps ``--labels``
 train labels and moves the rest of train into the pool without its labels; ``task.max_pool`` is
 the largest pool size. The teacher answers the pool once (and attributes it once, for the saliency
 modes); every pool size P trains on the first P pool inputs (a smaller pool is the start of a
@@ -133,14 +134,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-test", type=int, default=None, help="default: the whole test split")
     ap.add_argument("--max-validation", type=int, default=None)
     ap.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
-    ap.add_argument("--run-dir", default=None)
+    ap.add_argument("--run-dir", default=None, help="default: runs/pool_study/<section>")
+    ap.add_argument("--section", default=None, help="the results section (default: the dataset), e.g. a second "
+                    "run of a dataset with other sizes")
     ap.add_argument("--out", default="benchmarks/results/pool_study")
     args = ap.parse_args(argv)
     args.command = "python benchmarks/pool_study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.config is None and args.dataset not in CONFIGS:
         ap.error(f"--dataset {args.dataset}: choose from {', '.join(sorted(CONFIGS))}, or give --config")
     args.pools = sorted({int(p) for p in args.pools.split(",") if p.strip()})
-    args.run_dir = args.run_dir or f"runs/pool_study/{args.dataset}"
+    args.section = args.section or args.dataset
+    args.run_dir = args.run_dir or f"runs/pool_study/{args.section}"
     from saliency_distill.student.modes import MODES
 
     for mode, threshold in map(parse_mode, args.modes.split(",")):
@@ -245,7 +249,7 @@ def write(args: argparse.Namespace, result: dict[str, Any], render: Any = None) 
     out = Path(args.out)
     store = out.parent / (out.name + ".json")
     payload = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
-    payload["datasets"][args.dataset] = {**result, "machine": machine(), "command": args.command}
+    payload["datasets"][args.section] = {**result, "machine": machine(), "command": args.command}
     write_results(out, payload, (render or markdown)(payload))
 
 

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.config is None and args.dataset not in CONFIGS:
         ap.error(f"--dataset {args.dataset}: choose from {', '.join(sorted(CONFIGS))}, or give --config")
     args.command = "python benchmarks/variants.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    args.run_dir = args.run_dir or f"runs/variants/{args.dataset}"
+    args.section, args.run_dir = args.dataset, args.run_dir or f"runs/variants/{args.dataset}"
 
     import logging
 

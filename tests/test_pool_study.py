@@ -29,8 +29,8 @@ def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_di
     out = tmp_path / "results" / "pool_study"
     pool_study.main(["--dataset", "planets", "--config", str(config), "--labels", "5", "--pools", "4,100",
                      "--modes", "pool-label,pool-saliency,pool-random-words,pool-label@0.4", "--seeds-small", "2",
-                     "--run-dir", str(tmp_path / "run"), "--out", str(out)])
-    result = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets"]
+                     "--run-dir", str(tmp_path / "run"), "--out", str(out), "--section", "planets 5"])
+    result = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets 5"]
     assert [p["pool"] for p in result["points"]] == [0, 4, result["pool_available"]]
     last = result["points"][-1]
     assert set(last["rows"]) == {"pool-label", "pool-saliency", "pool-random-words", "pool-label@0.4",
