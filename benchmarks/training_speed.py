@@ -17,8 +17,8 @@ student's default format ("x\\npredict:" -> label, "x\\nexplain:" -> rationale).
   (what this library did before), so the gain is visible and the losses can be compared;
 - ``... packed``: several examples per row (``train.pack_length``), no padding;
 - levers on ``ours standard``, one setting each: batch 16, ``group_by_length``, ``pack_length`` 512
-  and 256, fused AdamW (``train.optim``). ``train.torch_compile`` is not among them: on 2 AVX2
-  cores a 4-step run of it did not finish in 7 minutes (compilation), 2026-12-06.
+  and 256, fused AdamW (``train.optim``). ``torch.compile`` is not among them: on 2 AVX2 cores a
+  4-step run of it did not finish in 7 minutes (compilation), 2026-12-06.
 
 ``--dtypes fp32`` runs every variant in fp32 (where bf16 is emulated, e.g. AVX2 without AVX-512 BF16).
 

@@ -16,7 +16,7 @@ _BOOKKEEPING = frozenset(
 # Fields a resumed run may change: training longer continues from the same checkpoints.
 _RUN_LENGTH = frozenset({"epochs", "max_steps"})
 # Fields added after runs were made: left out of the identity at these values, so those runs stay valid.
-_ADDED_LATER = {"optim": "adamw_torch", "torch_compile": False}
+_ADDED_LATER = {"optim": "adamw_torch"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,6 @@ class TrainConfig:
     target_logits: bool = field(True, "causal: run the LM head only where the next token is a target")
     group_by_length: bool = field(False, "batch pairs of similar length together (less padding)")
     optim: str = field("adamw_torch", "the Trainer's optimizer, e.g. adamw_torch_fused (one fused kernel a step)")
-    torch_compile: bool = field(False, "compile the model with torch.compile before training")
     report_to: list[str] = field([], "Trainer loggers, e.g. [tensorboard] (needs the tensorboard package)")
     logging_steps: int = field(10, "log the training loss every this many steps")
     save_steps: int | None = field(None, "also write a resumable checkpoint every this many steps")

@@ -264,7 +264,7 @@ def _training_args(cfg: TrainConfig, checkpoints: Path, use_cpu: bool) -> Any:
             max_grad_norm=cfg.max_grad_norm,
             warmup_steps=cfg.warmup_ratio,  # a float below 1 is a ratio of the total steps
             seed=cfg.seed, data_seed=cfg.seed,
-            optim=cfg.optim, torch_compile=cfg.torch_compile,
+            optim=cfg.optim,
             bf16=cfg.bf16,
             use_cpu=use_cpu,
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
