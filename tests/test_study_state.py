@@ -229,3 +229,28 @@ def test_any_run_folder_saves_by_name_and_comes_back_where_asked(tiny_run, tmp_p
         assert (other / rel).read_text() == (run / rel).read_text(), rel
     with pytest.raises(SystemExit):
         study_state.main(["save", "--state", str(state)])  # neither a dataset nor a run folder
+
+
+@pytest.mark.parametrize("archive", sorted((Path(__file__).parents[1] / "benchmarks" / "state").glob("*.tar.xz")),
+                         ids=lambda p: p.name)
+def test_every_committed_state_holds_a_config_that_loads_today(archive):
+    """A config key removed from the code must not strand a committed state: its run's config.yaml
+    (read from the archive without unpacking the rest) still loads."""
+    import tarfile
+
+    import yaml
+
+    from saliency_distill.config import build
+    from saliency_distill.errors import ConfigError
+    from saliency_distill.experiment import ExperimentConfig
+
+    name = archive.name.removesuffix(study_state.ARCHIVE_SUFFIX)
+    with tarfile.open(archive, "r:xz") as tar:
+        member = next((m for m in tar if m.name == f"{name}/config.yaml"), None)
+        if member is None:
+            pytest.skip(f"{archive.name} holds a study folder, whose config is rebuilt from configs/")
+        text = tar.extractfile(member).read().decode()
+    try:
+        build(ExperimentConfig, yaml.safe_load(text))
+    except ConfigError as err:
+        pytest.fail(f"{archive.name}: {err}")
