@@ -15,6 +15,9 @@ pool modes, and the gold reference: ``standard`` on as many gold labels as label
 same examples, their labels read back from the source) in ``reference<P>/``. Seeds: 5 for
 students on at most 1,000 rows, 3 above (``--seeds-small``, ``--seeds-large``).
 
+A mode ``m@t`` trains on the pool inputs whose teacher probability is at least t (``auto``: chosen on
+validation); ``m@t-random``, its control, on as many pool inputs drawn at random.
+
 Settings (teacher, format, shots, calibration, k, alpha, epochs) are the dataset's config in
 ``configs/`` (chosen on validation there); ``--set key=value`` overrides them (e.g.
 ``teacher.model.dtype=float32`` where bf16 is emulated). Every difference is paired against
@@ -48,12 +51,13 @@ CONFIGS = {"esnli": "configs/esnli.yaml", "cqa": "configs/cqa.yaml", "socialiqa"
 POOL_MODES = "pool-label,pool-soft,pool-saliency,pool-random-words"
 ROWS_FOR_FIVE_SEEDS = 1000
 # The comparisons each pool size shows besides "vs standard" and "vs gold-reference": (mode, baseline)
+RANDOM = "-random"  # m@t-random: as many pool inputs as m@t keeps, drawn at random (its control)
 PAIRS = (("pool-saliency", "pool-label"), ("pool-saliency", "pool-random-words"), ("pool-soft", "pool-label"))
 
 
 def parse_mode(spec: str) -> tuple[str, str | None]:
     """``pool-label@auto`` -> (``pool-label``, ``auto``): the mode and its threshold on the teacher's
-    probability, if any."""
+    probability, if any (``auto-random``: the threshold's control, as many pool inputs at random)."""
     mode, _, threshold = spec.partition("@")
     return mode, threshold or None
 
@@ -109,7 +113,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"seeds": len(rows), "mean": statistics.fmean(accs), "sd": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "min": min(accs), "max": max(accs), "train_seconds": sum(r.get("train_seconds") or 0 for r in rows),
             "rows": rows[0]["train_examples"] + rows[0].get("pool_used", 0),
-            **({"min_confidence": rows[0]["pool_min_confidence"]} if rows[0].get("pool_min_confidence") else {})}
+            **({"min_confidence": rows[0]["pool_min_confidence"]} if rows[0].get("pool_min_confidence") else {}),
+            **({"keep": rows[0]["pool_keep"]} if rows[0].get("pool_keep") else {})}
 
 
 def timed(times: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -217,8 +222,16 @@ def finished(folder: Path, mode: str, seeds: list[int]) -> int:
 
 
 def pairs(modes: list[str]) -> list[tuple[str, str]]:
-    """:data:`PAIRS` and each thresholded mode against the same mode on the whole pool."""
-    return [*PAIRS, *((m, parse_mode(m)[0]) for m in modes if parse_mode(m)[1])]
+    """:data:`PAIRS`, each thresholded mode against the same mode on the whole pool, and each against its
+    random control (``m@t`` against ``m@t-random``)."""
+    out = list(PAIRS)
+    for spec in modes:
+        mode, threshold = parse_mode(spec)
+        if threshold and threshold.endswith(RANDOM):
+            out.append((spec.removesuffix(RANDOM), spec))
+        elif threshold:
+            out.append((spec, mode))
+    return out
 
 
 def student_data(cfg: Any, spec: str, size: int, splits: dict[str, list[Any]],
@@ -231,7 +244,8 @@ def student_data(cfg: Any, spec: str, size: int, splits: dict[str, list[Any]],
                                                                      "identity": {"reference": size}}, ()
     mode, threshold = parse_mode(spec)
     folder = Path(cfg.run_dir) / (f"pool{size}-min-{threshold}" if threshold else f"pool{size}")
-    extra = (f"student.pool_min_confidence={threshold}",) if threshold else ()
+    extra = () if not threshold else (f"student.pool_min_confidence={threshold.removesuffix(RANDOM)}",
+                                      *(["student.pool_keep=random"] if threshold.endswith(RANDOM) else []))
     return folder, mode, {"pool": pool[:size], "identity": {"pool_study": size}}, extra
 
 
@@ -273,7 +287,8 @@ def markdown(payload: dict[str, Any]) -> str:
              "seed and example, with the example-level 95% interval / the two-level one that resamples seeds too / "
              "the t interval over the per-seed differences (the conservative reading with few seeds). A mode "
              "`m@t` is `m` trained only on the pool inputs whose teacher probability is at least t "
-             "(`student.pool_min_confidence`; auto: chosen on validation), the threshold used in brackets.",
+             "(`student.pool_min_confidence`; auto: chosen on validation), the threshold used in brackets; "
+             "`m@t-random`, its control, trains on as many pool inputs drawn at random (`student.pool_keep`).",
              ""]
     for name, d in payload["datasets"].items():
         t = d["teacher"]
@@ -290,12 +305,20 @@ def markdown(payload: dict[str, Any]) -> str:
             lines.append(f"| - | teacher ({t['model']}) | - | {_pct(t['accuracy']['test'])} | - | - | - |")
         for point in d["points"]:
             for mode, row in point["rows"].items():
-                shown = f"{mode} (p >= {row['min_confidence']:.2f})" if row.get("min_confidence") else mode
+                shown = shown_mode(mode, row)
                 lines.append(f"| {point['pool']} | {shown} | {row['seeds']} | {row['mean']:.1f} ± {row['sd']:.1f} | "
                              f"{row['min']:.1f}-{row['max']:.1f} | {row['rows']} | "
                              f"{diff_text(point['vs_standard'].get(mode))} |")
         lines += ["", *recovery_lines(d), "", *cost_lines(d), ""]
     return "\n".join(lines)
+
+
+def shown_mode(mode: str, row: dict[str, Any]) -> str:
+    if not row.get("min_confidence"):
+        return mode
+    if row.get("keep") == "random":
+        return f"{mode} (as many as p >= {row['min_confidence']:.2f} keeps, at random)"
+    return f"{mode} (p >= {row['min_confidence']:.2f})"
 
 
 def cost_lines(d: dict[str, Any]) -> list[str]:

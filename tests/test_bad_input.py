@@ -64,6 +64,8 @@ CASES = [
     ("a pool mode without a pool", "train", ["student.modes=[standard,pool-label]"], "config key 'student.modes'"),
     ("pool confidence out of range", "train", ["task.labeled=5", "student.modes=[pool-label]",
                                                "student.pool_min_confidence=1.5"], "student.pool_min_confidence"),
+    ("a random pool draw without a threshold", "train", ["task.labeled=5", "student.modes=[pool-label]",
+                                                         "student.pool_keep=random"], "student.pool_keep"),
 ]
 
 

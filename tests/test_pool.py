@@ -11,8 +11,15 @@ import pytest
 from saliency_distill.cli.main import main
 from saliency_distill.data import Example, TaskConfig, get_task, prepare
 from saliency_distill.data.pool import make_pool
+from saliency_distill.errors import ConfigError
 from saliency_distill.student.modes import build_pairs, confidence
-from saliency_distill.student.pool import THRESHOLDS, choose_min_confidence, min_confidence
+from saliency_distill.student.pool import (
+    THRESHOLDS,
+    check_min_confidence,
+    choose_min_confidence,
+    min_confidence,
+    training_examples,
+)
 from tests.conftest import write_planets
 
 
@@ -99,6 +106,27 @@ def test_the_auto_threshold_reads_validation_only():
     right = {k: {**v, "correct": True} for k, v in rows.items()}
     assert choose_min_confidence(right, exs) == 0.0
     assert min_confidence(0.3, None, exs) == 0.3 and min_confidence(None, None, exs) == 0.0
+
+
+def test_the_random_control_keeps_as_many_pool_inputs_as_the_threshold_and_draws_per_seed():
+    pool = [Example(f"p{i}", {"question": f"q{i}"}, None, ("a", "b")) for i in range(40)]  # type: ignore[arg-type]
+    # 10 confident answers (p ~ 0.98), 30 unsure ones (p ~ 0.52)
+    answers = {f"p{i}": {"answer": "a", "logprobs": [0.0, -4.0] if i % 4 == 0 else [0.0, -0.1]} for i in range(40)}
+    splits = {"train": [Example("g", {"question": "q"}, "a", ("a", "b"))], "pool": pool}
+    sure = [ex.id for ex in pool if confidence(answers[ex.id], ex) >= 0.9]
+    assert len(sure) == 10
+    drawn = {seed: training_examples("pool-label", splits, "random", answers, 0.9, seed) for seed in (0, 1, 2)}
+    for seed, examples in drawn.items():
+        assert examples[0].id == "g" and len(examples) == 1 + 10
+        assert examples == training_examples("pool-label", splits, "random", answers, 0.9, seed)  # seeded
+    ids = [tuple(ex.id for ex in examples[1:]) for examples in drawn.values()]
+    assert len(set(ids)) == 3 and any(set(i) != set(sure) for i in ids)  # each seed its own draw, not the sure ones
+    assert training_examples("pool-label", splits) == [*splits["train"], *pool]
+    assert training_examples("standard", splits, "random", answers, 0.9, 0) == splits["train"]
+    with pytest.raises(ConfigError, match="student.pool_keep"):
+        check_min_confidence(None, "random")  # no threshold to draw as many as
+    with pytest.raises(ConfigError, match="student.pool_keep"):
+        check_min_confidence(0.5, "sure")
 
 
 def _run_args(root: Path, data: Path, dirs, modes: str, *extra: str) -> list[str]:

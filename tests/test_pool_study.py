@@ -28,28 +28,34 @@ def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_di
     config = _planets_config(tmp_path, data, tiny_model_dirs)
     out = tmp_path / "results" / "pool_study"
     pool_study.main(["--dataset", "planets", "--config", str(config), "--labels", "5", "--pools", "4,100",
-                     "--modes", "pool-label,pool-saliency,pool-random-words,pool-label@0.4", "--seeds-small", "2",
+                     "--modes", "pool-label,pool-saliency,pool-random-words,pool-label@0.4,pool-label@0.4-random",
+                     "--seeds-small", "2",
                      "--run-dir", str(tmp_path / "run"), "--out", str(out), "--section", "planets 5"])
     result = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets 5"]
     assert [p["pool"] for p in result["points"]] == [0, 4, result["pool_available"]]
     last = result["points"][-1]
     assert set(last["rows"]) == {"pool-label", "pool-saliency", "pool-random-words", "pool-label@0.4",
-                                 "gold-reference"}
+                                 "pool-label@0.4-random", "gold-reference"}
     assert last["rows"]["pool-label"]["rows"] == 5 + result["pool_available"]
     assert last["rows"]["gold-reference"]["rows"] == 5 + result["pool_available"]
     for c in last["vs_standard"].values():
         assert c["seeds"] == 2 and c["two_level"][0] <= c["difference"] <= c["two_level"][1]
-    assert set(last["vs_reference"]) == {"pool-label", "pool-saliency", "pool-random-words", "pool-label@0.4"}
-    # pool-soft was not run; the thresholded mode is paired with the same mode on the whole pool
+    assert set(last["vs_reference"]) == {"pool-label", "pool-saliency", "pool-random-words", "pool-label@0.4",
+                                         "pool-label@0.4-random"}
+    # pool-soft was not run; the thresholded mode is paired with the same mode on the whole pool, and with
+    # its random control
     assert [(c["mode"], c["baseline"]) for c in last["pairs"]] == [
-        ("pool-saliency", "pool-label"), ("pool-saliency", "pool-random-words"), ("pool-label@0.4", "pool-label")]
-    kept = last["rows"]["pool-label@0.4"]
+        ("pool-saliency", "pool-label"), ("pool-saliency", "pool-random-words"), ("pool-label@0.4", "pool-label"),
+        ("pool-label@0.4", "pool-label@0.4-random")]
+    kept, drawn = last["rows"]["pool-label@0.4"], last["rows"]["pool-label@0.4-random"]
     assert kept["min_confidence"] == 0.4 and kept["rows"] <= last["rows"]["pool-label"]["rows"]
+    assert drawn["keep"] == "random" and drawn["rows"] == kept["rows"] and "keep" not in kept
     assert (tmp_path / "run" / f"pool{result['pool_available']}-min-0.4" / "students" / "pool-label").is_dir()
     assert all(c["seeds"] == 2 for c in last["vs_reference"].values())
     md = out.with_suffix(".md").read_text()
     assert "| 0 | standard | 2 |" in md and "pool-saliency vs pool-random-words" in md and "recovery" in md
     assert "pool-label vs gold-reference" in md and "| pool-label@0.4 (p >= 0.40) | 2 |" in md
+    assert "| pool-label@0.4-random (as many as p >= 0.40 keeps, at random) | 2 |" in md
 
 
 def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tiny_model_dirs):

@@ -167,7 +167,8 @@ def to_dict(cfg: Any) -> Any:
 # attribution.reuse_rationales: each refuses a source made differently) counts as this run's own.
 PLACEMENT_KEYS = frozenset({"device", "reuse_answers", "reuse_rationales"})
 # Keys added after runs were made: left out of a hash while unset, so those runs stay valid.
-OMITTED_WHEN_UNSET = frozenset({"unlabeled", "labeled", "max_pool", "pool_min_confidence", "contrast"})
+OMITTED_WHEN_UNSET = frozenset({"unlabeled", "labeled", "max_pool", "pool_min_confidence", "pool_keep",
+                                "contrast"})
 
 
 def _without_placement(value: Any) -> Any:

@@ -86,6 +86,9 @@ class StudentConfig:
         None, "pool modes: leave out pool inputs whose teacher probability (of its answer) is under this, or "
         "auto: the threshold under which the teacher's validation answers are right more often than wrong by "
         "the largest margin (student/pool.py); unset keeps every pool input")
+    pool_keep: str | None = field(
+        None, "pool modes with pool_min_confidence: unset keeps the inputs the teacher is sure of; random keeps "
+        "as many, drawn at random per seed (the threshold's control)")
     mask_fraction: float = field(
         0.3, "consistency modes: the share of an input's content words that its second reading drops (the "
         "least salient ones, or random ones for the control); not yet chosen by measurement")
@@ -119,7 +122,7 @@ class StudentConfig:
                                   f"(choose from: {', '.join(MODES)})")
             if not 0.0 < alpha <= 1.0:
                 raise ConfigError(f"config key 'student.alpha_by_mode.{mode}': {alpha} is not in (0, 1]")
-        check_min_confidence(self.pool_min_confidence)
+        check_min_confidence(self.pool_min_confidence, self.pool_keep)
         if not 0.0 < self.mask_fraction < 1.0:
             raise ConfigError(f"config key 'student.mask_fraction': {self.mask_fraction} is not in (0, 1)")
         if self.train.seed != 0:  # each (mode, seed) run sets it from student.seeds
@@ -225,7 +228,8 @@ def train_and_evaluate(
     if not cfg.early_stopping.enabled or not cfg.early_stopping.min_fraction:  # 0: how runs made before it stopped
         student["early_stopping"].pop("min_fraction")
     if not MODES[mode].pool:
-        student.pop("pool_min_confidence", None)
+        for key in ("pool_min_confidence", "pool_keep"):
+            student.pop(key, None)
     else:  # the threshold the run trains with (auto: as chosen)
         student["pool_min_confidence"] = min_confidence
     if not MODES[mode].consistency:
@@ -263,9 +267,10 @@ def train_and_evaluate(
         return done
     lm = load_model(cfg.model)
     predict_template, explain_template = templates(cfg.format, lm.is_seq2seq, cfg.predict_tag, cfg.explain_tag)
-    examples = training_examples(mode, splits)
+    examples = training_examples(mode, splits, cfg.pool_keep, teacher_answers, min_confidence, seed)
+    threshold = 0.0 if cfg.pool_keep == "random" else min_confidence  # a random draw kept as many already
     pairs = build_pairs(mode, task, task_cfg, examples, teacher_answers, rationales,
-                        predict_template, explain_template, cfg.require_rationales, min_confidence, masked)
+                        predict_template, explain_template, cfg.require_rationales, threshold, masked)
     pool_used = len(set(pairs.ids)) - len(splits["train"]) if MODES[mode].pool else 0
     logger.debug("training student %s, mode %s, seed %d on %d sequences", cfg.model.name, mode, seed,
                  len(pairs.prompts))
@@ -302,7 +307,8 @@ def train_and_evaluate(
         "config_hash": digest, "mode": mode, "seed": seed, "model": cfg.model.name,
         **{k: metrics.get(k) for k in ("accuracy", "ranked_accuracy", "n")},
         "train_examples": len(splits["train"]), "pool_examples": len(examples) - len(splits["train"]),
-        "pool_used": pool_used, **({"pool_min_confidence": min_confidence} if MODES[mode].pool else {}),
+        "pool_used": pool_used,
+        **({"pool_min_confidence": min_confidence, "pool_keep": cfg.pool_keep} if MODES[mode].pool else {}),
         "train_sequences": len(pairs.prompts),
         "train_steps": train_metrics.get("global_step"),
         "train_seconds": train_metrics.get("wall_seconds"),
