@@ -50,8 +50,8 @@ from common import machine, write_results  # noqa: E402
 CONFIGS = {"esnli": "configs/esnli.yaml", "cqa": "configs/cqa.yaml", "socialiqa": "configs/demo.yaml"}
 POOL_MODES = "pool-label,pool-soft,pool-saliency,pool-random-words"
 ROWS_FOR_FIVE_SEEDS = 1000
-# The comparisons each pool size shows besides "vs standard" and "vs gold-reference": (mode, baseline)
 RANDOM = "-random"  # m@t-random: as many pool inputs as m@t keeps, drawn at random (its control)
+# The comparisons each pool size shows besides "vs standard" and "vs gold-reference": (mode, baseline)
 PAIRS = (("pool-saliency", "pool-label"), ("pool-saliency", "pool-random-words"), ("pool-soft", "pool-label"))
 
 
