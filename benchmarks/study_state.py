@@ -46,6 +46,9 @@ AT = "_rationale_at"  # ... and where its rationale words stand in its words
 
 
 ARCHIVE_SUFFIX = ".tar.xz"
+# Keys added after a state was saved, with the value that gives that run's behaviour back where its
+# saved config lacks them (a default that changed would otherwise change its prompts on restore).
+BEFORE_KEY = {("teacher", "demonstrations"): "random"}  # 2026-12-06: balanced became the default
 
 
 def archive_of(state_dir: Path) -> Path:
@@ -306,25 +309,34 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "pack":
         print(f"packed {state_dir} into {pack(state_dir)}")
         return
-    if args.action == "restore" and args.dataset is None:  # the run's config travels in its state
-        from saliency_distill.config import load_config
-        from saliency_distill.experiment import ExperimentConfig
-
+    if args.action == "restore":  # the run's config travels in its state (a study's is rebuilt where it does not)
         folder = state_folder(name, args.state)
-        cfg = load_config(ExperimentConfig, folder / "config.yaml", [f"run_dir={args.run_dir}"] if args.run_dir else [])
+        saved = folder / "config.yaml"
+        cfg = (saved_config(saved, [f"run_dir={args.run_dir}"] if args.run_dir else []) if saved.is_file()
+               else run_config(args))
         print(f"restored {restore(folder, Path(cfg.run_dir), teacher_prompts(cfg))} files of {folder} to {cfg.run_dir}")
         return
-    cfg = run_config(args)
-    run_dir = Path(cfg.run_dir)
-    if args.action == "save":  # (restore of a study dataset below)
-        from saliency_distill.experiment import prepare_stage
+    from saliency_distill.experiment import prepare_stage
 
-        examples = [ex for split in prepare_stage(cfg).values() for ex in split]
-        n = save(run_dir, state_dir, example_texts(examples))
-        print(f"saved {n} files of {run_dir} to {pack(state_dir)}")
-    else:
-        folder = state_folder(name, args.state)
-        print(f"restored {restore(folder, run_dir, teacher_prompts(cfg))} files of {folder} to {run_dir}")
+    cfg = run_config(args)
+    examples = [ex for split in prepare_stage(cfg).values() for ex in split]
+    n = save(Path(cfg.run_dir), state_dir, example_texts(examples))
+    print(f"saved {n} files of {cfg.run_dir} to {pack(state_dir)}")
+
+
+def saved_config(path: Path, overrides: list[str]) -> Any:
+    """The run config saved at ``path`` as that run had it: keys it lacks that :data:`BEFORE_KEY`
+    names take their value from before they existed, then ``overrides`` apply."""
+    import yaml
+
+    from saliency_distill.config import apply_overrides, build
+    from saliency_distill.experiment import ExperimentConfig
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for (section, key), old in BEFORE_KEY.items():
+        if isinstance(data.get(section), dict):
+            data[section].setdefault(key, old)
+    return build(ExperimentConfig, apply_overrides(data, overrides))
 
 
 def run_config(args: argparse.Namespace) -> Any:

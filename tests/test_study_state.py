@@ -254,3 +254,19 @@ def test_every_committed_state_holds_a_config_that_loads_today(archive):
         build(ExperimentConfig, yaml.safe_load(text))
     except ConfigError as err:
         pytest.fail(f"{archive.name}: {err}")
+
+
+def test_a_state_saved_before_a_key_existed_restores_with_that_runs_behaviour(tmp_path):
+    """The study's e-SNLI state was saved when demonstrations were drawn at random; balanced became the
+    default later. Its config, lacking the key, must load with the random draw (its prompts' hashes
+    depend on it), while a config that names the key keeps it."""
+    import yaml
+
+    old = {"run_dir": "runs/x", "task": {"name": "esnli", "path": "data"}, "teacher": {"shots": 3}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    assert study_state.saved_config(path, []).teacher.demonstrations == "random"
+    old["teacher"]["demonstrations"] = "balanced"
+    path.write_text(yaml.safe_dump(old))
+    cfg = study_state.saved_config(path, ["run_dir=elsewhere"])
+    assert cfg.teacher.demonstrations == "balanced" and cfg.run_dir == "elsewhere"
