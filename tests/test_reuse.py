@@ -70,6 +70,32 @@ def test_answers_missing_from_the_source_are_computed_and_only_they(tmp_path, ti
     assert have and asked and not have & set(asked) and set(asked) | have == everything
 
 
+def test_a_calibrated_source_is_calibrated_again_from_its_raw_scores(tmp_path, tiny_model_dirs, monkeypatch):
+    from saliency_distill.teacher import answer
+
+    data = write_planets(tmp_path)
+    prior = "teacher.calibration=prior"
+    assert main(["-q", "teach", *_args(tmp_path / "source", data, tiny_model_dirs, prior)]) == 0
+    assert main(["-q", "teach", *_args(tmp_path / "fresh", data, tiny_model_dirs, prior, "task.labeled=6")]) == 0
+    asked = []
+    monkeypatch.setattr(answer, "answer_examples", lambda lm, p, chunk, cfg: asked.extend(chunk) or [])
+    reuse = f"teacher.reuse_answers=[{tmp_path / 'source'}]"
+    assert main(["-q", "teach", *_args(tmp_path / "reused", data, tiny_model_dirs, prior, "task.labeled=6",
+                                       reuse)]) == 0
+    fresh, reused = _answers(tmp_path / "fresh"), _answers(tmp_path / "reused")
+    assert not asked and set(reused) == set(fresh) and len(reused) == 24
+    for i, row in reused.items():
+        for key in ("answer", "answer_uncalibrated", "target"):
+            assert row[key] == fresh[i][key], (i, key)
+        for key in ("logprobs", "logprobs_raw"):  # calibrated once, from the raw scores, not twice
+            assert row[key] == pytest.approx(fresh[i][key], abs=1e-3), (i, key)
+    metrics = {n: json.loads((tmp_path / n / "teacher" / "metrics.json").read_text()) for n in ("fresh", "reused")}
+    biases = [metrics[n]["calibration"]["bias"] for n in ("fresh", "reused")]
+    assert biases[0].keys() == biases[1].keys() and any(any(b) for b in biases[0].values())  # not the identity
+    assert all(biases[1][n] == pytest.approx(biases[0][n], abs=1e-3) for n in biases[0])
+    assert metrics["reused"]["accuracy"] == metrics["fresh"]["accuracy"]
+
+
 @pytest.mark.parametrize(("change", "key"), [("teacher.format=text", "teacher.format"),
                                               ("teacher.shots=1", "teacher.shots"),
                                               ("teacher.scoring=mean", "teacher.scoring"),

@@ -5,8 +5,9 @@ inputs (a pool study over the study's train rows, a new student config) need not
 source run qualifies only when its teacher would have asked the same question the same way: the
 same model (name, dtype, revision), not fine-tuned (a fine-tuned teacher depends on the labels it
 saw), the same format, shots, chat wrapping and scoring, the same demonstrations (by id), the same
-stop strings and token budget for free-form tasks, and no calibration (its rows would hold the
-calibrated distribution). Anything else is refused with the key that differs. Rows are matched by
+stop strings and token budget for free-form tasks, and the same calibration method: a calibrated
+source's rows are taken back to the raw scores it kept (``logprobs_raw``, ``answer_uncalibrated``)
+and calibrated again with this run's own fit. Anything else is refused with the key that differs. Rows are matched by
 example id, and a choice row must name one of the current example's options; its ``gold`` and
 ``correct`` are set from the current example (a pool example has none). Scores are those of the
 source's batches, so they may differ from a fresh run's in the last digits (padding).
@@ -59,9 +60,10 @@ def check_source(folder: Path, cfg: Any, prompt: dict[str, Any], free_form: bool
     for key in (*SAME_TEACHER, *(SAME_FREE_FORM if free_form else ())):
         if teacher.get(key) != getattr(cfg, key):
             raise ConfigError(f"{where} has teacher.{key}={teacher.get(key)!r}, this run {getattr(cfg, key)!r}")
-    if teacher.get("calibration", "none") != "none":
-        raise ConfigError(f"{where} calibrated its answers (teacher.calibration={teacher['calibration']!r}); "
-                          "reuse an uncalibrated run")
+    theirs_calibration = teacher.get("calibration", "none")
+    if theirs_calibration not in ("none", cfg.calibration):
+        raise ConfigError(f"{where} has teacher.calibration={theirs_calibration!r}, this run {cfg.calibration!r} "
+                          "(reuse an uncalibrated run, or calibrate the same way)")
     theirs = metrics.get("prompt") or {}
     if theirs.get("demonstrations") != prompt.get("demonstrations"):
         raise ConfigError(f"{where} used other demonstrations ({theirs.get('demonstrations')} vs "
@@ -90,7 +92,17 @@ def reusable_rows(folders: list[str], cfg: Any, prompt: dict[str, Any], examples
                     if ex.choices is not None and row.get("answer") not in ex.choices:
                         raise ConfigError(f"{path}:{lineno}: answer {row.get('answer')!r} is not an option of "
                                           f"example {ex.id} here (another dataset version?)")
+                    row = uncalibrated(row)
                     answer = row.get("answer")
                     found[ex.id] = {**row, "gold": ex.label,
                                     "correct": answer is not None and is_correct(ex, answer)}
     return found
+
+
+def uncalibrated(row: dict[str, Any]) -> dict[str, Any]:
+    """An answer row as it was before calibration: the raw scores and answer that a calibrated row
+    keeps, without its target (this run's calibration writes it again)."""
+    if "logprobs_raw" not in row:
+        return row
+    kept = {k: v for k, v in row.items() if k not in ("logprobs_raw", "answer_uncalibrated", "target")}
+    return {**kept, "answer": row["answer_uncalibrated"], "logprobs": row["logprobs_raw"]}
