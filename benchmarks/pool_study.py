@@ -31,7 +31,9 @@ Where a finished study asked the same teacher the same way about the same rows, 
 rationales are taken instead of computed again: e.g. CQA over the study's 1,000 train rows
 (``python benchmarks/study_state.py restore --dataset cqa`` first), with ``--set
 task.max_train=1000 --set teacher.reuse_answers=[runs/study/cqa]`` (and
-``attribution.reuse_rationales`` with the study's attribution settings for the saliency modes).
+``attribution.reuse_rationales`` with the study's attribution settings for the saliency modes); or a
+larger pool of a dataset from its smaller one's section (``--section esnli_2000 --pools 2000 --set
+teacher.reuse_answers=[runs/pool_study/esnli]``: the same 250 labels, so the same demonstrations).
 """
 
 from __future__ import annotations
