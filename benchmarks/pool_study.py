@@ -265,7 +265,8 @@ def write(args: argparse.Namespace, result: dict[str, Any], render: Any = None) 
     out = Path(args.out)
     store = out.parent / (out.name + ".json")
     payload = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
-    payload["datasets"][args.section] = {**result, "machine": machine(), "command": args.command}
+    payload["datasets"][args.section] = {**result, "costs": folder_costs(Path(args.run_dir)), "machine": machine(),
+                                         "command": args.command}
     write_results(out, payload, (render or markdown)(payload))
 
 
@@ -323,15 +324,42 @@ def shown_mode(mode: str, row: dict[str, Any]) -> str:
     return f"{mode} (p >= {row['min_confidence']:.2f})"
 
 
+def folder_costs(run_dir: Path) -> dict[str, Any]:
+    """What the work in ``run_dir`` cost, read from what its stages recorded, so that it spans every
+    invocation: the teacher's seconds over the questions it answered (not those taken from other runs;
+    None where a teacher run predates the per-split count), and the students' training and
+    evaluation seconds (evaluation where recorded)."""
+    costs: dict[str, Any] = {"teacher_seconds": None, "teacher_questions": None, "teacher_reused": None}
+    metrics = run_dir / "teacher" / "metrics.json"
+    if metrics.is_file():
+        teacher = json.loads(metrics.read_text())
+        quality = teacher.get("quality", {}).values()
+        reused = costs["teacher_reused"] = teacher.get("reused_answers", 0)
+        counts = [q.get("computed", None if reused else q.get("n")) for q in quality]
+        if None not in counts:
+            costs["teacher_questions"] = sum(counts)
+            costs["teacher_seconds"] = sum((q.get("seconds_per_example") or 0) * n for q, n in zip(quality, counts))
+    records = [json.loads(p.read_text()) for p in sorted(run_dir.glob("**/students/*/seed*/result.json"))]
+    timed_eval = [r["eval_seconds"] for r in records if r.get("eval_seconds") is not None]
+    return {**costs, "students": len(records), "train_seconds": sum(r.get("train_seconds") or 0 for r in records),
+            "evaluated": len(timed_eval), "eval_seconds": sum(timed_eval)}
+
+
 def cost_lines(d: dict[str, Any]) -> list[str]:
     """Wall time per stage, and the teacher's and attribution's cost per 1,000 pool inputs."""
     teacher = (d["teacher"]["seconds_per_example"] or {}).get("pool")
     rate = (d.get("attribution_examples_per_s") or {}).get("pool")
     per_1000 = [f"teacher answers {teacher * 1000 / 60:.0f} min" if teacher else None,
                 f"attribution {1000 / rate / 60:.0f} min" if rate else None]
-    return ["Wall time (s) per stage, this invocation (finished work is reused, not timed again): " + ", ".join(
-        f"{k} {v:.0f}" for k, v in d["times"].items()) + ".",
-        "Per 1,000 pool inputs: " + (", ".join(p for p in per_1000 if p) or "not measured (reused)") + "."]
+    lines = ["Wall time (s) per stage, this invocation (finished work is reused, not timed again): " + ", ".join(
+        f"{k} {v:.0f}" for k, v in d["times"].items()) + "."]
+    if c := d.get("costs"):  # over every invocation, from the run folder
+        asked = ("teacher: not recorded" if c["teacher_seconds"] is None else
+                 f"teacher {c['teacher_seconds']:.0f} s for {c['teacher_questions']} questions")
+        lines.append(f"Compute in the run folder, every invocation: {asked} ({c['teacher_reused']} answers taken from "
+                     f"other runs); {c['students']} students, training {c['train_seconds']:.0f} s, evaluation "
+                     f"{c['eval_seconds']:.0f} s ({c['evaluated']} of them timed it).")
+    return [*lines, "Per 1,000 pool inputs: " + (", ".join(p for p in per_1000 if p) or "not measured (reused)") + "."]
 
 
 def recovery_lines(d: dict[str, Any]) -> list[str]:

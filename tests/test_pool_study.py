@@ -56,6 +56,12 @@ def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_di
     assert "| 0 | standard | 2 |" in md and "pool-saliency vs pool-random-words" in md and "recovery" in md
     assert "pool-label vs gold-reference" in md and "| pool-label@0.4 (p >= 0.40) | 2 |" in md
     assert "| pool-label@0.4-random (as many as p >= 0.40 keeps, at random) | 2 |" in md
+    # the cost over every invocation, read from the run folder: 2 standard + 2 x 6 rows x 2 pool sizes
+    costs = result["costs"]
+    assert costs["students"] == costs["evaluated"] == 2 + 2 * 6 * 2 and costs["eval_seconds"] > 0
+    assert costs["teacher_reused"] == 0 and costs["teacher_questions"] == sum(
+        q["n"] for q in json.loads((tmp_path / "run" / "teacher" / "metrics.json").read_text())["quality"].values())
+    assert costs["teacher_seconds"] > 0 and f"{costs['students']} students, training" in md
 
 
 def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tiny_model_dirs):

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +301,7 @@ def train_and_evaluate(
     if not is_main():
         barrier()  # training ran data-parallel; the main process evaluates and writes
         return json.loads(metrics_path.read_text())
+    start = time.perf_counter()
     rows, metrics = evaluate_student(lm, task, task_cfg, splits["test"], cfg.eval, predict_template,
                                      progress=cfg.train.progress_bar)
     write_predictions(folder, rows, metrics, overwrite=True)  # result.json, not this, marks completion
@@ -311,7 +313,7 @@ def train_and_evaluate(
         **({"pool_min_confidence": min_confidence, "pool_keep": cfg.pool_keep} if MODES[mode].pool else {}),
         "train_sequences": len(pairs.prompts),
         "train_steps": train_metrics.get("global_step"),
-        "train_seconds": train_metrics.get("wall_seconds"),
+        "train_seconds": train_metrics.get("wall_seconds"), "eval_seconds": round(time.perf_counter() - start, 1),
         "train_examples_per_s": train_metrics.get("examples_per_second"),
         "loss_first": train_metrics.get("loss_first"), "loss_last": train_metrics.get("loss_last"),
     }

@@ -261,7 +261,7 @@ def teach(
         partial = out_dir / f"answers_{split}.partial.jsonl"
         rows, spent, n = answer_resumably(lm, prompter, splits[split], cfg, partial, digest, overwrite, progress,
                                           f"teacher {split}", reused)
-        answered[split], seconds[split] = rows, (round(spent / n, 4) if n else None)  # this process's
+        answered[split], seconds[split] = rows, (round(spent / n, 4) if n else None, n)  # this process's
         partials.append(partial)  # kept until the stage is complete: a kill keeps every split's rows
     calibration = None
     if cfg.calibration != "none":
@@ -273,7 +273,7 @@ def teach(
             rows = calibrate_answers(rows, examples, prompter, calibration, cfg.scoring)
         write_jsonl(out_dir / f"answers_{split}.jsonl", rows)
         quality = answer_quality(rows, examples)
-        quality["seconds_per_example"] = seconds[split]
+        quality["seconds_per_example"], quality["computed"] = seconds[split]  # the rows not taken from elsewhere
         if quality_before:
             quality["uncalibrated"] = {k: quality_before[k] for k in ("accuracy", "answer_distribution", "recall")
                                        if k in quality_before}
