@@ -119,6 +119,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             **({"keep": rows[0]["pool_keep"]} if rows[0].get("pool_keep") else {})}
 
 
+def earlier_times(args: argparse.Namespace) -> dict[str, float]:
+    """The wall time per stage that earlier invocations wrote into this section (a run resumed after a
+    kill, or re-run to render): each invocation adds what it spent."""
+    store = Path(args.out).parent / (Path(args.out).name + ".json")
+    section = json.loads(store.read_text())["datasets"].get(args.section, {}) if store.is_file() else {}
+    return dict(section.get("times") or {})
+
+
 def timed(times: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, its wall time added to ``times[name]``."""
     start = time.perf_counter()
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     bases = list(dict.fromkeys(parse_mode(m)[0] for m in modes))
     cfg = configure(args, ["standard", *bases], [0])
     save_resolved(cfg)
-    times: dict[str, float] = {}
+    times = earlier_times(args)  # added to: the section's wall time over every invocation
     splits = timed(times, "prepare", lambda: prepare_stage(cfg))
     pool = splits[POOL]
     pools = sorted({min(p, len(pool)) for p in args.pools})
@@ -181,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"dataset": args.dataset, "labels": labels, "pool_available": len(pool),
                               "test": len(splits["test"]), "validation": len(splits["validation"]),
                               "teacher": teacher_figures(teacher, cfg), "points": [], "times": times,
+                              "times_cumulative": True,
                               "attribution_examples_per_s": {s: a.get("examples_per_s") for s, a in attributed.items()}}
 
     # P = 0: standard on the labels alone, the baseline of every comparison
@@ -351,14 +360,16 @@ def cost_lines(d: dict[str, Any]) -> list[str]:
     rate = (d.get("attribution_examples_per_s") or {}).get("pool")
     per_1000 = [f"teacher answers {teacher * 1000 / 60:.0f} min" if teacher else None,
                 f"attribution {1000 / rate / 60:.0f} min" if rate else None]
-    lines = ["Wall time (s) per stage, this invocation (finished work is reused, not timed again): " + ", ".join(
+    over = "over every invocation" if d.get("times_cumulative") else "this invocation"
+    lines = [f"Wall time (s) per stage, {over} (finished work is reused, not timed again): " + ", ".join(
         f"{k} {v:.0f}" for k, v in d["times"].items()) + "."]
     if c := d.get("costs"):  # over every invocation, from the run folder
         asked = ("teacher: not recorded" if c["teacher_seconds"] is None else
                  f"teacher {c['teacher_seconds']:.0f} s for {c['teacher_questions']} questions")
         lines.append(f"Compute in the run folder, every invocation: {asked} ({c['teacher_reused']} answers taken from "
                      f"other runs); {c['students']} students, training {c['train_seconds']:.0f} s, evaluation "
-                     f"{c['eval_seconds']:.0f} s ({c['evaluated']} of them timed it).")
+                     + (f"{c['eval_seconds']:.0f} s ({c['evaluated']} of them timed it)." if c["evaluated"]
+                        else "not recorded (students trained before it was)."))
     return [*lines, "Per 1,000 pool inputs: " + (", ".join(p for p in per_1000 if p) or "not measured (reused)") + "."]
 
 

@@ -62,6 +62,14 @@ def test_pool_study_writes_every_row_with_both_intervals(tmp_path, tiny_model_di
     assert costs["teacher_reused"] == 0 and costs["teacher_questions"] == sum(
         q["n"] for q in json.loads((tmp_path / "run" / "teacher" / "metrics.json").read_text())["quality"].values())
     assert costs["teacher_seconds"] > 0 and f"{costs['students']} students, training" in md
+    # a second invocation reuses everything and adds its (small) wall time to the first's
+    pool_study.main(["--dataset", "planets", "--config", str(config), "--labels", "5", "--pools", "4,100",
+                     "--modes", "pool-label", "--seeds-small", "2",
+                     "--run-dir", str(tmp_path / "run"), "--out", str(out), "--section", "planets 5"])
+    again = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets 5"]
+    assert again["times"].keys() == result["times"].keys()
+    assert all(result["times"][k] <= again["times"][k] < result["times"][k] + 60 for k in result["times"])
+    assert again["costs"] == costs and "per stage, over every invocation" in out.with_suffix(".md").read_text()
 
 
 def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tiny_model_dirs):
