@@ -313,7 +313,7 @@ def train_and_evaluate(
         **({"pool_min_confidence": min_confidence, "pool_keep": cfg.pool_keep} if MODES[mode].pool else {}),
         "train_sequences": len(pairs.prompts),
         "train_steps": train_metrics.get("global_step"),
-        "train_seconds": train_metrics.get("wall_seconds"), "eval_seconds": round(time.perf_counter() - start, 1),
+        "train_seconds": train_metrics.get("wall_seconds"), "eval_seconds": round(time.perf_counter() - start, 3),
         "train_examples_per_s": train_metrics.get("examples_per_second"),
         "loss_first": train_metrics.get("loss_first"), "loss_last": train_metrics.get("loss_last"),
     }
