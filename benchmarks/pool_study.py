@@ -119,12 +119,15 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             **({"keep": rows[0]["pool_keep"]} if rows[0].get("pool_keep") else {})}
 
 
-def earlier_times(args: argparse.Namespace) -> dict[str, float]:
+def earlier_times(args: argparse.Namespace) -> tuple[dict[str, float], bool]:
     """The wall time per stage that earlier invocations wrote into this section (a run resumed after a
-    kill, or re-run to render): each invocation adds what it spent."""
+    kill, or re-run to render), each invocation adding what it spent; and whether that covers every
+    invocation (not when the section was written before times were summed)."""
     store = Path(args.out).parent / (Path(args.out).name + ".json")
-    section = json.loads(store.read_text())["datasets"].get(args.section, {}) if store.is_file() else {}
-    return dict(section.get("times") or {})
+    section = json.loads(store.read_text())["datasets"].get(args.section) if store.is_file() else None
+    if section is None:
+        return {}, True
+    return dict(section.get("times") or {}), bool(section.get("times_cumulative"))
 
 
 def timed(times: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     bases = list(dict.fromkeys(parse_mode(m)[0] for m in modes))
     cfg = configure(args, ["standard", *bases], [0])
     save_resolved(cfg)
-    times = earlier_times(args)  # added to: the section's wall time over every invocation
+    times, every = earlier_times(args)  # added to: the section's wall time over the invocations
     splits = timed(times, "prepare", lambda: prepare_stage(cfg))
     pool = splits[POOL]
     pools = sorted({min(p, len(pool)) for p in args.pools})
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {"dataset": args.dataset, "labels": labels, "pool_available": len(pool),
                               "test": len(splits["test"]), "validation": len(splits["validation"]),
                               "teacher": teacher_figures(teacher, cfg), "points": [], "times": times,
-                              "times_cumulative": True,
+                              "times_cumulative": every,
                               "attribution_examples_per_s": {s: a.get("examples_per_s") for s, a in attributed.items()}}
 
     # P = 0: standard on the labels alone, the baseline of every comparison
@@ -360,7 +363,9 @@ def cost_lines(d: dict[str, Any]) -> list[str]:
     rate = (d.get("attribution_examples_per_s") or {}).get("pool")
     per_1000 = [f"teacher answers {teacher * 1000 / 60:.0f} min" if teacher else None,
                 f"attribution {1000 / rate / 60:.0f} min" if rate else None]
-    over = "over every invocation" if d.get("times_cumulative") else "this invocation"
+    over = ("over every invocation" if d.get("times_cumulative") else
+            "over the invocations since these were summed, not those before" if "times_cumulative" in d
+            else "this invocation")
     lines = [f"Wall time (s) per stage, {over} (finished work is reused, not timed again): " + ", ".join(
         f"{k} {v:.0f}" for k, v in d["times"].items()) + "."]
     if c := d.get("costs"):  # over every invocation, from the run folder

@@ -103,3 +103,16 @@ def test_recovery_counts_only_modes_with_as_many_seeds_as_the_reference():
                         "gold reference +8.0 (5 seeds); recovery 0.75.")
     assert lines[1] == "- pool 500: not yet in the recovery (fewer seeds than the reference): pool-saliency (1 seed)."
     assert lines[2].startswith("- pool 500: pool-soft vs pool-label: -1.0 ")
+
+
+def test_the_wall_time_says_which_invocations_it_covers(tmp_path):
+    out = tmp_path / "pool_study"
+    out.with_suffix(".json").write_text(json.dumps({"datasets": {
+        "old": {"times": {"students": 5.0}}, "new": {"times": {"students": 7.0}, "times_cumulative": True}}}))
+    args = [pool_study.argparse.Namespace(out=str(out), section=name) for name in ("old", "new", "fresh")]
+    assert [pool_study.earlier_times(a) for a in args] == [({"students": 5.0}, False), ({"students": 7.0}, True),
+                                                          ({}, True)]
+    base = {"teacher": {"seconds_per_example": {}}, "times": {"students": 5.0}}
+    lines = [pool_study.cost_lines({**base, **extra})[0]
+             for extra in ({"times_cumulative": True}, {"times_cumulative": False}, {})]
+    assert "over every invocation" in lines[0] and "not those before" in lines[1] and "this invocation" in lines[2]
