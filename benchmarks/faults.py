@@ -41,8 +41,8 @@ from common import machine, write_results  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 N_ROWS = 60
-VOLATILE = {"seconds", "wall_seconds", "train_seconds", "eval_seconds", "train_runtime", "examples_per_second", "examples_per_s",
-            "train_examples_per_s", "s_per_example", "path", "model_path", "resumed_from", "date", "created",
+VOLATILE = {"seconds", "wall_seconds", "train_seconds", "eval_seconds", "train_runtime", "examples_per_second",
+            "examples_per_s", "train_examples_per_s", "s_per_example", "path", "model_path", "resumed_from", "date", "created",
             "train_samples_per_second", "train_steps_per_second", "device", "timings", "seconds_per_example"}
 
 

@@ -119,11 +119,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             **({"keep": rows[0]["pool_keep"]} if rows[0].get("pool_keep") else {})}
 
 
+def results_store(args: argparse.Namespace) -> Path:
+    """``args.out``.json, every section's results (``args.out`` names no suffix: a dotted section is kept)."""
+    out = Path(args.out)
+    return out.parent / (out.name + ".json")
+
+
 def earlier_times(args: argparse.Namespace) -> tuple[dict[str, float], bool]:
     """The wall time per stage that earlier invocations wrote into this section (a run resumed after a
     kill, or re-run to render), each invocation adding what it spent; and whether that covers every
     invocation (not when the section was written before times were summed)."""
-    store = Path(args.out).parent / (Path(args.out).name + ".json")
+    store = results_store(args)
     section = json.loads(store.read_text())["datasets"].get(args.section) if store.is_file() else None
     if section is None:
         return {}, True
@@ -274,8 +280,7 @@ def teacher_figures(metrics: dict[str, Any], cfg: Any) -> dict[str, Any]:
 def write(args: argparse.Namespace, result: dict[str, Any], render: Any = None) -> None:
     """``args.out``.json and .md with ``result`` as the dataset's section (``render``: the Markdown
     of the whole payload, this script's :func:`markdown` by default)."""
-    out = Path(args.out)
-    store = out.parent / (out.name + ".json")
+    out, store = Path(args.out), results_store(args)
     payload = json.loads(store.read_text()) if store.is_file() else {"datasets": {}}
     payload["datasets"][args.section] = {**result, "costs": folder_costs(Path(args.run_dir)), "machine": machine(),
                                          "command": args.command}
@@ -337,10 +342,11 @@ def shown_mode(mode: str, row: dict[str, Any]) -> str:
 
 
 def folder_costs(run_dir: Path) -> dict[str, Any]:
-    """What the work in ``run_dir`` cost, read from what its stages recorded, so that it spans every
-    invocation: the teacher's seconds over the questions it answered (not those taken from other runs;
-    None where a teacher run predates the per-split count), and the students' training and
-    evaluation seconds (evaluation where recorded)."""
+    """What the work in ``run_dir`` cost, read from what its stages recorded: the students' training
+    and evaluation seconds over every invocation (evaluation where recorded), and the teacher's seconds
+    over the questions it answered in the invocation that finished its stage (not those taken from
+    other runs, nor those of a killed invocation before it; None where a teacher run predates the
+    per-split count)."""
     costs: dict[str, Any] = {"teacher_seconds": None, "teacher_questions": None, "teacher_reused": None}
     metrics = run_dir / "teacher" / "metrics.json"
     if metrics.is_file():
@@ -368,13 +374,14 @@ def cost_lines(d: dict[str, Any]) -> list[str]:
             else "this invocation")
     lines = [f"Wall time (s) per stage, {over} (finished work is reused, not timed again): " + ", ".join(
         f"{k} {v:.0f}" for k, v in d["times"].items()) + "."]
-    if c := d.get("costs"):  # over every invocation, from the run folder
+    if c := d.get("costs"):  # read from the run folder (the students: every invocation)
         asked = ("teacher: not recorded" if c["teacher_seconds"] is None else
-                 f"teacher {c['teacher_seconds']:.0f} s for {c['teacher_questions']} questions")
-        lines.append(f"Compute in the run folder, every invocation: {asked} ({c['teacher_reused']} answers taken from "
+                 f"teacher {c['teacher_seconds']:.0f} s for the {c['teacher_questions']} questions its last "
+                 "invocation answered")
+        lines.append(f"Compute in the run folder: {asked} ({c['teacher_reused']} answers taken from "
                      f"other runs); {c['students']} students, training {c['train_seconds']:.0f} s, evaluation "
                      + (f"{c['eval_seconds']:.0f} s ({c['evaluated']} of them timed it)." if c["evaluated"]
-                        else "not recorded (students trained before it was)."))
+                        else "not recorded (these students predate the record)."))
     return [*lines, "Per 1,000 pool inputs: " + (", ".join(p for p in per_1000 if p) or "not measured (reused)") + "."]
 
 

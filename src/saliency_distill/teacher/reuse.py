@@ -7,9 +7,9 @@ same model (name, dtype, revision), not fine-tuned (a fine-tuned teacher depends
 saw), the same format, shots, chat wrapping and scoring, the same demonstrations (by id), the same
 stop strings and token budget for free-form tasks, and the same calibration method: a calibrated
 source's rows are taken back to the raw scores it kept (``logprobs_raw``, ``answer_uncalibrated``)
-and calibrated again with this run's own fit. Anything else is refused with the key that differs. Rows are matched by
-example id, and a choice row must name one of the current example's options; its ``gold`` and
-``correct`` are set from the current example (a pool example has none). Scores are those of the
+and calibrated again with this run's own fit. Anything else is refused with the key that differs.
+Rows are matched by example id, and a choice row must name one of the current example's options;
+its ``gold`` and ``correct`` are set from the current example (a pool example has none). Scores are those of the
 source's batches, so they may differ from a fresh run's in the last digits (padding).
 """
 
