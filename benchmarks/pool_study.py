@@ -49,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write_results  # noqa: E402
 
-CONFIGS = {"esnli": "configs/esnli.yaml", "cqa": "configs/cqa.yaml", "socialiqa": "configs/demo.yaml"}
+CONFIGS = {"esnli": "configs/esnli.yaml", "cqa": "configs/cqa.yaml", "socialiqa": "configs/socialiqa.yaml"}
 POOL_MODES = "pool-label,pool-soft,pool-saliency,pool-random-words"
 ROWS_FOR_FIVE_SEEDS = 1000
 RANDOM = "-random"  # m@t-random: as many pool inputs as m@t keeps, drawn at random (its control)

@@ -188,6 +188,31 @@ def test_tweets_keep_agreed_single_label_texts_once_and_the_task_reads_a_local_c
     assert prompt.text.startswith("Tweet: tweet number") and prompt.content() == [splits["train"][0].fields["text"]]
 
 
+def test_snli_leaves_out_pairs_without_a_gold_label_and_reads_a_local_folder(tmp_path):
+    import json
+
+    def row(i: int, label: str) -> str:
+        return json.dumps({"gold_label": label, "pairID": f"p{i}", "sentence1": f"A dog runs {i}.",
+                           "sentence2": f"An animal moves {i}.", "annotator_labels": [label]})
+
+    labels = ["entailment", "neutral", "contradiction"]
+    (tmp_path / "train.jsonl").write_text("\n".join(row(i, labels[i % 3]) for i in range(40)) + "\n" + row(99, "-"))
+    (tmp_path / "test.jsonl").write_text("\n".join([row(100, "neutral"), row(101, "-"), row(102, "entailment")]))
+    cfg = TaskConfig(name="snli", path=str(tmp_path))
+    source = get_task("snli").load_source(cfg)
+    assert [len(source["train"]), len(source["test"])] == [40, 2]
+    assert [(e.id, e.label) for e in source["test"]] == [("p100", "neutral"), ("p102", "entailment")]
+    assert source["test"][0].choices == ("entailment", "neutral", "contradiction")
+    splits = make_splits(source, cfg)
+    assert len(splits["train"]) + len(splits["validation"]) == 40 and len(splits["validation"]) > 0
+    prompt = get_task("snli").render(splits["test"][0], cfg)
+    assert prompt.content()[:2] == ["A dog runs 100.", "An animal moves 100."]
+    assert prompt.text == get_task("esnli").render(splits["test"][0], cfg).text  # e-SNLI's prompt
+    (tmp_path / "test.jsonl").write_text(row(1, "maybe"))
+    with pytest.raises(DataError, match=r"test.jsonl:1: gold_label 'maybe' is not one of"):
+        get_task("snli").load_source(cfg)
+
+
 def test_render_content_spans():
     ex = Example(id="1", fields={"question": "Where is it?"}, label="b", choices=("a", "b"))
     p = render("Question: {question}\nAnswer Choices:\n{choices}\nAnswer:", ex)

