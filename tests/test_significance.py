@@ -242,3 +242,30 @@ def test_seed_t_interval_is_the_textbook_one():
     assert seed_t_interval([4.0]) is None
     mode, base = _synthetic([0.1, -0.1])
     assert per_seed_differences(mode, base) == pytest.approx([20.0, 0.0])
+
+
+def test_headline_names_the_best_mode_against_standard_with_the_seed_level_interval(tmp_path):
+    from saliency_distill.reporting import aggregate
+    from saliency_distill.reporting.significance import headline
+
+    preds = {"standard": shifted(400), "pool-label": shifted(700), "pool-soft": shifted(650)}
+    records = [{"mode": m, "seed": s, "accuracy": sum(p[s].values()) / N, "n": N}
+               for m, p in preds.items() for s in (0, 1, 2)]
+    for r in records:
+        write_predictions(tmp_path, r["mode"], r["seed"], preds[r["mode"]][r["seed"]])
+    folder = write_report(tmp_path / "report", records, config={}, teacher=None, analysis=None, environment={},
+                          title="t", correctness=read_correctness(tmp_path, records))
+    entries = json.loads((folder / "significance.json").read_text())
+    two = next(e for e in entries if e["mode"] == "pool-label" and e["baseline"] == "standard")["two_level"]
+    sentence = headline(entries, aggregate(records))
+    assert sentence == (f"pool-label 70.0% against standard 40.0% on the same labels: +30.0 points, 95% interval "
+                        f"[{two['lower']:+.1f}, {two['upper']:+.1f}] (test examples and 3 training seeds resampled): "
+                        "pool-label beats standard.")
+    assert f"**{sentence}**" in (folder / "results.md").read_text()
+    assert f"<strong>{sentence}</strong>" in (folder / "report.html").read_text()
+    # no gain: the sentence says so; no standard to compare with: no sentence
+    same = {"standard": shifted(500), "saliency": shifted(500)}
+    rows = [{"mode": m, "accuracy_mean": 0.5} for m in same]
+    tie = compare_modes(same, ["standard", "saliency"])
+    assert headline(tie, rows).endswith("no difference shown between saliency and standard (the interval includes 0).")
+    assert headline(compare_modes({"a": shifted(5), "b": shifted(6)}, ["a", "b"]), rows) is None

@@ -98,9 +98,16 @@ def cmd_analyze(ns: argparse.Namespace) -> int:
 
 
 def _print_results(cfg: ExperimentConfig, records: list[dict], report) -> None:
-    from ..reporting import aggregate, markdown_table
+    from pathlib import Path
 
-    print(markdown_table(aggregate(records)), end="")
+    from ..reporting import aggregate, markdown_table
+    from ..reporting.significance import headline
+
+    rows = aggregate(records)
+    print(markdown_table(rows), end="")
+    sentence = headline(json.loads((Path(report) / "significance.json").read_text(encoding="utf-8")), rows)
+    if sentence:
+        print(sentence)
     print(f"report: {report}/report.html (open it in a browser; results.md and results.csv beside it)")
     print(try_student(cfg, records, report))
     print(f"next, {NEXT_STEP}")
@@ -118,9 +125,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
     cfg = _experiment(ns)
     save_resolved(cfg, replace=False)
     modes = cfg.student.modes
+    from ..student.modes import MODES
+
+    attributed = any(MODES[m].needs_rationales for m in modes if m in MODES)
     print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
-          f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, student {cfg.student.model.name}, "
-          f"modes {', '.join(modes)}, seeds {cfg.student.seeds}")
+          + (f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, " if attributed else "")
+          + f"student {cfg.student.model.name}, modes {', '.join(modes)}, seeds {cfg.student.seeds}")
 
     def show(stage: str, result: Any, seconds: float) -> None:
         if stage == "prepare":

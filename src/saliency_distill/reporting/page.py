@@ -20,7 +20,7 @@ from typing import Any
 from .efficiency import check_curve
 from .plot import curve_svg
 from .sections import NONE, analysis_section, environment_table, esc, teacher_section
-from .significance import DEFAULT_BASELINES, significance_sentence
+from .significance import DEFAULT_BASELINES, headline, significance_sentence
 from .table import best_modes, percent_cell
 
 PAGE_FILE = "report.html"
@@ -164,6 +164,8 @@ def render_page(title: str, rows: Sequence[Mapping[str, Any]], *, svg: str,
         nav.insert(2, ("data-efficiency", "Data efficiency"))
     made = _byline(environment)
     table = results_table(rows, significance) if rows else '<p class="warning">No result records.</p>'
+    sentence = headline(significance, rows)
+    table = (f'<p class="headline"><strong>{esc(sentence)}</strong></p>' if sentence else "") + table
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

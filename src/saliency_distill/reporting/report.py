@@ -34,7 +34,7 @@ from .efficiency import find_curve
 from .page import PAGE_FILE, render_page
 from .plot import accuracy_svg, write_svg
 from .sections import analysis_pages
-from .significance import Correctness, compare_modes, significance_lines
+from .significance import Correctness, compare_modes, headline, significance_lines
 from .table import aggregate, markdown_table, write_csv
 
 logger = logging.getLogger(__name__)
@@ -148,8 +148,10 @@ def results_markdown(title: str, rows: list[dict], *, config: Mapping[str, Any],
                      significance: list[dict] | None = None, tune: Mapping[str, Any] | None = None) -> str:
     """Text of ``results.md``; ``significance`` are :func:`.significance.compare_modes` entries
     (no section without any), ``tune`` the search of ``tune.json`` if there is one."""
-    parts = [f"# {title}", "", "## Results", "", markdown_table(rows, teacher=teacher).rstrip("\n"), "",
-             settings_line(config, tune), "", "![accuracy per mode](accuracy.svg)", ""]
+    parts = [f"# {title}", "", "## Results", "", markdown_table(rows, teacher=teacher).rstrip("\n"), ""]
+    sentence = headline(significance or [], rows)
+    parts += [f"**{sentence}**", ""] if sentence else []
+    parts += [settings_line(config, tune), "", "![accuracy per mode](accuracy.svg)", ""]
     if significance:
         parts += ["## Significance", "", *significance_lines(significance), ""]
     if analysis:

@@ -263,6 +263,37 @@ def two_level_clause(entry: Mapping[str, Any]) -> str:
             f"[{two['lower']:.2f}, {two['upper']:.2f}], {side}{t_text}.")
 
 
+def headline(entries: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]],
+             baseline: str = "standard") -> str | None:
+    """One sentence on whether the best mode beat ``baseline`` (plain fine-tuning on the same labels):
+    its accuracy beside the baseline's, the difference and the interval that resamples the training
+    seeds as well as the test examples (the example-level one where there is one seed); None
+    without a comparison against ``baseline``."""
+    means = {r["mode"]: r.get("accuracy_mean") for r in rows}
+    against = [e for e in entries if e.get("baseline") == baseline and e.get("difference") is not None
+               and means.get(e["mode"]) is not None and means.get(baseline) is not None]
+    if not against:
+        return None
+    best = max(against, key=lambda e: means[e["mode"]])
+    two = best.get("two_level") or {}
+    if two.get("n_seeds", 0) >= 2:
+        low, high = two["lower"], two["upper"]
+        how = f"test examples and {two['n_seeds']} training seeds resampled"
+    else:
+        low, high = best["lower"], best["upper"]
+        how = "test examples resampled; one seed, so training noise is not in it"
+    level = f"{100 * best['confidence']:g}%"
+    if low > 0:
+        verdict = f"{best['mode']} beats {baseline}"
+    elif high < 0:
+        verdict = f"{best['mode']} is worse than {baseline}"
+    else:
+        verdict = f"no difference shown between {best['mode']} and {baseline} (the interval includes 0)"
+    return (f"{best['mode']} {100 * means[best['mode']]:.1f}% against {baseline} {100 * means[baseline]:.1f}% "
+            f"on the same labels: {best['difference']:+.1f} points, {level} interval [{low:+.1f}, {high:+.1f}] "
+            f"({how}): {verdict}.")
+
+
 def significance_lines(entries: Sequence[Mapping[str, Any]]) -> list[str]:
     """The ``results.md`` section body: what was computed, then one bullet per comparison."""
     if not entries:
