@@ -105,7 +105,8 @@ def _print_results(cfg: ExperimentConfig, records: list[dict], report) -> None:
 
     rows = aggregate(records)
     print(markdown_table(rows), end="")
-    sentence = headline(json.loads((Path(report) / "significance.json").read_text(encoding="utf-8")), rows)
+    saved = Path(report) / "significance.json"  # written by the main process only
+    sentence = headline(json.loads(saved.read_text(encoding="utf-8")), rows) if saved.is_file() else None
     if sentence:
         print(sentence)
     print(f"report: {report}/report.html (open it in a browser; results.md and results.csv beside it)")
