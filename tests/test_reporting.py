@@ -80,7 +80,10 @@ def test_aggregate_skips_none_and_single_seed_has_zero_std(records):
 def test_aggregate_custom_metrics_and_missing_fields():
     rows = aggregate([{"mode": "m", "seed": 0, "f1": 0.25}, {"mode": "m", "seed": 1, "f1": 0.75}], metrics=("f1",))
     assert rows == [{"mode": "m", "n_seeds": 2, "f1_mean": 0.5, "f1_std": pytest.approx(0.3535533906),
-                     "train_seconds_mean": None, "train_examples_per_s_mean": None}]
+                     "train_seconds_mean": None, "train_examples_per_s_mean": None,
+                     "validation_accuracy_mean": None}]
+    assert aggregate([{"mode": "m", "seed": 0, "validation_accuracy": 0.5},
+                      {"mode": "m", "seed": 1, "validation_accuracy": 0.75}])[0]["validation_accuracy_mean"] == 0.625
     assert aggregate([]) == []
 
 

@@ -269,3 +269,16 @@ def test_headline_names_the_best_mode_against_standard_with_the_seed_level_inter
     tie = compare_modes(same, ["standard", "saliency"])
     assert headline(tie, rows).endswith("no difference shown between saliency and standard (the interval includes 0).")
     assert headline(compare_modes({"a": shifted(5), "b": shifted(6)}, ["a", "b"]), rows) is None
+
+
+def test_headline_picks_the_mode_by_validation_where_every_mode_has_it():
+    from saliency_distill.reporting.significance import headline
+
+    preds = {"standard": shifted(400), "pool-label": shifted(700), "pool-soft": shifted(650)}
+    entries = compare_modes(preds, list(preds))
+    rows = [{"mode": "standard", "accuracy_mean": 0.4, "validation_accuracy_mean": 0.5},
+            {"mode": "pool-label", "accuracy_mean": 0.7, "validation_accuracy_mean": 0.6},
+            {"mode": "pool-soft", "accuracy_mean": 0.65, "validation_accuracy_mean": 0.62}]
+    assert headline(entries, rows).startswith("pool-soft 65.0% against standard 40.0%")  # validation's choice
+    rows[1]["validation_accuracy_mean"] = None  # one mode without it: test accuracy decides
+    assert headline(entries, rows).startswith("pool-label 70.0% against standard 40.0%")

@@ -123,11 +123,11 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    from ..student.modes import MODES
+
     cfg = _experiment(ns)
     save_resolved(cfg, replace=False)
     modes = cfg.student.modes
-    from ..student.modes import MODES
-
     attributed = any(MODES[m].needs_rationales for m in modes if m in MODES)
     print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
           + (f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, " if attributed else "")

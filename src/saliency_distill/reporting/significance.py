@@ -268,13 +268,17 @@ def headline(entries: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, A
     """One sentence on whether the best mode beat ``baseline`` (plain fine-tuning on the same labels):
     its accuracy beside the baseline's, the difference and the interval that resamples the training
     seeds as well as the test examples (the example-level one where there is one seed); None
-    without a comparison against ``baseline``."""
+    without a comparison against ``baseline``. The best mode is the one with the highest mean
+    validation accuracy where every compared mode has one, else the highest test accuracy."""
     means = {r["mode"]: r.get("accuracy_mean") for r in rows}
     against = [e for e in entries if e.get("baseline") == baseline and e.get("difference") is not None
                and means.get(e["mode"]) is not None and means.get(baseline) is not None]
     if not against:
         return None
-    best = max(against, key=lambda e: means[e["mode"]])
+    chosen = {r["mode"]: r.get("validation_accuracy_mean") for r in rows}
+    if any(chosen.get(e["mode"]) is None for e in against):
+        chosen = means
+    best = max(against, key=lambda e: chosen[e["mode"]])
     two = best.get("two_level") or {}
     if two.get("n_seeds", 0) >= 2:
         low, high = two["lower"], two["upper"]

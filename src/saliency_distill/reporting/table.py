@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_METRICS = ("accuracy", "ranked_accuracy")
 # Averaged without a spread: they describe cost, not quality.
 TIMING_FIELDS = ("train_seconds", "train_examples_per_s")
+# Averaged without a spread too: what a choice between modes may look at (not the test split).
+SELECTION_FIELDS = ("validation_accuracy",)
 MISSING = "n/a"
 
 
@@ -72,7 +74,7 @@ def aggregate(records: list[dict], metrics: Sequence[str] = DEFAULT_METRICS) -> 
         row: dict[str, Any] = {"mode": mode, "n_seeds": len(group)}
         for metric in metrics:
             row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std(_values(group, metric))
-        for timing in TIMING_FIELDS:
+        for timing in (*TIMING_FIELDS, *SELECTION_FIELDS):
             row[f"{timing}_mean"] = _mean_std(_values(group, timing))[0]
         rows.append(row)
     logger.debug("aggregated %d records into %d modes", len(records), len(rows))
