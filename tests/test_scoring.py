@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 
 from saliency_distill.models import load_model
+from saliency_distill.models.tokens import answer_ids
 from saliency_distill.teacher import score_choices, sequence_logprobs
 
 
@@ -80,3 +81,29 @@ def test_shared_demonstrations_give_the_same_choice_scores(tiny_model_dirs):
         assert shared.lengths == [s.lengths[0] for s in single]
         for got, want in zip(shared.sums, [s.sums[0] for s in single]):
             torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-5, atol=1e-5)
+
+
+def test_demonstrations_are_read_once_per_call_and_one_token_answers_need_no_second_pass(tiny_model_dirs):
+    demos = ("Answer each question with one word.\n\nQuestion: Where do you keep milk cold?\nAnswer: fridge\n\n"
+             "Question: What do you write with?\nAnswer: pen\n\nQuestion: ")
+    questions = ("Where would you put a plate?", "How do birds fly?", "2 + 2?", "What is red?", "Can dogs bark?")
+    prompts = [demos + q + "\nAnswer:" for q in questions]
+    lm = load_model(str(tiny_model_dirs["qwen2"]))
+    words = "the a is fridge pen plate hugs red who what where answer question".split()
+    one_token = [w for w in words if len(answer_ids(lm, w)) == 1][:2]
+    assert len(one_token) == 2
+    for options in (one_token, ["cupboard", "the river bank"]):
+        calls: list[int] = []
+        handle = lm.model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[0]),
+                                                    with_kwargs=True)
+        try:
+            shared = score_choices(lm, prompts, [options] * len(prompts), batch_size=2)
+        finally:
+            handle.remove()
+        # batches of 2, 2, 1: the demonstrations once (1 row), then each batch (the last one too), a second pass only
+        # for answers of several tokens
+        several = max(len(answer_ids(lm, o)) for o in options) > 1
+        assert calls == [1, 2, *([4] if several else []), 2, *([4] if several else []), 1, *([2] if several else [])]
+        for p, got in zip(prompts, shared.sums):
+            want, _ = sequence_logprobs(lm, [p] * len(options), options)
+            torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-4, atol=1e-4)

@@ -106,8 +106,11 @@ def test_bad_train_config_names_the_key(key, value):
 
 
 def test_keys_added_later_leave_old_identities_alone():
-    assert "optim" not in identity(TrainConfig())
-    assert identity(TrainConfig(optim="adamw_torch_fused"))["optim"] == "adamw_torch_fused"
+    assert TrainConfig().optim == "adamw_torch_fused"
+    # fused and unfused AdamW are one update rule: runs made with either keep their identity
+    for optim in ("adamw_torch", "adamw_torch_fused"):
+        assert "optim" not in identity(TrainConfig(optim=optim))
+    assert identity(TrainConfig(optim="sgd"))["optim"] == "sgd"
 
 
 # ---- training runs --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the answer). An encoder-decoder model reads the prompt and is scored on the answ
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,8 +83,11 @@ def score_choices(
             tick(len(prompts))
         return ChoiceScores(out_s, out_l)
     out_s, out_l = [], []
+    prompt_ids = [lm.tokenizer(p)["input_ids"] for p in prompts]
+    common = _read_prefix(lm, prompt_ids)  # few-shot demonstrations: read once for every batch
     for start in range(0, len(prompts), batch_size):
-        s_, l_ = _score_shared_prefix(lm, prompts[start:start + batch_size], choices[start:start + batch_size])
+        s_, l_ = _score_shared_prefix(lm, prompt_ids[start:start + batch_size], choices[start:start + batch_size],
+                                      common)
         out_s.extend(s_)
         out_l.extend(l_)
         if tick is not None:
@@ -92,35 +96,66 @@ def score_choices(
 
 
 @torch.no_grad()
+def _read_prefix(lm: LoadedModel, prompt_ids: Sequence[Sequence[int]]) -> tuple[int, Any]:
+    """The number c of leading tokens all ``prompt_ids`` share (0: too few) and the key/value
+    cache of one copy of them."""
+    c = shared_prefix(prompt_ids, min(map(len, prompt_ids)) - 1) if len(prompt_ids) > 1 else 0
+    if not c:
+        return 0, None
+    device = next(lm.model.parameters()).device
+    past = lm.model(input_ids=torch.tensor([prompt_ids[0][:c]], device=device), use_cache=True,
+                    logits_to_keep=1).past_key_values
+    return c, past
+
+
+@torch.no_grad()
 def _score_shared_prefix(
-    lm: LoadedModel, prompts: Sequence[str], choices: Sequence[Sequence[str]]
+    lm: LoadedModel, prompt_ids: Sequence[Sequence[int]], choices: Sequence[Sequence[str]],
+    common: tuple[int, Any] = (0, None),
 ) -> tuple[list[list[float]], list[list[int]]]:
     tok, model = lm.tokenizer, lm.model
     device = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    prompt_ids = [tok(p)["input_ids"] for p in prompts]
-    # Few-shot prompts share their demonstrations: that prefix is read once (c tokens).
-    c = shared_prefix(prompt_ids, min(map(len, prompt_ids)) - 1) if len(prompts) > 1 else 0
-    past = None
+    # Few-shot prompts share their demonstrations: that prefix (c tokens) is read once for the whole
+    # call where every prompt shares it (``common``), else once for this batch.
+    c, past = (common[0], copy.deepcopy(common[1])) if common[0] else _read_prefix(lm, prompt_ids)
     if c:
-        past = model(input_ids=torch.tensor([prompt_ids[0][:c]], device=device), use_cache=True).past_key_values
-        past.reorder_cache(torch.zeros(len(prompts), dtype=torch.long, device=device))
+        past.reorder_cache(torch.zeros(len(prompt_ids), dtype=torch.long, device=device))
     width = max(map(len, prompt_ids)) - c
     # Left padding of the rest: every prompt ends at the same position, where the choices continue.
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.ones((len(prompts), c + width), dtype=torch.long)
+    ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
+    mask = torch.ones((len(prompt_ids), c + width), dtype=torch.long)
     for r, p in enumerate(prompt_ids):
         ids[r, width - len(p) + c:] = torch.tensor(p[c:])
         mask[r, c:c + width - len(p) + c] = 0
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions[:, c:], past_key_values=past,
-                use_cache=True)
+                use_cache=True, logits_to_keep=1)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first answer token
 
     owner = [i for i, cs in enumerate(choices) for _ in cs]
     answers = [answer_ids(lm, c) for cs in choices for c in cs]
-    cache = out.past_key_values
+    cont_width = max(map(len, answers))
+    logp = _continue(model, out.past_key_values, mask, positions, owner, answers, pad) if cont_width > 1 else None
+
+    sums: list[list[float]] = [[] for _ in prompt_ids]
+    lens: list[list[int]] = [[] for _ in prompt_ids]
+    for r, (i, a) in enumerate(zip(owner, answers)):
+        total = first[i, a[0]]
+        if len(a) > 1:
+            # the logits after answer token k predict token k + 1
+            total = total + logp[r, torch.arange(len(a) - 1), torch.tensor(a[1:], device=device)].sum()
+        sums[i].append(total.item())
+        lens[i].append(len(a))
+    return sums, lens
+
+
+def _continue(model: Any, cache: Any, mask: torch.Tensor, positions: torch.Tensor, owner: list[int],
+              answers: list[list[int]], pad: int) -> torch.Tensor:
+    """Log-probabilities (N, A, V) after each token of every answer, its prompt read from ``cache``
+    (one answer needs no pass: the prompt's last logits score its first token)."""
+    device = mask.device
     cache.reorder_cache(torch.tensor(owner, device=device))  # one cache row per (prompt, choice)
     cont_width = max(map(len, answers))
     cont = torch.full((len(answers), cont_width), pad, dtype=torch.long)
@@ -134,15 +169,4 @@ def _score_shared_prefix(
     cont_pos = positions[owner_t, -1:] + 1 + torch.arange(cont_width, device=device)  # (N, A)
     logits = model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos,
                    past_key_values=cache, use_cache=False).logits  # (N, A, V)
-    logp = torch.log_softmax(logits.float(), dim=-1)
-
-    sums: list[list[float]] = [[] for _ in prompts]
-    lens: list[list[int]] = [[] for _ in prompts]
-    for r, (i, a) in enumerate(zip(owner, answers)):
-        total = first[i, a[0]]
-        if len(a) > 1:
-            # the logits after answer token k predict token k + 1
-            total = total + logp[r, torch.arange(len(a) - 1), torch.tensor(a[1:], device=device)].sum()
-        sums[i].append(total.item())
-        lens[i].append(len(a))
-    return sums, lens
+    return torch.log_softmax(logits.float(), dim=-1)
