@@ -153,20 +153,20 @@ def _score_shared_prefix(
 
 def _continue(model: Any, cache: Any, mask: torch.Tensor, positions: torch.Tensor, owner: list[int],
               answers: list[list[int]], pad: int) -> torch.Tensor:
-    """Log-probabilities (N, A, V) after each token of every answer, its prompt read from ``cache``
-    (one answer needs no pass: the prompt's last logits score its first token)."""
+    """Log-probabilities (N, A - 1, V) after each answer token but the last (they predict tokens 2..A),
+    the prompts read from ``cache`` (one-token answers need no pass: the prompt's last logits score them)."""
     device = mask.device
     cache.reorder_cache(torch.tensor(owner, device=device))  # one cache row per (prompt, choice)
-    cont_width = max(map(len, answers))
-    cont = torch.full((len(answers), cont_width), pad, dtype=torch.long)
-    cont_mask = torch.zeros((len(answers), cont_width), dtype=torch.long)
+    width = max(map(len, answers)) - 1  # an answer's last token predicts nothing that is scored
+    cont = torch.full((len(answers), width), pad, dtype=torch.long)
+    cont_mask = torch.zeros((len(answers), width), dtype=torch.long)
     for r, a in enumerate(answers):
-        cont[r, : len(a)] = torch.tensor(a)
-        cont_mask[r, : len(a)] = 1
+        cont[r, : len(a) - 1] = torch.tensor(a[:-1])
+        cont_mask[r, : len(a) - 1] = 1
     cont, cont_mask = cont.to(device), cont_mask.to(device)
     owner_t = torch.tensor(owner, device=device)
-    full_mask = torch.cat([mask[owner_t], cont_mask], dim=1)  # (N, P + A)
-    cont_pos = positions[owner_t, -1:] + 1 + torch.arange(cont_width, device=device)  # (N, A)
+    full_mask = torch.cat([mask[owner_t], cont_mask], dim=1)  # (N, P + A - 1)
+    cont_pos = positions[owner_t, -1:] + 1 + torch.arange(width, device=device)  # (N, A - 1)
     logits = model(input_ids=cont, attention_mask=full_mask, position_ids=cont_pos,
-                   past_key_values=cache, use_cache=False).logits  # (N, A, V)
+                   past_key_values=cache, use_cache=False).logits  # (N, A - 1, V)
     return torch.log_softmax(logits.float(), dim=-1)
