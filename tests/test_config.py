@@ -26,6 +26,14 @@ def test_yaml_then_overrides(tmp_path):
     assert cfg.task.fields.content == ["a", "b"]
 
 
+def test_a_number_in_exponent_notation_is_a_number_where_yaml_reads_a_string(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("student:\n  train:\n    learning_rate: 3e-5\n")
+    assert load_config(ExperimentConfig, path).student.train.learning_rate == 3e-5
+    cfg = load_config(ExperimentConfig, None, ["student.train.learning_rate=2e-4", "student.alpha=5E-1"])
+    assert (cfg.student.train.learning_rate, cfg.student.alpha) == (2e-4, 0.5)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -39,6 +47,8 @@ def test_yaml_then_overrides(tmp_path):
         (["teacher.model.dtype=int8"], "dtype"),
         (["attribution.method=gradcam"], "unknown method 'gradcam'"),
         (["task=3"], "config key 'task': expected a mapping"),
+        (["student.train.learning_rate=fast"], "config key 'student.train.learning_rate': expected a number"),
+        (["student.train.learning_rate=2e-4x"], "config key 'student.train.learning_rate': expected a number"),
     ],
 )
 def test_bad_config_is_one_line_error(overrides, message):

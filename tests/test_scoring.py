@@ -94,8 +94,8 @@ def test_demonstrations_are_read_once_per_call_and_one_token_answers_need_no_sec
     assert len(one_token) == 2
     for options in (one_token, ["cupboard", "the river bank"]):
         calls: list[int] = []
-        handle = lm.model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape[0]),
-                                                    with_kwargs=True)
+        handle = lm.model.register_forward_pre_hook(
+            lambda m, a, kw, calls=calls: calls.append(kw["input_ids"].shape[0]), with_kwargs=True)
         try:
             shared = score_choices(lm, prompts, [options] * len(prompts), batch_size=2)
         finally:
