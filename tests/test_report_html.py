@@ -61,18 +61,18 @@ def test_table_has_a_row_per_mode_and_the_paired_intervals(tmp_path):
     assert list(rows) == ["standard", "saliency", "llm-rationale"]
     assert "vs standard<br>points [95% CI]" in page and "vs llm-rationale<br>points [95% CI]" in page
     for entry in significance:
-        col = {"standard": 5, "llm-rationale": 6}[entry["baseline"]]
+        col = {"standard": 4, "llm-rationale": 5}[entry["baseline"]]  # no ranked-choice column: none has one
         want = f"{entry['difference']:+.2f} [{entry['lower']:.2f}, {entry['upper']:.2f}]"
         assert rows[entry["mode"]][col] == want
-    assert rows["standard"][5] == "baseline" and rows["llm-rationale"][6] == "baseline"
-    assert rows["standard"][6] == "–"  # standard is not compared with the later baseline
+    assert rows["standard"][4] == "baseline" and rows["llm-rationale"][5] == "baseline"
+    assert rows["standard"][5] == "–"  # standard is not compared with the later baseline
     assert rows["saliency"][1] == "3" and " ± " in rows["saliency"][2]
     assert '<tr class=best><td>llm-rationale</td>' in page  # the highest mean is bold
 
 
 def test_without_a_baseline_there_are_no_interval_columns(tmp_path):
     page = make_report(tmp_path / "report", modes=("saliency", "teacher-label"))
-    assert "vs standard" not in page and all(len(r) == 5 for r in table_rows(page))
+    assert "vs standard" not in page and all(len(r) == 4 for r in table_rows(page))
 
 
 def test_hostile_strings_are_escaped(tmp_path):

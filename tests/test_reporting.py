@@ -22,6 +22,7 @@ from saliency_distill.reporting import (
     write_report,
     write_svg,
 )
+from saliency_distill.reporting.page import results_table
 from saliency_distill.reporting.report import FILES
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -106,9 +107,18 @@ def test_markdown_table(records):
     assert lines[-1] == "Teacher (`big/teacher`) test accuracy: 70.00 %"
 
 
+def test_the_ranked_choice_column_is_left_out_where_no_mode_has_it(records):
+    plain = [{**r, "ranked_accuracy": None} for r in records]
+    lines = markdown_table(aggregate(plain)).splitlines()
+    assert lines[:2] == ["| mode | seeds | accuracy (%) mean ± std | train s |", "|---|---:|---:|---:|"]
+    assert "| standard | 3 | 60.00 ± 10.00 | 200.0 |" in lines
+    assert "ranked-choice" not in results_table(aggregate(plain), [])
+    assert "ranked-choice" in results_table(aggregate(records), [])
+
+
 def test_markdown_table_escapes_pipes_and_handles_no_results():
     md = markdown_table(aggregate([record("a|b", 0, None)]))
-    assert "| a\\|b | 1 | n/a | n/a | 100.0 |" in md
+    assert "| a\\|b | 1 | n/a | 100.0 |" in md  # no ranked-choice column: no mode has one
     assert "**" not in md and "Teacher" not in md
 
 

@@ -21,7 +21,7 @@ from .efficiency import check_curve
 from .plot import curve_svg
 from .sections import NONE, analysis_section, environment_table, esc, teacher_section
 from .significance import DEFAULT_BASELINES, headline, significance_sentence
-from .table import best_modes, percent_cell
+from .table import best_modes, has_ranked, percent_cell
 
 PAGE_FILE = "report.html"
 
@@ -81,7 +81,9 @@ def results_table(rows: Sequence[Mapping[str, Any]], significance: Sequence[Mapp
     baselines = _baselines(significance)
     level = next((e["confidence"] for e in significance if e.get("difference") is not None), 0.95)
     entries = {(e.get("mode"), e.get("baseline")): e for e in significance}
-    head = ["mode", "seeds", "accuracy (%)<br>mean ± std", "ranked-choice (%)<br>mean ± std", "train s"]
+    with_ranked = has_ranked(rows)
+    head = ["mode", "seeds", "accuracy (%)<br>mean ± std",
+            *(["ranked-choice (%)<br>mean ± std"] if with_ranked else []), "train s"]
     head += [f"vs {esc(b)}<br>points [{100 * level:g}% CI]" for b in baselines]
     best = best_modes(rows)
     body = []
@@ -91,7 +93,7 @@ def results_table(rows: Sequence[Mapping[str, Any]], significance: Sequence[Mapp
         ranked = percent_cell(row.get("ranked_accuracy_mean"), row.get("ranked_accuracy_std"))
         cells = [f"<td>{esc(mode)}</td>", f'<td class="num">{esc(row.get("n_seeds", ""))}</td>',
                  f'<td class="num acc">{percent_cell(row.get("accuracy_mean"), row.get("accuracy_std"))}</td>',
-                 f'<td class="num">{ranked}</td>',
+                 *([f'<td class="num">{ranked}</td>'] if with_ranked else []),
                  f'<td class="num">{NONE if seconds is None else f"{seconds:.1f}"}</td>']
         cells += [_interval_cell(mode, b, entries.get((mode, b))) for b in baselines]
         body.append(f'<tr{" class=best" if mode in best else ""}>{"".join(cells)}</tr>')

@@ -109,18 +109,20 @@ def _seconds_cell(seconds: float | None) -> str:
     return MISSING if seconds is None else f"{seconds:.1f}"
 
 
-def _markdown_row(row: Mapping[str, Any], bold: bool) -> str:
+def has_ranked(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any row has a ranked-choice accuracy (its column is left out where none has)."""
+    return any(row.get("ranked_accuracy_mean") is not None for row in rows)
+
+
+def _markdown_row(row: Mapping[str, Any], bold: bool, ranked: bool = True) -> str:
     mode = _md_escape(str(row["mode"]))
     accuracy = percent_cell(row.get("accuracy_mean"), row.get("accuracy_std"))
     if bold:
         mode, accuracy = f"**{mode}**", f"**{accuracy}**"
-    cells = [
-        mode,
-        str(row.get("n_seeds", MISSING)),
-        accuracy,
-        percent_cell(row.get("ranked_accuracy_mean"), row.get("ranked_accuracy_std")),
-        _seconds_cell(row.get("train_seconds_mean")),
-    ]
+    cells = [mode, str(row.get("n_seeds", MISSING)), accuracy]
+    if ranked:
+        cells.append(percent_cell(row.get("ranked_accuracy_mean"), row.get("ranked_accuracy_std")))
+    cells.append(_seconds_cell(row.get("train_seconds_mean")))
     return "| " + " | ".join(cells) + " |"
 
 
@@ -162,13 +164,12 @@ def levels_text(levels: Mapping[str, Any]) -> str:
 def markdown_table(rows: Sequence[Mapping[str, Any]], teacher: dict | None = None, title: str | None = None) -> str:
     """A Markdown table of aggregated rows (from :func:`aggregate`), the best mean accuracy in
     bold, with an optional ``### title`` above and the teacher's accuracy below."""
-    best = best_modes(rows)
+    best, ranked = best_modes(rows), has_ranked(rows)
     lines = [f"### {title}", ""] if title else []
-    lines += [
-        "| mode | seeds | accuracy (%) mean ± std | ranked-choice accuracy (%) | train s |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    lines += [_markdown_row(row, row["mode"] in best) for row in rows]
+    column = " ranked-choice accuracy (%) |" if ranked else ""
+    lines += [f"| mode | seeds | accuracy (%) mean ± std |{column} train s |",
+              "|---|---:|---:|" + ("---:|" if ranked else "") + "---:|"]
+    lines += [_markdown_row(row, row["mode"] in best, ranked) for row in rows]
     if teacher is not None:
         lines += ["", teacher_line(teacher)]
     return "\n".join(lines) + "\n"
