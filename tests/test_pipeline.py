@@ -69,6 +69,7 @@ def test_teach_attribute_analyze(tmp_path, run_args, capsys):
     report = tmp_path / "run" / "report"
     table = (report / "results.md").read_text()
     assert all(m in table for m in ("standard", "teacher-label", "saliency"))
+    assert "k=" in table.splitlines()[0] and "Settings: attribution " in table  # saliency explains
     # the paired bootstrap read each run's predictions.jsonl: 5 test examples x 1 seed
     assert "## Significance" in table and "- saliency vs standard: " in table and ", 5 pairs: the interval " in table
     assert (report / "accuracy.svg").is_file() and (report / "results.csv").is_file()

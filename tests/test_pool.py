@@ -250,6 +250,14 @@ def test_a_fresh_run_announces_no_reuse_and_a_second_one_does(tmp_path, tiny_mod
         assert caplog.text.count(f"reusing {what}") == 1, caplog.text
 
 
+def test_a_report_without_explaining_modes_names_no_attribution(tmp_path, tiny_model_dirs):
+    data = write_planets(tmp_path)
+    assert main(["-q", "train", *_run_args(tmp_path / "run", data, tiny_model_dirs, "standard,pool-label")]) == 0
+    table = (tmp_path / "run" / "report" / "results.md").read_text()
+    assert table.splitlines()[0].endswith(f"teacher {tiny_model_dirs['qwen2']}")
+    assert "Settings:" not in table and "input_x_gradient" not in table.split("## Environment")[0]
+
+
 def test_teacher_answers_show_progress_with_a_rate(tmp_path, tiny_model_dirs, capsys):
     data = write_planets(tmp_path)
     args = [a for a in _run_args(tmp_path / "run", data, tiny_model_dirs, "pool-label") if a != "progress=false"]

@@ -286,11 +286,12 @@ def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
                         "accuracy": test["accuracy"] if test else None, "quality": m.get("quality")})
     analysis_path = RunDir(cfg.run_dir).analysis / "train.json"
     analysis = json.loads(analysis_path.read_text()) if analysis_path.is_file() else None
-    title = (f"{cfg.task.name}: student {cfg.student.model.name}, teacher {cfg.teacher.model.name}, "
-             f"{cfg.attribution.method} k={cfg.rationale.k:g}")
+    rationales = "attribute" in needed_stages(cfg)
+    title = (f"{cfg.task.name}: student {cfg.student.model.name}, teacher {cfg.teacher.model.name}"
+             + (f", {cfg.attribution.method} k={cfg.rationale.k:g}" if rationales else ""))
     return write_report(RunDir(cfg.run_dir).report, records, config=to_dict(cfg), teacher=teacher or None,
                         analysis=analysis, environment=environment_info(), title=title,
-                        correctness=read_correctness(cfg.run_dir, records))
+                        correctness=read_correctness(cfg.run_dir, records), rationales=rationales)
 
 
 STAGES = ("prepare", "teach", "attribute", "analyze", "students", "report")

@@ -145,13 +145,16 @@ def settings_line(config: Mapping[str, Any], tune: Mapping[str, Any] | None) -> 
 
 def results_markdown(title: str, rows: list[dict], *, config: Mapping[str, Any], teacher: dict | None,
                      analysis: Mapping[str, Any] | None, environment: Mapping[str, Any],
-                     significance: list[dict] | None = None, tune: Mapping[str, Any] | None = None) -> str:
+                     significance: list[dict] | None = None, tune: Mapping[str, Any] | None = None,
+                     rationales: bool = True) -> str:
     """Text of ``results.md``; ``significance`` are :func:`.significance.compare_modes` entries
-    (no section without any), ``tune`` the search of ``tune.json`` if there is one."""
+    (no section without any), ``tune`` the search of ``tune.json`` if there is one; without
+    ``rationales`` (no mode explains) no line on the attribution settings."""
     parts = [f"# {title}", "", "## Results", "", markdown_table(rows, teacher=teacher).rstrip("\n"), ""]
     sentence = headline(significance or [], rows)
     parts += [f"**{sentence}**", ""] if sentence else []
-    parts += [settings_line(config, tune), "", "![accuracy per mode](accuracy.svg)", ""]
+    parts += [settings_line(config, tune), ""] if rationales else []
+    parts += ["![accuracy per mode](accuracy.svg)", ""]
     if significance:
         parts += ["## Significance", "", *significance_lines(significance), ""]
     if analysis:
@@ -210,13 +213,14 @@ def read_correctness(run_dir: str | os.PathLike[str], records: list[dict]) -> di
 def write_report(folder: Path, records: list[dict], *, config: dict, teacher: dict | None,
                  analysis: dict | None, environment: dict, title: str,
                  correctness: Mapping[str, Correctness] | None = None,
-                 curve: Sequence[Mapping[str, Any]] | None = None) -> Path:
+                 curve: Sequence[Mapping[str, Any]] | None = None, rationales: bool = True) -> Path:
     """Write the report files (see the module docstring) into ``folder`` and return it.
 
     ``correctness`` (from :func:`read_correctness`) gives each mode's per-example answers for the
     paired bootstrap; a mode without them is listed with no interval. ``curve``: data-efficiency
     points for ``report.html`` (shape: :mod:`.efficiency`); without it the page draws the
     ``curve.json`` of ``folder`` or a curve from records with a ``fraction``, if any.
+    ``rationales``: some mode explains (``results.md`` says where its attribution settings came from).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -234,7 +238,8 @@ def write_report(folder: Path, records: list[dict], *, config: dict, teacher: di
     write_json(folder / "environment.json", environment)
     _write_text(folder / "results.md", results_markdown(title, rows, config=config, teacher=teacher,
                                                         analysis=analysis, environment=environment,
-                                                        significance=significance, tune=_tune(folder)))
+                                                        significance=significance, tune=_tune(folder),
+                                                        rationales=rationales))
     points, caption = find_curve(curve, records, folder)
     _write_text(folder / PAGE_FILE, render_page(
         title, rows, svg=svg, significance=significance, teacher=teacher, analysis=analysis, environment=environment,
