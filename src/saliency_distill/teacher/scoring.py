@@ -66,7 +66,8 @@ def score_choices(
     """Log-likelihood of every choice of every prompt.
 
     A causal model reads each prompt once and continues its key/value cache with every choice
-    (a 5-choice question costs one prompt pass, not five); the values equal
+    (a 5-choice question costs one prompt pass, not five), and reads the leading tokens that all
+    ``prompts`` share (few-shot demonstrations) once per call; the values equal
     :func:`sequence_logprobs` of each (prompt, choice) pair. Encoder-decoder models score the
     flattened pairs. ``tick(n)`` after each batch of n prompts (a progress bar's update).
     """
