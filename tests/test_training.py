@@ -126,6 +126,13 @@ def test_fused_adamw_trains_the_same_weights_as_adamw(tiny_model_dirs, tmp_path)
         torch.testing.assert_close(trained[1][name], p, rtol=1e-4, atol=1e-5)
 
 
+def test_the_training_bar_counts_examples_with_a_rate(tiny_model_dirs, tmp_path, capsys):
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    train_supervised(lm, PAIRS, TrainConfig(max_steps=3, **{**QUICK, "batch_size": 2, "progress_bar": True}), tmp_path)
+    err = capsys.readouterr().err
+    assert "training: 100%" in err and "6/6 [" in err and "ex/s]" in err, err  # 3 steps x 2 examples
+
+
 def test_an_unknown_optimizer_is_a_config_error(tiny_model_dirs, tmp_path):
     lm = load_model(str(tiny_model_dirs["llama"]))
     with pytest.raises(ConfigError, match="training arguments: .*no_such_optimizer"):

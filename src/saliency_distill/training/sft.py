@@ -222,8 +222,9 @@ def train_supervised(
 
     from transformers import set_seed
 
+    from .callbacks import ElapsedAtSaves
     from .lora import fine_tuning
-    from .trainer import ElapsedAtSaves, build_trainer
+    from .trainer import build_trainer
 
     set_seed(cfg.seed)  # before LoRA initialises its adapters
     with fine_tuning(lm, cfg) as model:
