@@ -250,9 +250,12 @@ def test_a_fresh_run_announces_no_reuse_and_a_second_one_does(tmp_path, tiny_mod
         assert caplog.text.count(f"reusing {what}") == 1, caplog.text
 
 
-def test_a_report_without_explaining_modes_names_no_attribution(tmp_path, tiny_model_dirs):
+def test_a_report_without_explaining_modes_names_no_attribution(tmp_path, tiny_model_dirs, capsys):
     data = write_planets(tmp_path)
-    assert main(["-q", "train", *_run_args(tmp_path / "run", data, tiny_model_dirs, "standard,pool-label")]) == 0
+    assert main(["-q", "run", *_run_args(tmp_path / "run", data, tiny_model_dirs, "standard,pool-label")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"run {tmp_path / 'run'}: task file, teacher ") and ", student " in first
+    assert "attribution" not in first
     table = (tmp_path / "run" / "report" / "results.md").read_text()
     assert table.splitlines()[0].endswith(f"teacher {tiny_model_dirs['qwen2']}")
     assert "Settings:" not in table and "input_x_gradient" not in table.split("## Environment")[0]

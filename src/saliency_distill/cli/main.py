@@ -20,6 +20,7 @@ from ..experiment import (
     ExperimentConfig,
     analyze_stage,
     attribute_stage,
+    needed_stages,
     report_stage,
     run,
     save_resolved,
@@ -123,12 +124,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    from ..student.modes import MODES
-
     cfg = _experiment(ns)
     save_resolved(cfg, replace=False)
     modes = cfg.student.modes
-    attributed = any(MODES[m].needs_rationales for m in modes if m in MODES)
+    attributed = "attribute" in needed_stages(cfg)  # as the report's title decides
     print(f"run {cfg.run_dir}: task {cfg.task.name}, teacher {cfg.teacher.model.name}, "
           + (f"attribution {cfg.attribution.method} k={cfg.rationale.k:g}, " if attributed else "")
           + f"student {cfg.student.model.name}, modes {', '.join(modes)}, seeds {cfg.student.seeds}")
