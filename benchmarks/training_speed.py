@@ -18,7 +18,10 @@ student's default format ("x\\npredict:" -> label, "x\\nexplain:" -> rationale).
 - ``... packed``: several examples per row (``train.pack_length``), no padding;
 - levers on ``ours standard``, one setting each: batch 16, ``group_by_length``, ``pack_length`` 512
   and 256, unfused AdamW (``train.optim: adamw_torch``, the default until 2026-12-07; the fused
-  one is the default now, as it is the bare Trainer's with torch >= 2.8). ``torch.compile`` is not among them: on 2 AVX2 cores a
+  one is the default now, as it is the bare Trainer's with torch >= 2.8), sdpa attention (``auto``
+  picks eager for rows up to 128 tokens on CPU), and glibc's own malloc (``ours`` workers call
+  ``saliency_distill.allocator.hold_freed_memory`` as the command line does; the bare Trainer
+  does not, except in its ``held malloc`` row). ``torch.compile`` is not among them: on 2 AVX2 cores a
   4-step run of it did not finish in 7 minutes (compilation), 2026-12-06.
 
 ``--dtypes fp32`` runs every variant in fp32 (where bf16 is emulated, e.g. AVX2 without AVX-512 BF16).
@@ -66,6 +69,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ours standard packed 512": {"mode": "standard", "pack_length": 512},
     "ours standard packed 256": {"mode": "standard", "pack_length": 256},
     "ours standard unfused AdamW": {"mode": "standard", "optim": "adamw_torch"},  # the default until 2026-12-07
+    # the default since 2026-12-07 (second change): eager attention for rows up to 128 tokens, malloc keeps freed memory
+    "ours standard sdpa attention": {"mode": "standard", "attention": "sdpa"},
+    "ours standard system malloc": {"mode": "standard", "malloc": "system"},
+    "bare Trainer standard held malloc": {"mode": None, "malloc": "held"},
 }
 PLAN = [(name, "bf16") for name in VARIANTS] + [("bare Trainer standard", "fp32"), ("ours standard", "fp32")]
 
@@ -111,9 +118,12 @@ class _Clock:
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from saliency_distill.allocator import hold_freed_memory
     from saliency_distill.models import load_model
 
     spec = VARIANTS[args.variant]
+    if spec.get("malloc", "held" if spec["mode"] else "system") == "held":  # as the command line does
+        hold_freed_memory()
     bf16 = args.dtype == "bf16"
     examples = _examples(args.data, args.examples)
     stats: dict[str, Any] = {"steps": args.steps, "batches": []}
@@ -145,7 +155,7 @@ def _ours(lm: Any, spec: dict[str, Any], examples: list[Any], steps: int, bf16: 
     import saliency_distill.training.trainer as trainer_module
     from saliency_distill.training import TrainConfig, train_supervised
 
-    layout = {k: v for k, v in spec.items() if k != "mode"}
+    layout = {k: v for k, v in spec.items() if k not in ("mode", "malloc")}
     cfg = TrainConfig(**{"max_steps": steps, "batch_size": 8, "learning_rate": 1e-4, "bf16": bf16,
                          "progress_bar": False, "save_minutes": None, "logging_steps": 1, **layout})
     pairs = _pairs(spec["mode"], examples)
@@ -319,7 +329,7 @@ def main() -> None:
     lines += ["", "`first loss` is the loss of the first optimizer step (same seed, so the same 8 examples): "
               "a layout and its old layout compute the same loss. The share of matmul compares the model FLOP/s "
               "with the plain matmul rate of the row's dtype. The levers on `ours standard` (batch 16, by length, "
-              "packed 512 / 256, unfused AdamW) each change one setting; their throughput only (validation "
+              "packed 512 / 256, unfused AdamW, sdpa attention, system malloc) each change one setting; their throughput only (validation "
               "accuracy at equal examples seen is a separate run)."]
     text = "\n".join(lines) + "\n"
     write_results(args.out, {"meta": meta, "table": table}, text)

@@ -111,6 +111,11 @@ def test_keys_added_later_leave_old_identities_alone():
     for optim in ("adamw_torch", "adamw_torch_fused"):
         assert "optim" not in identity(TrainConfig(optim=optim))
     assert identity(TrainConfig(optim="sgd"))["optim"] == "sgd"
+    # eager and sdpa attention are one computation in two kernels
+    for attention in ("auto", "model", "eager", "sdpa"):
+        assert "attention" not in identity(TrainConfig(attention=attention))
+    with pytest.raises(ConfigError, match="'attention': 'flash'"):
+        TrainConfig(attention="flash")
 
 
 # ---- training runs --------------------------------------------------------------------------
@@ -124,6 +129,33 @@ def test_fused_adamw_trains_the_same_weights_as_adamw(tiny_model_dirs, tmp_path)
         trained.append(dict(lm.model.named_parameters()))
     for name, p in trained[0].items():
         torch.testing.assert_close(trained[1][name], p, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_attention_is_eager_for_short_rows_on_cpu_trains_like_sdpa_and_is_restored(tiny_model_dirs, tmp_path):
+    from saliency_distill.training.trainer import attention_for, longest_row
+
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    assert lm.model.config._attn_implementation == "sdpa"
+    items = [{"parts": [encode_pair(lm, p, t) for p, t in PAIRS[:2]]}]
+    longest = longest_row(items, TrainConfig())
+    assert longest == sum(len(encode_pair(lm, p, t)["input_ids"]) for p, t in PAIRS[:2])
+    assert longest_row(items, TrainConfig(pack_length=512)) == 512
+    for cfg, length, wanted in [(TrainConfig(), 128, "eager"), (TrainConfig(), 129, "sdpa"),
+                                (TrainConfig(attention="sdpa"), 10, "sdpa"), (TrainConfig(attention="eager"), 900, "eager"),
+                                (TrainConfig(attention="model"), 10, "sdpa")]:
+        with attention_for(lm.model, cfg, length) as used:
+            assert used == wanted == lm.model.config._attn_implementation, (cfg.attention, length)
+        assert lm.model.config._attn_implementation == "sdpa"
+    trained = []
+    for attention in ("sdpa", "auto"):  # the tiny model's rows are short: auto is eager
+        lm = load_model(str(tiny_model_dirs["llama"]))
+        train_supervised(lm, PAIRS, TrainConfig(max_steps=4, attention=attention, **QUICK), tmp_path / attention)
+        assert lm.model.config._attn_implementation == "sdpa"
+        trained.append(_params(lm.model))
+    before = _params(load_model(str(tiny_model_dirs["llama"])).model)
+    for name, p in trained[0].items():
+        torch.testing.assert_close(trained[1][name], p, rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(p, before[name]) for name, p in trained[0].items())  # training moved them
 
 
 def test_the_training_bar_counts_examples_with_a_rate(tiny_model_dirs, tmp_path, capsys):
@@ -314,3 +346,16 @@ def test_a_half_deleted_checkpoint_is_not_resumed(tmp_path):
     assert last_checkpoint(tmp_path) == good
     remove_checkpoints(tmp_path)
     assert not tmp_path.exists() and not list(tmp_path.parent.glob(f".{tmp_path.name}.deleting"))
+
+
+def test_malloc_keeps_freed_memory_unless_told_not_to(monkeypatch):
+    import ctypes.util
+    import sys
+
+    from saliency_distill.allocator import ENV, hold_freed_memory
+
+    monkeypatch.setenv(ENV, "system")
+    assert hold_freed_memory() is False
+    monkeypatch.delenv(ENV)
+    glibc = sys.platform.startswith("linux") and "musl" not in (ctypes.util.find_library("c") or "")
+    assert hold_freed_memory() is glibc

@@ -280,7 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if ns.quiet:
         _quiet_libraries()
+    from ..allocator import hold_freed_memory
     from ..distributed import is_main
+
+    hold_freed_memory()  # training steps reuse their freed buffers instead of page-faulting them in again
 
     if not is_main():  # under `accelerate launch` only the main process prints
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process

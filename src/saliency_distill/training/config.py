@@ -17,7 +17,10 @@ _BOOKKEEPING = frozenset(
 _RUN_LENGTH = frozenset({"epochs", "max_steps"})
 # Fields added after runs were made: left out of the identity at these values, so those runs stay valid.
 # Fused and unfused AdamW are one update rule (they differ in rounding only): a run made with either counts.
-_ADDED_LATER = {"optim": ("adamw_torch", "adamw_torch_fused")}
+# So are eager and sdpa attention (one computation, two kernels).
+_ADDED_LATER = {"optim": ("adamw_torch", "adamw_torch_fused"), "attention": ("auto", "model", "eager", "sdpa")}
+ATTENTION = ("auto", "model", "eager", "sdpa")
+EAGER_UP_TO = 128  # tokens: the longest row for which auto attention picks eager
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class TrainConfig:
         "adamw_torch_fused", "the Trainer's optimizer; the default updates every weight in one fused kernel a step "
         "(6.7x faster than adamw_torch's update on 2 CPU cores, benchmarks/results/training_speed_levers_bf16.md)"
     )
+    attention: str = field(
+        "auto", "causal models' attention kernel while training: auto (eager on CPU where no row is over 128 tokens, "
+        "1.3x faster there, benchmarks/results/training_speed.md; else the model's own), model, eager, sdpa"
+    )
     report_to: list[str] = field([], "Trainer loggers, e.g. [tensorboard] (needs the tensorboard package)")
     logging_steps: int = field(10, "log the training loss every this many steps")
     save_steps: int | None = field(None, "also write a resumable checkpoint every this many steps")
@@ -91,6 +98,8 @@ class TrainConfig:
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"config key '{key}': {value} is not in [0, 1)")
+        if self.attention not in ATTENTION:
+            raise ConfigError(f"config key 'attention': {self.attention!r} is not one of {list(ATTENTION)}")
         if self.lora_targets is not None and (not self.lora_targets or not all(self.lora_targets)):
             raise ConfigError(f"config key 'lora_targets': {self.lora_targets!r} must list module names")
 

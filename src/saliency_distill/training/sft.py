@@ -224,10 +224,11 @@ def train_supervised(
 
     from .callbacks import ElapsedAtSaves
     from .lora import fine_tuning
-    from .trainer import build_trainer
+    from .trainer import attention_for, build_trainer, longest_row
 
     set_seed(cfg.seed)  # before LoRA initialises its adapters
-    with fine_tuning(lm, cfg) as model:
+    with fine_tuning(lm, cfg) as model, attention_for(lm.model, cfg, longest_row(items, cfg)) as attention:
+        logger.debug("training %s with %s attention", lm.name, attention)
         trainer = build_trainer(lm, model, items, cfg, checkpoints, alpha if tasks is not None else 1.0,
                                 average, extra_callbacks, temperature,
                                 teacher if logit_kd > 0 else None, logit_kd)

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..models import LoadedModel, native_dtype
 from ..models.loading import SLOW_DTYPE
 from .callbacks import callbacks
-from .config import TrainConfig, resolve_bf16
+from .config import EAGER_UP_TO, TrainConfig, resolve_bf16
 from .losses import option_kl, sequence_logprobs, target_weights, vocab_kl, weighted_loss
 from .packing import causal_batch, seq2seq_batch
 
@@ -157,6 +157,32 @@ def head_at(model: Any, index: torch.Tensor) -> Iterator[None]:
         handle.remove()
 
 
+def longest_row(items: Sequence[Mapping[str, Any]], cfg: TrainConfig) -> int:
+    """An upper bound on the tokens of one training row: an item's sequences laid end to end, or
+    the packing length."""
+    longest = max((sum(len(part["input_ids"]) for part in item["parts"]) for item in items), default=0)
+    return max(longest, cfg.pack_length or 0)
+
+
+@contextlib.contextmanager
+def attention_for(model: Any, cfg: TrainConfig, longest: int) -> Iterator[str]:
+    """While active, ``model`` attends with the kernel ``cfg.attention`` asks for (auto: eager on
+    CPU when no row is over :data:`.config.EAGER_UP_TO` tokens, else as loaded); yields its name."""
+    before = getattr(model.config, "_attn_implementation", None)
+    wanted = cfg.attention
+    if wanted == "auto":
+        cpu = next(model.parameters()).device.type == "cpu"
+        wanted = "eager" if cpu and longest <= EAGER_UP_TO and not model.config.is_encoder_decoder else "model"
+    if wanted == "model" or wanted == before or before is None:
+        yield str(before)
+        return
+    model.set_attn_implementation(wanted)
+    try:
+        yield wanted
+    finally:
+        model.set_attn_implementation(before)
+
+
 def _training_args(cfg: TrainConfig, checkpoints: Path, use_cpu: bool) -> Any:
     from transformers import TrainingArguments
 
@@ -234,4 +260,5 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
     return trainer
 
 
-__all__ = ["DistillTrainer", "build_trainer", "callbacks", "head_at", "logits_at_targets"]
+__all__ = ["DistillTrainer", "attention_for", "build_trainer", "callbacks", "head_at", "logits_at_targets",
+           "longest_row"]
