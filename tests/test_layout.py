@@ -10,7 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "src" / "saliency_distill"
 # Bottom to top. The base modules are importable from anywhere.
-BASE = {"_version", "errors", "config", "io", "distributed", "run_dir", "rowstore"}
+BASE = {"_version", "errors", "config", "io", "distributed", "run_dir", "rowstore", "allocator"}
 LAYERS = ["data", "models", "attribution", "training", "teacher", "rationale", "evaluation", "student",
           "analysis", "reporting", "experiment", "study", "cli", "__main__", "__init__"]
 
