@@ -131,27 +131,33 @@ def test_fused_adamw_trains_the_same_weights_as_adamw(tiny_model_dirs, tmp_path)
         torch.testing.assert_close(trained[1][name], p, rtol=1e-4, atol=1e-5)
 
 
-def test_auto_attention_is_eager_for_short_rows_on_cpu_trains_like_sdpa_and_is_restored(tiny_model_dirs, tmp_path):
-    from saliency_distill.training.trainer import attention_for, longest_row
+def test_auto_attention_is_eager_for_short_batches_on_cpu_trains_like_sdpa_and_is_restored(tiny_model_dirs, tmp_path,
+                                                                                          monkeypatch):
+    from saliency_distill.training.trainer import AttentionSwitch, attention_switch
 
     lm = load_model(str(tiny_model_dirs["llama"]))
     assert lm.model.config._attn_implementation == "sdpa"
-    items = [{"parts": [encode_pair(lm, p, t) for p, t in PAIRS[:2]]}]
-    longest = longest_row(items, TrainConfig())
-    assert longest == sum(len(encode_pair(lm, p, t)["input_ids"]) for p, t in PAIRS[:2])
-    assert longest_row(items, TrainConfig(pack_length=512)) == 512
-    for cfg, length, wanted in [(TrainConfig(), 128, "eager"), (TrainConfig(), 129, "sdpa"),
-                                (TrainConfig(attention="sdpa"), 10, "sdpa"), (TrainConfig(attention="eager"), 900, "eager"),
-                                (TrainConfig(attention="model"), 10, "sdpa")]:
-        with attention_for(lm.model, cfg, length) as used:
-            assert used == wanted == lm.model.config._attn_implementation, (cfg.attention, length)
+    for choice, length, wanted in [("auto", 128, "eager"), ("auto", 129, "sdpa"), ("sdpa", 10, "sdpa"),
+                                   ("eager", 900, "eager"), ("model", 10, "sdpa")]:
+        with attention_switch(lm.model, choice) as switch:
+            switch.set_for(length)
+            assert lm.model.config._attn_implementation == wanted, (choice, length)
+            switch.set_for(129 if length <= 128 else 10)  # the next batch may pick the other kernel
+            assert lm.model.config._attn_implementation == switch.kernel(129 if length <= 128 else 10)
         assert lm.model.config._attn_implementation == "sdpa"
+    t5 = load_model(str(tiny_model_dirs["t5"]))
+    with attention_switch(t5.model, "auto") as switch:
+        assert switch.kernel(10) is None  # an encoder-decoder keeps its own
+    used = []
+    use = AttentionSwitch.use
+    monkeypatch.setattr(AttentionSwitch, "use", lambda self, kernel: (used.append(kernel), use(self, kernel)))
     trained = []
     for attention in ("sdpa", "auto"):  # the tiny model's rows are short: auto is eager
         lm = load_model(str(tiny_model_dirs["llama"]))
         train_supervised(lm, PAIRS, TrainConfig(max_steps=4, attention=attention, **QUICK), tmp_path / attention)
         assert lm.model.config._attn_implementation == "sdpa"
         trained.append(_params(lm.model))
+    assert used == ["sdpa"] * 5 + ["eager"] * 4 + ["sdpa"], used  # a kernel per step, then the one loaded
     before = _params(load_model(str(tiny_model_dirs["llama"])).model)
     for name, p in trained[0].items():
         torch.testing.assert_close(trained[1][name], p, rtol=1e-4, atol=1e-5)

@@ -20,7 +20,7 @@ _RUN_LENGTH = frozenset({"epochs", "max_steps"})
 # So are eager and sdpa attention (one computation, two kernels).
 _ADDED_LATER = {"optim": ("adamw_torch", "adamw_torch_fused"), "attention": ("auto", "model", "eager", "sdpa")}
 ATTENTION = ("auto", "model", "eager", "sdpa")
-EAGER_UP_TO = 128  # tokens: the longest row for which auto attention picks eager
+EAGER_UP_TO = 128  # tokens: the longest batch (padded row) for which auto attention picks eager
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class TrainConfig:
         "(6.7x faster than adamw_torch's update on 2 CPU cores, benchmarks/results/training_speed_levers_bf16.md)"
     )
     attention: str = field(
-        "auto", "causal models' attention kernel while training: auto (eager on CPU where no row is over 128 tokens, "
-        "1.3x faster there, benchmarks/results/training_speed.md; else the model's own), model, eager, sdpa"
+        "auto", "causal models' attention kernel while training: auto (eager on CPU for a batch of rows up to 128 "
+        "tokens, faster there, benchmarks/results/training_speed.md; else the model's own), model, eager, sdpa"
     )
     report_to: list[str] = field([], "Trainer loggers, e.g. [tensorboard] (needs the tensorboard package)")
     logging_steps: int = field(10, "log the training loss every this many steps")

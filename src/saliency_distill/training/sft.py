@@ -224,14 +224,13 @@ def train_supervised(
 
     from .callbacks import ElapsedAtSaves
     from .lora import fine_tuning
-    from .trainer import attention_for, build_trainer, longest_row
+    from .trainer import attention_switch, build_trainer
 
     set_seed(cfg.seed)  # before LoRA initialises its adapters
-    with fine_tuning(lm, cfg) as model, attention_for(lm.model, cfg, longest_row(items, cfg)) as attention:
-        logger.debug("training %s with %s attention", lm.name, attention)
+    with fine_tuning(lm, cfg) as model, attention_switch(lm.model, cfg.attention) as attention:
         trainer = build_trainer(lm, model, items, cfg, checkpoints, alpha if tasks is not None else 1.0,
                                 average, extra_callbacks, temperature,
-                                teacher if logit_kd > 0 else None, logit_kd)
+                                teacher if logit_kd > 0 else None, logit_kd, attention)
         clock = ElapsedAtSaves(elapsed_at(resume))  # the wall time of every sitting, summed
         trainer.add_callback(clock)
         output = _train(trainer, resume)

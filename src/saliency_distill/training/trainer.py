@@ -44,8 +44,9 @@ class DistillTrainer(Trainer):
 
     def __init__(self, *args: Any, alpha: float = 1.0, average: str = "token", seq2seq: bool = False,
                  target_logits: bool = True, temperature: float = 1.0, teacher: Any = None,
-                 logit_kd: float = 0.0, **kwargs: Any) -> None:
+                 logit_kd: float = 0.0, attention: AttentionSwitch | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.attention = attention
         self.alpha, self.average, self.seq2seq, self.target_logits = alpha, average, seq2seq, target_logits
         self.temperature, self.logit_kd = temperature, logit_kd
         self.teacher = teacher.to(self.args.device).eval() if teacher is not None else None
@@ -61,7 +62,7 @@ class DistillTrainer(Trainer):
         if "target_weight" not in inputs:  # called outside the training loop: weigh this batch alone
             _add_weights([inputs], self.alpha, self.average)
         logits, outputs = logits_at_targets(model, inputs, self.seq2seq, self.target_logits,
-                                            bare=self.accelerator.unwrap_model(model))
+                                            bare=self.accelerator.unwrap_model(model), attention=self.attention)
         loss = weighted_loss(logits, inputs["target_ids"], inputs["target_weight"])
         if "seq_teacher" in inputs:  # soft labels: the options' distribution against the teacher's
             soft = torch.isfinite(inputs["seq_teacher"])
@@ -84,12 +85,13 @@ class DistillTrainer(Trainer):
 
 
 def logits_at_targets(model: Any, batch: dict[str, Any], seq2seq: bool = False, only_targets: bool = True,
-                      bare: Any = None) -> tuple[torch.Tensor, Any]:
+                      bare: Any = None, attention: AttentionSwitch | None = None) -> tuple[torch.Tensor, Any]:
     """The logits (N, V) that predict a batch's N targets, and the model's outputs.
 
     ``batch`` is laid out by :mod:`.packing`; ``model`` may be wrapped (DDP), ``bare`` is the
     unwrapped model (default: ``model``). With ``only_targets`` a causal model's LM head runs
-    at the target positions alone (:func:`head_at`); otherwise on every position.
+    at the target positions alone (:func:`head_at`); otherwise on every position. ``attention``
+    picks the attention kernel for the batch's length.
     """
     bare = model if bare is None else bare
     index = batch["target_index"]
@@ -99,6 +101,8 @@ def logits_at_targets(model: Any, batch: dict[str, Any], seq2seq: bool = False, 
         inputs["decoder_input_ids"] = bare.prepare_decoder_input_ids_from_labels(labels=labels)
         outputs = model(**inputs)
         return outputs.logits.reshape(-1, outputs.logits.size(-1)).index_select(0, index), outputs
+    if attention is not None:
+        attention.set_for(inputs["input_ids"].size(1))
     inputs["attention_mask"] = _mask_for(bare, inputs["attention_mask"])
     with head_at(bare, index) if only_targets else contextlib.nullcontext():
         outputs = model(**inputs, use_cache=False)
@@ -157,30 +161,41 @@ def head_at(model: Any, index: torch.Tensor) -> Iterator[None]:
         handle.remove()
 
 
-def longest_row(items: Sequence[Mapping[str, Any]], cfg: TrainConfig) -> int:
-    """An upper bound on the tokens of one training row: an item's sequences laid end to end, or
-    the packing length."""
-    longest = max((sum(len(part["input_ids"]) for part in item["parts"]) for item in items), default=0)
-    return max(longest, cfg.pack_length or 0)
+class AttentionSwitch:
+    """Picks a causal model's attention kernel for each batch by its length: ``choice`` ``auto`` is
+    eager on CPU for rows of at most :data:`.config.EAGER_UP_TO` tokens (faster there, and its
+    attention matrices stay small) and the kernel the model was loaded with otherwise; ``model``
+    keeps that one; ``eager`` / ``sdpa`` always use that kernel."""
+
+    def __init__(self, model: Any, choice: str) -> None:
+        self.model, self.choice = model, choice
+        self.loaded = getattr(model.config, "_attn_implementation", None)
+        self.cpu = next(model.parameters()).device.type == "cpu"
+
+    def kernel(self, length: int) -> str | None:
+        """The kernel for rows ``length`` tokens long (None: the model has no choice to make)."""
+        if self.loaded is None or getattr(self.model.config, "is_encoder_decoder", False):
+            return None
+        if self.choice == "auto":
+            return "eager" if self.cpu and length <= EAGER_UP_TO else self.loaded
+        return self.loaded if self.choice == "model" else self.choice
+
+    def use(self, kernel: str | None) -> None:
+        if kernel is not None and kernel != self.model.config._attn_implementation:
+            self.model.set_attn_implementation(kernel)
+
+    def set_for(self, length: int) -> None:
+        self.use(self.kernel(length))
 
 
 @contextlib.contextmanager
-def attention_for(model: Any, cfg: TrainConfig, longest: int) -> Iterator[str]:
-    """While active, ``model`` attends with the kernel ``cfg.attention`` asks for (auto: eager on
-    CPU when no row is over :data:`.config.EAGER_UP_TO` tokens, else as loaded); yields its name."""
-    before = getattr(model.config, "_attn_implementation", None)
-    wanted = cfg.attention
-    if wanted == "auto":
-        cpu = next(model.parameters()).device.type == "cpu"
-        wanted = "eager" if cpu and longest <= EAGER_UP_TO and not model.config.is_encoder_decoder else "model"
-    if wanted == "model" or wanted == before or before is None:
-        yield str(before)
-        return
-    model.set_attn_implementation(wanted)
+def attention_switch(model: Any, choice: str) -> Iterator[AttentionSwitch]:
+    """An :class:`AttentionSwitch` for ``model``; afterwards the model attends as it was loaded."""
+    switch = AttentionSwitch(model, choice)
     try:
-        yield wanted
+        yield switch
     finally:
-        model.set_attn_implementation(before)
+        switch.use(switch.loaded)
 
 
 def _training_args(cfg: TrainConfig, checkpoints: Path, use_cpu: bool) -> Any:
@@ -227,7 +242,7 @@ def _collate(items: Sequence[Mapping[str, Any]], pad_token_id: int, seq2seq: boo
 def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg: TrainConfig,
                   checkpoints: Path, alpha: float = 1.0, average: str = "token",
                   extra_callbacks: Sequence[Any] = (), temperature: float = 1.0, teacher: Any = None,
-                  logit_kd: float = 0.0) -> Any:
+                  logit_kd: float = 0.0, attention: AttentionSwitch | None = None) -> Any:
     """The :class:`.trainer.DistillTrainer` that fine-tunes ``model`` on training ``items``."""
     from transformers import PrinterCallback
 
@@ -252,6 +267,7 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
         temperature=temperature,
         teacher=teacher,
         logit_kd=logit_kd,
+        attention=attention,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -260,5 +276,5 @@ def build_trainer(lm: LoadedModel, model: Any, items: list[dict[str, Any]], cfg:
     return trainer
 
 
-__all__ = ["DistillTrainer", "attention_for", "build_trainer", "callbacks", "head_at", "logits_at_targets",
-           "longest_row"]
+__all__ = ["AttentionSwitch", "DistillTrainer", "attention_switch", "build_trainer", "callbacks", "head_at",
+           "logits_at_targets"]
