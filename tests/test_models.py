@@ -244,3 +244,24 @@ def test_converted_cache_is_checked_against_its_record(fake_parts, cache, monkey
     assert "another GGUF" in gguf.cache_problem(folder, other)
     ensure_converted(spec)
     assert len(conversions) == 3 and weights.read_bytes() == b"weights" * 100
+
+
+def test_a_conversion_reads_the_gguf_header_once(tmp_path, monkeypatch):
+    import gguf as gguf_lib
+
+    made = []
+
+    class Reader:
+        def __init__(self, path, mode="r"):
+            made.append(str(path))
+
+    monkeypatch.setattr(gguf_lib, "GGUFReader", Reader)
+    path = tmp_path / "m.gguf"
+    from saliency_distill.models.gguf import _one_reader
+
+    with _one_reader(path):
+        first = gguf_lib.GGUFReader(str(path))  # config, tokenizer and weights each ask for one
+        assert gguf_lib.GGUFReader(tmp_path / "." / "m.gguf") is first
+        other = gguf_lib.GGUFReader(tmp_path / "other.gguf")
+    assert other is not first and made == [str(path), str(tmp_path / "other.gguf")]
+    assert gguf_lib.GGUFReader is Reader
