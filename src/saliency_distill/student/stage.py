@@ -25,6 +25,7 @@ from ..data import Example, TaskConfig, get_task
 from ..distributed import barrier, is_main
 from ..errors import ConfigError
 from ..evaluation import EvalConfig, evaluate_student, write_predictions
+from ..evaluation.evaluate import identity as eval_identity
 from ..io import write_json
 from ..models import ModelConfig, load_model
 from ..run_dir import RunDir, reuse_or_refuse
@@ -223,7 +224,7 @@ def train_and_evaluate(
     cfg = cfg.for_mode(mode)  # this mode's alpha; a run is the same whichever way its alpha was given
     folder = run_dir_of(run_dir, mode, seed)
     train_cfg = dataclasses.replace(cfg.train, seed=seed)
-    student = {**to_dict(cfg), "train": train_identity(cfg.train), "keep_models": None}
+    student = {**to_dict(cfg), "train": train_identity(cfg.train), "eval": eval_identity(cfg.eval), "keep_models": None}
     student.pop("alpha_by_mode")
     # Keys that change nothing here stay out (and runs made before they existed stay valid).
     if not cfg.early_stopping.enabled or not cfg.early_stopping.min_fraction:  # 0: how runs made before it stopped
@@ -307,7 +308,7 @@ def train_and_evaluate(
     write_predictions(folder, rows, metrics, overwrite=True)  # result.json, not this, marks completion
     record = {
         "config_hash": digest, "mode": mode, "seed": seed, "model": cfg.model.name,
-        **{k: metrics.get(k) for k in ("accuracy", "ranked_accuracy", "n")},
+        **{k: metrics.get(k) for k in ("accuracy", "ranked_accuracy", "n", "bf16")},
         "train_examples": len(splits["train"]), "pool_examples": len(examples) - len(splits["train"]),
         "pool_used": pool_used,
         **({"pool_min_confidence": min_confidence, "pool_keep": cfg.pool_keep} if MODES[mode].pool else {}),
