@@ -216,7 +216,7 @@ def test_the_teacher_killed_in_the_pool_resumes_without_redoing_or_duplicating(t
     folder = tmp_path / "cut" / "teacher"
     first = [i for c in calls for i in c[1:]]
     pool_first = [i for c in calls if c[0] is None for i in c[1:]]
-    assert len(pool_first) == 4 and len((folder / "answers_pool.partial.jsonl").read_text().splitlines()) == 1 + 4
+    assert len(pool_first) == 8 and len((folder / "answers_pool.partial.jsonl").read_text().splitlines()) == 1 + 8
     assert not (folder / "metrics.json").exists() and not (folder / "answers_pool.jsonl").exists()
     calls.clear()
     monkeypatch.setattr(answer, "answer_examples", answering)
