@@ -365,3 +365,19 @@ def test_malloc_keeps_freed_memory_unless_told_not_to(monkeypatch):
     monkeypatch.delenv(ENV)
     glibc = sys.platform.startswith("linux") and "musl" not in (ctypes.util.find_library("c") or "")
     assert hold_freed_memory() is glibc
+
+
+def test_frozen_embeddings_stay_put_while_the_rest_trains_and_thaw_afterwards(tiny_model_dirs, tmp_path):
+    assert "freeze_embeddings" not in identity(TrainConfig())  # runs made before the key stay valid
+    assert identity(TrainConfig(freeze_embeddings=True))["freeze_embeddings"] is True
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    before = _params(lm.model)
+    train_supervised(lm, PAIRS, TrainConfig(max_steps=3, freeze_embeddings=True, **QUICK), tmp_path)
+    after = _params(lm.model)
+    frozen = [n for n in before if "embed_tokens" in n or ("lm_head" in n and lm.model.config.tie_word_embeddings)]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    assert any(not torch.equal(before[n], after[n]) for n in before if n not in frozen)
+    assert all(p.requires_grad for p in lm.model.parameters())  # as before training
+    lm = load_model(str(tiny_model_dirs["llama"]))
+    train_supervised(lm, PAIRS, TrainConfig(max_steps=3, **QUICK), tmp_path / "trainable")
+    assert not torch.equal(before[frozen[0]], _params(lm.model)[frozen[0]])  # they would have moved

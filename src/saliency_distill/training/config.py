@@ -18,7 +18,8 @@ _RUN_LENGTH = frozenset({"epochs", "max_steps"})
 # Fields added after runs were made: left out of the identity at these values, so those runs stay valid.
 # Fused and unfused AdamW are one update rule (they differ in rounding only): a run made with either counts.
 # So are eager and sdpa attention (one computation, two kernels).
-_ADDED_LATER = {"optim": ("adamw_torch", "adamw_torch_fused"), "attention": ("auto", "model", "eager", "sdpa")}
+_ADDED_LATER = {"optim": ("adamw_torch", "adamw_torch_fused"), "attention": ("auto", "model", "eager", "sdpa"),
+                "freeze_embeddings": (False,)}
 ATTENTION = ("auto", "model", "eager", "sdpa")
 EAGER_UP_TO = 128  # tokens: the longest batch (padded row) for which auto attention picks eager
 
@@ -57,6 +58,10 @@ class TrainConfig:
     optim: str = field(
         "adamw_torch_fused", "the Trainer's optimizer; the default updates every weight in one fused kernel a step "
         "(6.7x faster than adamw_torch's update on 2 CPU cores, benchmarks/results/training_speed_levers_bf16.md)"
+    )
+    freeze_embeddings: bool = field(
+        False, "train every weight but the input embeddings (and an output head tied to them): no dense "
+        "embedding gradient or its AdamW state; about 1.1x a SmolLM2 step on short rows, accuracy: docs/results.md"
     )
     attention: str = field(
         "auto", "causal models' attention kernel while training: auto (eager on CPU for a batch of rows up to 128 "

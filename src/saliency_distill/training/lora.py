@@ -31,14 +31,17 @@ def wrap_lora(lm: LoadedModel, cfg: TrainConfig) -> Any:
 
 @contextlib.contextmanager
 def fine_tuning(lm: LoadedModel, cfg: TrainConfig) -> Iterator[Any]:
-    """Yield the module to train; afterwards ``lm.model`` holds the trained weights (LoRA merged,
-    or dropped if training failed) with its mode, device, requires_grad and use_cache as before."""
+    """Yield the module to train (with ``cfg.freeze_embeddings``, its input embeddings frozen);
+    afterwards ``lm.model`` holds the trained weights (LoRA merged, or dropped if training failed)
+    with its mode, device, requires_grad and use_cache as before."""
     model = lm.model
     was_training = model.training
     grads = {name: p.requires_grad for name, p in model.named_parameters()}
     device = next(model.parameters()).device
     use_cache = getattr(model.config, "use_cache", None)  # Trainer turns the KV cache off
     trainable = wrap_lora(lm, cfg) if cfg.lora else model
+    if cfg.freeze_embeddings and not cfg.lora:  # an output head tied to them is the same tensor
+        model.get_input_embeddings().weight.requires_grad_(False)
     ok = False
     try:
         yield trainable
