@@ -61,7 +61,7 @@ class TrainConfig:
     )
     freeze_embeddings: bool = field(
         False, "train every weight but the input embeddings (and an output head tied to them): no dense "
-        "embedding gradient or its AdamW state; about 1.1x a SmolLM2 step on short rows, accuracy: docs/results.md"
+        "embedding gradient or its AdamW state (measured in the demo: no faster, docs/results.md)"
     )
     attention: str = field(
         "auto", "causal models' attention kernel while training: auto (eager on CPU for a batch of rows up to 128 "
