@@ -3,11 +3,13 @@
 glibc's malloc hands a large block (over 128 KB to 32 MB, adjusted as it goes) back to the kernel
 when it is freed, and takes fresh zero-filled pages the next time. A training step frees and
 allocates the same large buffers every time (bf16 copies of the weights under autocast, the dense
-gradient of the embedding): on 2 CPU cores the page faults cost a third of a SmolLM2 step
-(benchmarks/results/training_speed.md). :func:`hold_freed_memory` tells malloc to serve every block
-from its heap and never to give the heap back, so a freed buffer is reused as it is. Peak memory
-stays where it was (the same blocks, reused); memory freed by one stage stays with the process
-for the next one instead of going back to the system.
+gradient of the embedding): on 2 CPU cores the page faults cost a third of a SmolLM2 step on
+short rows (0.89 against 0.60 s, docs/pipeline.md), 1.18x on CommonsenseQA rows
+(benchmarks/results/training_speed_memory_bf16.md). :func:`hold_freed_memory` tells malloc to
+serve every block from its heap and never to give the heap back, so a freed buffer is reused as
+it is. A training loop's peak memory stays about the same (3.82 against 3.71 GB in that table),
+but memory freed by one stage stays with the process for the next: the demo's peak RSS rose from
+11.8 to 12.9 GB (the teacher's freed pages).
 
 The command line calls it at start; set ``SALIENCY_DISTILL_MALLOC=system`` to keep glibc's own
 behaviour. A Python caller may call it once, early.

@@ -18,9 +18,8 @@ _RUN_LENGTH = frozenset({"epochs", "max_steps"})
 # Fields added after runs were made: left out of the identity at these values, so those runs stay valid.
 # Fused and unfused AdamW are one update rule (they differ in rounding only): a run made with either counts.
 # So are eager and sdpa attention (one computation, two kernels).
-_ADDED_LATER = {"optim": ("adamw_torch", "adamw_torch_fused"), "attention": ("auto", "model", "eager", "sdpa"),
-                "freeze_embeddings": (False,)}
 ATTENTION = ("auto", "model", "eager", "sdpa")
+_ADDED_LATER = {"optim": ("adamw_torch", "adamw_torch_fused"), "attention": ATTENTION, "freeze_embeddings": (False,)}
 EAGER_UP_TO = 128  # tokens: the longest batch (padded row) for which auto attention picks eager
 
 
@@ -65,7 +64,8 @@ class TrainConfig:
     )
     attention: str = field(
         "auto", "causal models' attention kernel while training: auto (eager on CPU for a batch of rows up to 128 "
-        "tokens, faster there, benchmarks/results/training_speed.md; else the model's own), model, eager, sdpa"
+        "tokens, 1.27x there, benchmarks/results/training_speed_memory_bf16.md; else the model's own), model, "
+        "eager, sdpa"
     )
     report_to: list[str] = field([], "Trainer loggers, e.g. [tensorboard] (needs the tensorboard package)")
     logging_steps: int = field(10, "log the training loss every this many steps")
