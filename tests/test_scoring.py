@@ -107,3 +107,27 @@ def test_demonstrations_are_read_once_per_call_and_one_token_answers_need_no_sec
         for p, got in zip(prompts, shared.sums):
             want, _ = sequence_logprobs(lm, [p] * len(options), options)
             torch.testing.assert_close(torch.tensor(got), torch.tensor(want), rtol=1e-4, atol=1e-4)
+
+
+def test_prompts_are_batched_by_length_and_scores_come_back_in_input_order(tiny_model_dirs, monkeypatch):
+    import saliency_distill.teacher.scoring as scoring
+
+    lm = load_model(str(tiny_model_dirs["qwen2"]))
+    prompts = ["Q: 2 + 2?\nA:", "Question: Where would you put a plate after dinner, washed and dry?\nAnswer:",
+               "Q: red?\nA:", "Question: Which of these animals can fly over the river at night?\nAnswer:"]
+    choices = [["4", "five"], ["cupboard", "table"], ["yes", "no"], ["bird", "dog"]]
+    batches: list[list[int]] = []
+    real = scoring._score_shared_prefix
+
+    def spy(lm_, prompt_ids, *args):
+        batches.append(sorted(len(p) for p in prompt_ids))
+        return real(lm_, prompt_ids, *args)
+
+    monkeypatch.setattr(scoring, "_score_shared_prefix", spy)
+    together = score_choices(lm, prompts, choices, batch_size=2)
+    lengths = sorted(len(lm.tokenizer(p)["input_ids"]) for p in prompts)
+    assert batches == [lengths[2:], lengths[:2]]  # the two long prompts together, then the two short ones
+    for i, (p, cs) in enumerate(zip(prompts, choices)):
+        alone = score_choices(lm, [p], [cs], batch_size=1)
+        torch.testing.assert_close(torch.tensor(together.sums[i]), torch.tensor(alone.sums[0]), rtol=1e-4, atol=1e-4)
+        assert together.lengths[i] == alone.lengths[0]

@@ -17,6 +17,7 @@ import torch
 from ..attribution.inputs import answer_logprob, embed, encode, shared_prefix
 from ..models import LoadedModel
 from ..models.tokens import answer_ids
+from .generate import length_order
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def score_choices(
 
     A causal model reads each prompt once and continues its key/value cache with every choice
     (a 5-choice question costs one prompt pass, not five), and reads the leading tokens that all
-    ``prompts`` share (few-shot demonstrations) once per call; the values equal
-    :func:`sequence_logprobs` of each (prompt, choice) pair. Encoder-decoder models score the
+    ``prompts`` share (few-shot demonstrations) once per call, in batches of prompts of similar
+    length; the values equal :func:`sequence_logprobs` of each (prompt, choice) pair. Encoder-decoder models score the
     flattened pairs. ``tick(n)`` after each batch of n prompts (a progress bar's update).
     """
     if lm.is_seq2seq:
@@ -83,16 +84,20 @@ def score_choices(
         if tick is not None:
             tick(len(prompts))
         return ChoiceScores(out_s, out_l)
-    out_s, out_l = [], []
     prompt_ids = [lm.tokenizer(p)["input_ids"] for p in prompts]
     common = _read_prefix(lm, prompt_ids)  # few-shot demonstrations: read once for every batch
-    for start in range(0, len(prompts), batch_size):
-        s_, l_ = _score_shared_prefix(lm, prompt_ids[start:start + batch_size], choices[start:start + batch_size],
-                                      common)
-        out_s.extend(s_)
-        out_l.extend(l_)
+    # SNLI pairs in their own order padded a quarter more tokens than they hold, in batches of 8;
+    # sorted within 64, 5% more.
+    order = length_order([len(p) for p in prompt_ids])
+    out_s: list[list[float]] = [[] for _ in prompts]
+    out_l: list[list[int]] = [[] for _ in prompts]
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        s_, l_ = _score_shared_prefix(lm, [prompt_ids[i] for i in idx], [choices[i] for i in idx], common)
+        for i, s, n in zip(idx, s_, l_):
+            out_s[i], out_l[i] = s, n
         if tick is not None:
-            tick(len(s_))
+            tick(len(idx))
     return ChoiceScores(out_s, out_l)
 
 
