@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 
@@ -164,6 +165,10 @@ def test_registry_lists_three_models():
     assert list_models() == ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct", "smollm2-135m-instruct"]
     assert len(get_embedded("qwen2.5-coder-1.5b-instruct").parts) == 22
     assert get_embedded("qwen2.5-coder-0.5b-instruct").parts[5].relpath == "data/part06.bin"
+    # fully fine-tuned models keep the exact float32 dequantisation; the LoRA-only teacher is stored in bfloat16
+    assert {n: get_embedded(n).stored_dtype for n in list_models()} == {
+        "qwen2.5-coder-0.5b-instruct": "float32", "qwen2.5-coder-1.5b-instruct": "bfloat16",
+        "smollm2-135m-instruct": "float32"}
     with pytest.raises(ModelError, match="unknown embedded model 'gpt-9'"):
         get_embedded("gpt-9")
 
@@ -222,7 +227,7 @@ def test_converted_cache_is_checked_against_its_record(fake_parts, cache, monkey
     conversions = []
 
     def fake_convert(gguf_path, out_dir, dtype="float32"):  # stands in for the GGUF -> safetensors step
-        conversions.append(gguf_path)
+        conversions.append((gguf_path, dtype))
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "model.safetensors").write_bytes(b"weights" * 100)
         (out_dir / "config.json").write_text("{}")
@@ -244,6 +249,19 @@ def test_converted_cache_is_checked_against_its_record(fake_parts, cache, monkey
     assert "another GGUF" in gguf.cache_problem(folder, other)
     ensure_converted(spec)
     assert len(conversions) == 3 and weights.read_bytes() == b"weights" * 100
+
+    # The registry's stored dtype is what the conversion is asked for and what the record says; a
+    # folder stored in another (or, recorded before the dtype was, in float32) is converted again.
+    assert [d for _, d in conversions] == ["float32"] * 3 and gguf.provenance(folder)["dtype"] == "float32"
+    half = EmbeddedModel(**{**spec.__dict__, "stored_dtype": "bfloat16"})
+    assert gguf.cache_problem(folder, half) == "it holds float32 weights, this version stores bfloat16"
+    ensure_converted(half)
+    assert conversions[-1][1] == "bfloat16" and gguf.cache_problem(folder, half) is None
+    record = gguf.provenance(folder)
+    del record["dtype"]
+    (folder / gguf.PROVENANCE).write_text(json.dumps(record))
+    assert "it holds float32 weights" in gguf.cache_problem(folder, half)
+    assert gguf.cache_problem(folder, spec) is None
 
 
 def test_a_conversion_reads_the_gguf_header_once(tmp_path, monkeypatch):

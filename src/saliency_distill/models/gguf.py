@@ -2,8 +2,9 @@
 
 The conversion runs once per model: parts are joined into a temporary file while their sha256
 is computed, the digest is checked against the registry, transformers dequantises the GGUF, and
-the result is saved as safetensors into ``<cache>/models/<name>`` (written under a temporary
-name and renamed, so an interrupted conversion leaves nothing that looks complete).
+the result is saved as safetensors (in the registry's ``stored_dtype``) into
+``<cache>/models/<name>`` (written under a temporary name and renamed, so an interrupted
+conversion leaves nothing that looks complete).
 """
 
 from __future__ import annotations
@@ -155,11 +156,11 @@ def ensure_converted(model: EmbeddedModel, root: Path | None = None) -> Path:
             gguf_path = link
         logger.info("converting %s to safetensors (once; later loads read the cache)", model.name)
         out = work / "model"
-        convert_gguf(gguf_path, out)
+        convert_gguf(gguf_path, out, model.stored_dtype)
         shutil.rmtree(work / "gguf", ignore_errors=True)
         write_json(
             out / PROVENANCE,
-            {"name": model.name, "gguf": model.gguf_name, "sha256": model.sha256,
+            {"name": model.name, "gguf": model.gguf_name, "sha256": model.sha256, "dtype": model.stored_dtype,
              "source": model.description, "parts": [_describe(p) for p in model.parts],
              "files": _file_records(out)},
         )
@@ -191,12 +192,16 @@ def _file_records(folder: Path) -> dict[str, dict[str, int | str]]:
 
 
 def cache_problem(folder: Path, model: EmbeddedModel) -> str | None:
-    """Why a converted folder cannot be trusted (None when it can): made from another GGUF, made
-    before files were recorded, or a file missing, of another size, or changed (a file whose size
-    and modification time are as recorded is not hashed again, so a load stays cheap)."""
+    """Why a converted folder cannot be trusted (None when it can): made from another GGUF or
+    stored in another dtype, made before files were recorded, or a file missing, of another size,
+    or changed (a file whose size and modification time are as recorded is not hashed again, so a
+    load stays cheap)."""
     record = provenance(folder) or {}
     if record.get("sha256") != model.sha256:
         return "it was converted from another GGUF"
+    stored = record.get("dtype", "float32")  # folders converted before the dtype was recorded hold float32
+    if stored != model.stored_dtype:
+        return f"it holds {stored} weights, this version stores {model.stored_dtype}"
     files = record.get("files")
     if not files:
         return "it has no record of its files (converted by an older version)"

@@ -33,6 +33,10 @@ class EmbeddedModel:
     requirements: str  # the hash-pinned requirements file that installs the parts
     hub_id: str | None = None  # the original model on the Hugging Face hub (model cards name it)
     licence: str | None = None  # SPDX id of the original weights' licence
+    # What the conversion stores. float32 holds the dequantised weights exactly; a teacher that is
+    # never fully fine-tuned can keep bfloat16: its 4-6-bit weights lose under a tenth of their
+    # quantisation step, and the file is half the size (docs/results.md, "The demo").
+    stored_dtype: str = "float32"
 
 
 def _split(prefix: str, n: int, width: int) -> tuple[GGUFPart, ...]:
@@ -79,6 +83,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             requirements="requirements/models-1.5b.txt",
             hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
             licence="Apache-2.0",
+            stored_dtype="bfloat16",  # 3.1 GB, not 6.2: it answers in bfloat16 and is only LoRA-tuned
         ),
     )
 }
