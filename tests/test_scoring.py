@@ -131,3 +131,30 @@ def test_prompts_are_batched_by_length_and_scores_come_back_in_input_order(tiny_
         alone = score_choices(lm, [p], [cs], batch_size=1)
         torch.testing.assert_close(torch.tensor(together.sums[i]), torch.tensor(alone.sums[0]), rtol=1e-4, atol=1e-4)
         assert together.lengths[i] == alone.lengths[0]
+
+
+def test_tokens_every_choice_starts_with_are_read_with_the_prompt(tiny_model_dirs):
+    from saliency_distill.teacher.scoring import _common_start
+
+    prompts = ["Premise: Two women hug.\nHypothesis: Women embrace.\nAnswer:", "Q: 2 + 2?\nA:", "Q: red?\nA:"]
+    letters = ["(a)", "(b)", "(c)"]
+    lm = load_model(str(tiny_model_dirs["qwen2"]))
+    ids = [answer_ids(lm, c) for c in letters]
+    lead = _common_start(ids)
+    assert lead and all(a[:len(lead)] == lead and len(a) > len(lead) for a in ids)
+    assert _common_start([[5, 6], [5, 6, 7]]) == [5] and _common_start([[5], [6]]) == []
+    rows: list[tuple[int, int]] = []
+    handle = lm.model.register_forward_pre_hook(
+        lambda m, a, kw: rows.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    try:
+        got = score_choices(lm, prompts, [letters] * 3, batch_size=3)
+    finally:
+        handle.remove()
+    longest = max(len(lm.tokenizer(p)["input_ids"]) for p in prompts)
+    rest = max(map(len, ids)) - len(lead)
+    # one pass over the prompts and the shared tokens, then the choices' own tokens but the last
+    assert rows == [(3, longest + len(lead)), *([(9, rest - 1)] if rest > 1 else [])]
+    for p, sums, lens in zip(prompts, got.sums, got.lengths):
+        want, n = sequence_logprobs(lm, [p] * 3, letters)
+        assert lens == n
+        torch.testing.assert_close(torch.tensor(sums), torch.tensor(want), rtol=1e-4, atol=1e-4)

@@ -67,10 +67,11 @@ def score_choices(
     """Log-likelihood of every choice of every prompt.
 
     A causal model reads each prompt once and continues its key/value cache with every choice
-    (a 5-choice question costs one prompt pass, not five), and reads the leading tokens that all
-    ``prompts`` share (few-shot demonstrations) once per call, in batches of prompts of similar
-    length; the values equal :func:`sequence_logprobs` of each (prompt, choice) pair. Encoder-decoder models score the
-    flattened pairs. ``tick(n)`` after each batch of n prompts (a progress bar's update).
+    (a 5-choice question costs one prompt pass, not five; the tokens that every choice starts with
+    are read in that pass, once), and reads the leading tokens that all ``prompts`` share
+    (few-shot demonstrations) once per call; prompts of similar length are batched together. The
+    values equal :func:`sequence_logprobs` of each (prompt, choice) pair. Encoder-decoder models
+    score the flattened pairs. ``tick(n)`` after each batch of n prompts (a progress bar's update).
     """
     if lm.is_seq2seq:
         flat_p = [p for p, cs in zip(prompts, choices) for _ in cs]
@@ -127,34 +128,49 @@ def _score_shared_prefix(
     c, past = (common[0], copy.deepcopy(common[1])) if common[0] else _read_prefix(lm, prompt_ids)
     if c:
         past.reorder_cache(torch.zeros(len(prompt_ids), dtype=torch.long, device=device))
-    width = max(map(len, prompt_ids)) - c
+    owner = [i for i, cs in enumerate(choices) for _ in cs]
+    answers = [answer_ids(lm, c) for cs in choices for c in cs]
+    # Tokens every answer starts with (the " (" of "(a)", "(b)", ...) are read once per prompt, after
+    # it, rather than once per choice; each answer keeps at least one token of its own.
+    lead = _common_start(answers)
+    width = max(map(len, prompt_ids)) - c + len(lead)
     # Left padding of the rest: every prompt ends at the same position, where the choices continue.
     ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
     mask = torch.ones((len(prompt_ids), c + width), dtype=torch.long)
     for r, p in enumerate(prompt_ids):
-        ids[r, width - len(p) + c:] = torch.tensor(p[c:])
-        mask[r, c:c + width - len(p) + c] = 0
+        ids[r, width - len(p) - len(lead) + c:] = torch.tensor(p[c:] + lead)
+        mask[r, c:c + width - len(p) - len(lead) + c] = 0
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions[:, c:], past_key_values=past,
-                use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): the first answer token
+                use_cache=True, logits_to_keep=len(lead) + 1)
+    logits = torch.log_softmax(out.logits.float(), dim=-1)  # (B, len(lead) + 1, V)
+    at = torch.arange(len(lead), device=device)
+    lead_logp = logits[:, at, torch.tensor(lead, dtype=torch.long, device=device)].sum(-1)  # (B,)
+    first = logits[:, -1]  # (B, V): each answer's first token after the shared ones
 
-    owner = [i for i, cs in enumerate(choices) for _ in cs]
-    answers = [answer_ids(lm, c) for cs in choices for c in cs]
-    cont_width = max(map(len, answers))
-    logp = _continue(model, out.past_key_values, mask, positions, owner, answers, pad) if cont_width > 1 else None
+    rest = [a[len(lead):] for a in answers]
+    logp = _continue(model, out.past_key_values, mask, positions, owner, rest, pad) if max(map(len, rest)) > 1 \
+        else None
 
     sums: list[list[float]] = [[] for _ in prompt_ids]
     lens: list[list[int]] = [[] for _ in prompt_ids]
-    for r, (i, a) in enumerate(zip(owner, answers)):
-        total = first[i, a[0]]
+    for r, (i, a) in enumerate(zip(owner, rest)):
+        total = lead_logp[i] + first[i, a[0]]
         if len(a) > 1:
             # the logits after answer token k predict token k + 1
             total = total + logp[r, torch.arange(len(a) - 1), torch.tensor(a[1:], device=device)].sum()
         sums[i].append(total.item())
-        lens[i].append(len(a))
+        lens[i].append(len(lead) + len(a))
     return sums, lens
+
+
+def _common_start(answers: Sequence[Sequence[int]]) -> list[int]:
+    """The leading tokens all ``answers`` share, leaving each at least one."""
+    n = min(map(len, answers)) - 1
+    for a in answers[1:]:
+        n = next((k for k in range(n) if a[k] != answers[0][k]), n)
+    return list(answers[0][:n])
 
 
 def _continue(model: Any, cache: Any, mask: torch.Tensor, positions: torch.Tensor, owner: list[int],
