@@ -21,7 +21,9 @@ student's default format ("x\\npredict:" -> label, "x\\nexplain:" -> rationale).
   one is the default now, as it is the bare Trainer's with torch >= 2.8), sdpa attention (``auto``
   picks eager for rows up to 128 tokens on CPU), and glibc's own malloc (``ours`` workers call
   ``saliency_distill.allocator.hold_freed_memory`` as the command line does; the bare Trainer
-  does not, except in its ``held malloc`` row). ``torch.compile`` is not among them: on 2 AVX2 cores a
+  does not, except in its ``held malloc`` row), one intra-op thread instead of the machine's
+  cores, and OpenMP threads pinned to cores (``OMP_PROC_BIND=close``, ``OMP_PLACES=cores``).
+  ``torch.compile`` is not among them: on 2 AVX2 cores a
   4-step run of it did not finish in 7 minutes (compilation), 2026-12-06.
 
 ``--dtypes fp32`` runs every variant in fp32 (where bf16 is emulated, e.g. AVX2 without AVX-512 BF16).
@@ -73,6 +75,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ours standard sdpa attention": {"mode": "standard", "attention": "sdpa"},
     "ours standard system malloc": {"mode": "standard", "malloc": "system"},
     "bare Trainer standard held malloc": {"mode": None, "malloc": "held"},
+    # thread settings: one intra-op thread (how far the two cores scale), OpenMP threads pinned to cores
+    "ours standard 1 thread": {"mode": "standard", "threads": 1},
+    "ours standard pinned threads": {"mode": "standard", "env": {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"}},
 }
 PLAN = [(name, "bf16") for name in VARIANTS] + [("bare Trainer standard", "fp32"), ("ours standard", "fp32")]
 
@@ -122,6 +127,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from saliency_distill.models import load_model
 
     spec = VARIANTS[args.variant]
+    if "threads" in spec:
+        torch.set_num_threads(spec["threads"])
     if spec.get("malloc", "held" if spec["mode"] else "system") == "held":  # as the command line does
         hold_freed_memory()
     bf16 = args.dtype == "bf16"
@@ -155,7 +162,7 @@ def _ours(lm: Any, spec: dict[str, Any], examples: list[Any], steps: int, bf16: 
     import saliency_distill.training.trainer as trainer_module
     from saliency_distill.training import TrainConfig, train_supervised
 
-    layout = {k: v for k, v in spec.items() if k not in ("mode", "malloc")}
+    layout = {k: v for k, v in spec.items() if k not in ("mode", "malloc", "threads", "env")}
     cfg = TrainConfig(**{"max_steps": steps, "batch_size": 8, "learning_rate": 1e-4, "bf16": bf16,
                          "progress_bar": False, "save_minutes": None, "logging_steps": 1, **layout})
     pairs = _pairs(spec["mode"], examples)
@@ -231,12 +238,12 @@ def matmul_worker(args: argparse.Namespace) -> dict[str, Any]:
 # ---- parent: every variant in a subprocess, rounds interleaved --------------------------------
 
 
-def _spawn(extra: list[str]) -> dict[str, Any]:
+def _spawn(extra: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
     try:
         cmd = [sys.executable, __file__, *extra, "--result", out]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
         return json.loads(Path(out).read_text())
@@ -278,7 +285,7 @@ def main() -> None:
     for r in range(args.rounds):
         matmul.append(_spawn(["--matmul", *(["--dtypes", args.dtypes] if args.dtypes else [])]))
         for name, dtype in plan:
-            res = _spawn([*common, "--variant", name, "--dtype", dtype])
+            res = _spawn([*common, "--variant", name, "--dtype", dtype], VARIANTS[name].get("env"))
             runs.setdefault((name, dtype), []).append(res)
             print(f"round {r + 1} {name} {dtype}: {res['examples'] / res['seconds']:.2f} examples/s, "
                   f"loss {res['first_losses']}", flush=True)
