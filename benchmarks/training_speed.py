@@ -335,9 +335,10 @@ def main() -> None:
             f"{t['matmul_share']:.1%} | {t['first_loss']:.4f} |")
     lines += ["", "`first loss` is the loss of the first optimizer step (same seed, so the same 8 examples): "
               "a layout and its old layout compute the same loss. The share of matmul compares the model FLOP/s "
-              "with the plain matmul rate of the row's dtype. The levers on `ours standard` (batch 16, by length, "
-              "packed 512 / 256, unfused AdamW, sdpa attention, system malloc) each change one setting; their throughput only (validation "
-              "accuracy at equal examples seen is a separate run)."]
+              "with the plain matmul rate of the row's dtype, on all the process's threads (a 1-thread row's share "
+              "is of that same rate). The levers on `ours standard` (batch 16, by length, packed 512 / 256, unfused "
+              "AdamW, sdpa attention, system malloc, 1 thread, pinned threads) each change one setting; their "
+              "throughput only (validation accuracy at equal examples seen is a separate run)."]
     text = "\n".join(lines) + "\n"
     write_results(args.out, {"meta": meta, "table": table}, text)
     print(text)
