@@ -142,7 +142,7 @@ def test_tokens_every_choice_starts_with_are_read_with_the_prompt(tiny_model_dir
     ids = [answer_ids(lm, c) for c in letters]
     lead = _common_start(ids)
     assert lead and all(a[:len(lead)] == lead and len(a) > len(lead) for a in ids)
-    assert _common_start([[5, 6], [5, 6, 7]]) == [5] and _common_start([[5], [6]]) == []
+    assert _common_start([[5, 6], [5, 6, 7]]) == [5] and _common_start([[5], [6]]) == [] == _common_start([[], [5]])
     rows: list[tuple[int, int]] = []
     handle = lm.model.register_forward_pre_hook(
         lambda m, a, kw: rows.append(tuple(kw["input_ids"].shape)), with_kwargs=True)

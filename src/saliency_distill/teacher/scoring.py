@@ -167,7 +167,7 @@ def _score_shared_prefix(
 
 def _common_start(answers: Sequence[Sequence[int]]) -> list[int]:
     """The leading tokens all ``answers`` share, leaving each at least one."""
-    n = min(map(len, answers)) - 1
+    n = max(0, min(map(len, answers)) - 1)
     for a in answers[1:]:
         n = next((k for k in range(n) if a[k] != answers[0][k]), n)
     return list(answers[0][:n])
