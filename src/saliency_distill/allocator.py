@@ -9,7 +9,7 @@ short rows (0.89 against 0.60 s, docs/pipeline.md), 1.18x on CommonsenseQA rows
 serve every block from its heap and never to give the heap back, so a freed buffer is reused as
 it is. A training loop's peak memory stays about the same (3.82 against 3.71 GB in that table),
 but memory freed by one stage stays with the process for the next: the demo's peak RSS rose from
-11.8 to 12.9 GB (the teacher's freed pages).
+11.8 to 12.9 GB (the teacher's freed pages, from its float32 cache; 7.6 GB with today's bfloat16 one).
 
 The command line calls it at start; set ``SALIENCY_DISTILL_MALLOC=system`` to keep glibc's own
 behaviour. A Python caller may call it once, early.

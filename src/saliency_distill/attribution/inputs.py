@@ -42,13 +42,13 @@ class AttributionBatch:
 MIN_PREFIX = 16  # a shorter shared prefix is not worth a separate pass
 
 
-def shared_prefix(rows: Sequence[Sequence[int]], limit: int) -> int:
-    """The number of leading tokens all ``rows`` share, at most ``limit``; 0 below MIN_PREFIX."""
+def shared_prefix(rows: Sequence[Sequence[int]], limit: int, minimum: int = MIN_PREFIX) -> int:
+    """The number of leading tokens all ``rows`` share, at most ``limit``; 0 below ``minimum``."""
     n = min(limit, *map(len, rows))
     first = rows[0]
     for row in rows[1:]:
         n = next((i for i in range(n) if row[i] != first[i]), n)
-    return n if n >= MIN_PREFIX else 0
+    return n if n >= max(minimum, 1) else 0
 
 
 def encode(

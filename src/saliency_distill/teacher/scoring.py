@@ -45,8 +45,7 @@ def sequence_logprobs(
     the LM head, which matters with 150k-token vocabularies.
     """
     ids = [str(i) for i in range(len(prompts))]
-    # Longest first: batches of similar length waste less padding.
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]) - len(answers[i]))
+    order = length_order([len(p) + len(a) for p, a in zip(prompts, answers)])
     sums: list[float] = [0.0] * len(prompts)
     lengths: list[int] = [0] * len(prompts)
     for start in range(0, len(order), batch_size):
@@ -167,10 +166,7 @@ def _score_shared_prefix(
 
 def _common_start(answers: Sequence[Sequence[int]]) -> list[int]:
     """The leading tokens all ``answers`` share, leaving each at least one."""
-    n = max(0, min(map(len, answers)) - 1)
-    for a in answers[1:]:
-        n = next((k for k in range(n) if a[k] != answers[0][k]), n)
-    return list(answers[0][:n])
+    return list(answers[0][:shared_prefix(answers, min(map(len, answers)) - 1, minimum=1)])
 
 
 def _continue(model: Any, cache: Any, mask: torch.Tensor, positions: torch.Tensor, owner: list[int],
