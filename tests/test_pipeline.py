@@ -234,3 +234,11 @@ def test_a_run_folder_carried_without_its_fine_tuned_teacher_fine_tunes_it_again
         assert (teacher / "finetune" / "model").is_dir() == needs_teacher
     summary = json.loads((tmp_path / "run" / "analysis" / "train.json").read_text())
     assert summary["faithfulness"]["n"] == 4
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_false_silences_the_student_bars_too(tmp_path, run_args, capsys, progress):
+    args = [a for a in run_args if not a.startswith(("progress=", "student.train.progress_bar=", "student.modes="))]
+    assert main(["-q", "run", *args, "student.modes=[standard]", f"progress={str(progress).lower()}"]) == 0
+    err = capsys.readouterr().err
+    assert ("training:" in err and "ex/s" in err) is progress

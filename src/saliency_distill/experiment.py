@@ -219,11 +219,10 @@ def analyze_stage(cfg: ExperimentConfig) -> dict[str, Any]:
 def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Example] | None = None,
                   folder: Path | None = None, identity: dict[str, Any] | None = None,
                   pool: list[Example] | None = None) -> list[dict[str, Any]]:
-    """Train and evaluate every (mode, seed); finished runs are reused (``overwrite``: those made
-    under another config are replaced instead of refused). ``train`` (a subset of the train split,
-    trained in ``folder`` with ``identity`` added to each run's) is how the data-efficiency curve
-    reuses the teacher and rationales of the whole split; ``pool`` (the start of the pool) is how
-    the pool study does it for smaller pools."""
+    """Train and evaluate every (mode, seed); finished runs are reused (``overwrite``: those made under another
+    config are replaced instead of refused). ``train`` (a subset of the train split, trained in ``folder`` with
+    ``identity`` added to each run's) is how the data-efficiency curve reuses the teacher and rationales of the
+    whole split; ``pool`` (the start of the pool) is how the pool study does it for smaller pools."""
     from .rationale import read_store, store_path
     from .student.inputs import run_inputs
     from .student.modes import MODES
@@ -256,12 +255,13 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
                                    read_answers(cfg.run_dir, "validation") if auto else None, splits["validation"])
     # What else made each mode's training data: a changed teacher or store must not reuse old runs.
     teacher_hash = (teacher or {}).get("config_hash")
-    records = []
+    records, quiet = [], replace(cfg.student.train, progress_bar=False)  # progress=false: no student bars either
+    student = cfg.student if cfg.progress else replace(cfg.student, train=quiet)
     for mode in modes:
         for seed in cfg.student.seeds:
             explain, masked, made_by = run_inputs(mode, seed, cfg, splits, stores, identity, teacher_hash, kd)
             records.append(train_and_evaluate(
-                cfg.task, cfg.student, mode.name, seed, splits, folder or cfg.run_dir,
+                cfg.task, student, mode.name, seed, splits, folder or cfg.run_dir,
                 teacher_answers=answers, rationales=explain, identity=made_by, overwrite=overwrite,
                 kd_teacher=kd_teacher, provenance=run_provenance(cfg), min_confidence=threshold, masked=masked,
             ))
