@@ -10,8 +10,10 @@ Variants (issue 44), each beside the control that can prove it wrong:
 - ``saliency-consistency`` (the student keeps its answer distribution when the least salient words
   of its input are dropped) against ``random-consistency`` (as many words dropped at random);
 - ``contrast``: ``saliency`` with ``attribution.contrast=true`` (the words that separate the answer
-  from the teacher's strongest rival), in its own run folder (another rationale store), against the
-  same ``random-words``.
+  from the teacher's strongest rival), in its own run folder (another rationale store; the teacher's
+  answers are taken from the main folder), against the same ``random-words``. Its method is
+  ``--contrast-method`` (input_x_gradient by default: contrast needs a method linear in its
+  objective), so where the other rows use another method, contrast - saliency changes both.
 
 Every row at every number of labels (``task.labeled``: the rest of train is left unused here; the
 pool modes are ``benchmarks/pool_study.py``'s) trains on the same examples, with 5 seeds at up to
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +52,15 @@ def configure(args: argparse.Namespace, labels: int, mode: str, seeds: list[int]
     overrides = [f"run_dir={folder}", f"task.labeled={labels}", "task.max_train=null",
                  f"task.max_test={args.max_test or 'null'}", f"student.modes=[{'saliency' if contrast else mode}]",
                  f"student.seeds=[{','.join(map(str, seeds))}]", "student.keep_models=false", "progress=false",
-                 "teacher.splits=[train,validation,test]", *(["attribution.contrast=true"] if contrast else []),
-                 *args.set]
+                 "teacher.splits=[train,validation,test]", *args.set,
+                 *([f"attribution.method={args.contrast_method}", "attribution.contrast=true"] if contrast else [])]
     if args.config is None and args.dataset != "socialiqa":
         overrides.insert(0, f"task.path={Path(args.data) / args.dataset}")
-    return load_config(ExperimentConfig, args.config or CONFIGS[args.dataset], overrides)
+    cfg = load_config(ExperimentConfig, args.config or CONFIGS[args.dataset], overrides)
+    if not contrast:
+        return cfg
+    main_folder = str(Path(args.run_dir) / str(labels))  # contrast: the teacher's answers are the main folder's
+    return replace(cfg, teacher=replace(cfg.teacher, reuse_answers=[*cfg.teacher.reuse_answers, main_folder]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--seeds-small", type=int, default=5, help="seeds at up to 500 labels")
     ap.add_argument("--seeds-large", type=int, default=3)
+    ap.add_argument("--contrast-method", default="input_x_gradient",
+                    help="the contrast row's attribution method (linear in its objective: input_x_gradient, "
+                         "integrated_gradients), whatever the other rows use")
     ap.add_argument("--max-test", type=int, default=None, help="default: the whole test split")
     ap.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
     ap.add_argument("--run-dir", default=None)
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    from saliency_distill.experiment import student_stage
+    from saliency_distill.experiment import save_resolved, student_stage
     from saliency_distill.reporting import read_correctness
 
     result: dict[str, Any] = {"dataset": args.dataset, "points": []}
@@ -90,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         for row in args.rows.split(","):
             cfg = configure(args, labels, row, seeds)
             records = student_stage(cfg)
+            save_resolved(cfg)  # the record another folder's teacher.reuse_answers reads (contrast's)
             trained = "saliency" if row == "contrast" else row
             correctness[row] = read_correctness(cfg.run_dir, records)[trained]
             point["rows"][row] = {**summarise(records), "seconds_per_example": sum(

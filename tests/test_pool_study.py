@@ -79,13 +79,18 @@ def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tin
     config = _planets_config(tmp_path, data, tiny_model_dirs)
     out = tmp_path / "results" / "variants"
     variants.main(["--dataset", "planets", "--config", str(config), "--labels", "6", "--seeds-small", "2",
-                   "--run-dir", str(tmp_path / "run"), "--out", str(out)])
+                   "--set", "attribution.method=saliency", "--run-dir", str(tmp_path / "run"), "--out", str(out)])
     [point] = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets"]["points"]
     assert list(point["rows"]) == list(variants.ROWS) and all(r["seeds"] == 2 for r in point["rows"].values())
     assert set(point["vs_control"]) == {"saliency", "saliency-after", "saliency-consistency", "contrast"}
     assert all(c is not None and c["seeds"] == 2 for c in point["vs_standard"].values())
     store = json.loads((tmp_path / "run" / "6-contrast" / "rationales" / "train.jsonl").read_text().splitlines()[0])
-    assert store["attribution"]["contrast"] is True
+    assert store["attribution"]["contrast"] is True and store["attribution"]["method"] == "input_x_gradient"
+    plain = json.loads((tmp_path / "run" / "6" / "rationales" / "train.jsonl").read_text().splitlines()[0])
+    assert plain["attribution"]["method"] == "saliency"  # the other rows keep theirs (saliency cannot contrast)
+    metrics = json.loads((tmp_path / "run" / "6-contrast" / "teacher" / "metrics.json").read_text())
+    asked = json.loads((tmp_path / "run" / "6" / "teacher" / "metrics.json").read_text())
+    assert metrics["reused_answers"] == sum(q["n"] for q in asked["quality"].values()) > 0  # the main folder's
     md = out.with_suffix(".md").read_text()
     assert "| 6 | saliency-after | 2 |" in md and "| 6 | random-consistency | 2 |" in md
     assert "Above both standard and its control" in md
