@@ -44,7 +44,7 @@ CONTROL = {"saliency": "random-words", "saliency-after": "random-words-after", "
            "saliency-consistency": "random-consistency"}
 
 
-def configure(args: argparse.Namespace, labels: int, mode: str, seeds: list[int]) -> Any:
+def configure(args: argparse.Namespace, labels: int, mode: str, seeds: list[int], extra: tuple[str, ...] = ()) -> Any:
     from saliency_distill.config import load_config
     from saliency_distill.experiment import ExperimentConfig
 
@@ -54,7 +54,8 @@ def configure(args: argparse.Namespace, labels: int, mode: str, seeds: list[int]
                  f"task.max_test={args.max_test or 'null'}", f"student.modes=[{'saliency' if contrast else mode}]",
                  f"student.seeds=[{','.join(map(str, seeds))}]", "student.keep_models=false", "progress=false",
                  "teacher.splits=[train,validation,test]", *args.set,
-                 *([f"attribution.method={args.contrast_method}", "attribution.contrast=true"] if contrast else [])]
+                 *([f"attribution.method={args.contrast_method}", "attribution.contrast=true"] if contrast else []),
+                 *extra]
     if args.config is None and args.dataset != "socialiqa":
         overrides.insert(0, f"task.path={Path(args.data) / args.dataset}")
     cfg = load_config(ExperimentConfig, args.config or CONFIGS[args.dataset], overrides)
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--contrast-method", default="input_x_gradient",
                     help="the contrast row's attribution method (linear in its objective: input_x_gradient, "
                          "integrated_gradients), whatever the other rows use")
+    ap.add_argument("--faithfulness", type=int, default=0, metavar="N",
+                    help="also score the saliency and contrast rows' rationales on N train rows with the teacher")
     ap.add_argument("--max-test", type=int, default=None, help="default: the whole test split")
     ap.add_argument("--set", action="append", default=[], help="config override key=value (repeatable)")
     ap.add_argument("--run-dir", default=None)
@@ -111,6 +114,24 @@ def main(argv: list[str] | None = None) -> None:
             if row in CONTROL:
                 point["vs_control"][row] = compare(correctness, row, CONTROL[row])
             write(args, result, markdown)
+        if args.faithfulness:
+            point["faithfulness"] = faithfulness(args, labels, seeds)
+            write(args, result, markdown)
+
+
+def faithfulness(args: argparse.Namespace, labels: int, seeds: list[int]) -> dict[str, Any]:
+    """The teacher-side faithfulness of the rationales that the saliency and contrast rows learned
+    (the analyze stage on the first ``--faithfulness`` train rows of each store), by row."""
+    from saliency_distill.experiment import analyze_stage
+
+    out = {}
+    for row in ("saliency", "contrast"):
+        if row in args.rows.split(","):
+            cfg = configure(args, labels, row, seeds, ("analysis.faithfulness=true",
+                                                       f"analysis.faithfulness_max_examples={args.faithfulness}"))
+            out[row] = {"method": cfg.attribution.method, "contrast": cfg.attribution.contrast,
+                        **analyze_stage(cfg)["train"]["faithfulness"]}
+    return out
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -128,12 +149,33 @@ def markdown(payload: dict[str, Any]) -> str:
                 lines.append(f"| {p['labels']} | {row} | {r['seeds']} | {r['mean']:.1f} ± {r['sd']:.1f} | "
                              f"{r['seconds_per_example']:.3f} | {diff_text(p['vs_standard'].get(row))} | "
                              f"{diff_text(p['vs_control'].get(row))} |")
+        for p in d["points"]:
+            lines += faithfulness_lines(p)
         wins = [f"{row} at {p['labels']}" for p in d["points"] for row in CONTROL
                 if all((p[k].get(row) or {}).get("seed_t") and p[k][row]["seed_t"][0] > 0
                        for k in ("vs_standard", "vs_control"))]
         lines += ["", "Above both standard and its control by the seed t interval: " + (", ".join(wins) or "none")
                   + ".", ""]
     return "\n".join(lines)
+
+
+def faithfulness_lines(point: dict[str, Any]) -> list[str]:
+    """The faithfulness table of one point (nats; rationale - as many random words, 95% interval over rows)."""
+    if not point.get("faithfulness"):
+        return []
+    lines = ["", f"Faithfulness with the teacher, {point['labels']} labels (nats, on train rows; comprehensiveness: "
+             "higher is better, sufficiency drop: lower is better; rationale - random words with its 95% interval):",
+             "", "| row | method | rows | comprehensiveness (random) | difference | sufficiency drop (random) | "
+             "difference |", "|---|---|---:|---|---|---|---|"]
+    for row, f in point["faithfulness"].items():
+        cells = []
+        for name in ("comprehensiveness", "sufficiency"):
+            d = f[name]["difference"]
+            cells += [f"{f[name]['saliency']:.3f} ({f[name]['random']:.3f})",
+                      f"{d['mean']:+.3f} [{d['lower']:+.3f}, {d['upper']:+.3f}]"]
+        method = f["method"] + (" contrast" if f["contrast"] else "")
+        lines.append(f"| {row} | {method} | {f['n']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import write_planets
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
@@ -79,7 +81,8 @@ def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tin
     config = _planets_config(tmp_path, data, tiny_model_dirs)
     out = tmp_path / "results" / "variants"
     variants.main(["--dataset", "planets", "--config", str(config), "--labels", "6", "--seeds-small", "2",
-                   "--set", "attribution.method=saliency", "--run-dir", str(tmp_path / "run"), "--out", str(out)])
+                   "--set", "attribution.method=saliency", "--faithfulness", "4",
+                   "--run-dir", str(tmp_path / "run"), "--out", str(out)])
     [point] = json.loads(out.with_suffix(".json").read_text())["datasets"]["planets"]["points"]
     assert list(point["rows"]) == list(variants.ROWS) and all(r["seeds"] == 2 for r in point["rows"].values())
     assert set(point["vs_control"]) == {"saliency", "saliency-after", "saliency-consistency", "contrast"}
@@ -91,7 +94,14 @@ def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tin
     metrics = json.loads((tmp_path / "run" / "6-contrast" / "teacher" / "metrics.json").read_text())
     asked = json.loads((tmp_path / "run" / "6" / "teacher" / "metrics.json").read_text())
     assert metrics["reused_answers"] == sum(q["n"] for q in asked["quality"].values()) > 0  # the main folder's
+    faith = point["faithfulness"]
+    assert [faith[r]["method"] for r in ("saliency", "contrast")] == ["saliency", "input_x_gradient"]
+    assert all(faith[r]["n"] + faith[r]["skipped"] == 4 for r in faith)
+    for f in faith.values():  # the difference is the mean of the per-row differences it reports beside it
+        c = f["comprehensiveness"]
+        assert c["difference"]["mean"] == pytest.approx(c["saliency"] - c["random"], abs=2e-4)
     md = out.with_suffix(".md").read_text()
+    assert "| contrast | input_x_gradient contrast | " in md
     assert "| 6 | saliency-after | 2 |" in md and "| 6 | random-consistency | 2 |" in md
     assert "Above both standard and its control" in md
 
