@@ -61,8 +61,10 @@ def configure(args: argparse.Namespace, labels: int, mode: str, seeds: list[int]
     cfg = load_config(ExperimentConfig, args.config or CONFIGS[args.dataset], overrides)
     if not contrast:
         return cfg
-    main_folder = str(Path(args.run_dir) / str(labels))  # contrast: the teacher's answers are the main folder's
-    return replace(cfg, teacher=replace(cfg.teacher, reuse_answers=[*cfg.teacher.reuse_answers, main_folder]))
+    # contrast: the teacher's answers are the main folder's; rationales of other runs are not contrastive
+    main_folder = str(Path(args.run_dir) / str(labels))
+    return replace(cfg, teacher=replace(cfg.teacher, reuse_answers=[*cfg.teacher.reuse_answers, main_folder]),
+                   attribution=replace(cfg.attribution, reuse_rationales=[]))
 
 
 def main(argv: list[str] | None = None) -> None:

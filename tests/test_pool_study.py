@@ -106,6 +106,23 @@ def test_variants_writes_each_row_against_standard_and_its_control(tmp_path, tin
     assert "Above both standard and its control" in md
 
 
+def test_the_contrast_row_keeps_the_teacher_answers_and_drops_other_runs_rationales(tmp_path, tiny_model_dirs):
+    import argparse
+
+    import variants
+
+    config = _planets_config(tmp_path, write_planets(tmp_path), tiny_model_dirs)
+    args = argparse.Namespace(config=str(config), dataset="planets", data="", max_test=None, run_dir="runs/v",
+                              contrast_method="input_x_gradient",
+                              set=["attribution.method=saliency", "attribution.reuse_rationales=[runs/other]",
+                                   "teacher.reuse_answers=[runs/other]"])
+    plain, contrast = (variants.configure(args, 6, row, [0]) for row in ("saliency", "contrast"))
+    assert (plain.attribution.method, plain.attribution.reuse_rationales) == ("saliency", ["runs/other"])
+    assert (contrast.attribution.method, contrast.attribution.contrast) == ("input_x_gradient", True)
+    assert contrast.attribution.reuse_rationales == [] and contrast.run_dir == "runs/v/6-contrast"
+    assert contrast.teacher.reuse_answers == ["runs/other", "runs/v/6"]
+
+
 def test_recovery_counts_only_modes_with_as_many_seeds_as_the_reference():
     def diff(value, seeds):
         return {"difference": value, "examples": [0, 0], "two_level": [0, 0], "seed_t": [0, 0], "seeds": seeds}
