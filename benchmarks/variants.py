@@ -169,12 +169,12 @@ def faithfulness_lines(point: dict[str, Any]) -> list[str]:
              "higher is better, sufficiency drop: lower is better; rationale - random words with its 95% interval):",
              "", "| row | method | rows | comprehensiveness (random) | difference | sufficiency drop (random) | "
              "difference |", "|---|---|---:|---|---|---|---|"]
+    from saliency_distill.analysis.overlap import format_difference
+
     for row, f in point["faithfulness"].items():
         cells = []
         for name in ("comprehensiveness", "sufficiency"):
-            d = f[name]["difference"]
-            cells += [f"{f[name]['saliency']:.3f} ({f[name]['random']:.3f})",
-                      f"{d['mean']:+.3f} [{d['lower']:+.3f}, {d['upper']:+.3f}]"]
+            cells += [f"{f[name]['saliency']:.3f} ({f[name]['random']:.3f})", format_difference(f[name]["difference"])]
         method = f["method"] + (" contrast" if f["contrast"] else "")
         lines.append(f"| {row} | {method} | {f['n']} | " + " | ".join(cells) + " |")
     return lines
