@@ -54,7 +54,9 @@ POOL_MODES = "pool-label,pool-soft,pool-saliency,pool-random-words"
 ROWS_FOR_FIVE_SEEDS = 1000
 RANDOM = "-random"  # m@t-random: as many pool inputs as m@t keeps, drawn at random (its control)
 # The comparisons each pool size shows besides "vs standard" and "vs gold-reference": (mode, baseline)
-PAIRS = (("pool-saliency", "pool-label"), ("pool-saliency", "pool-random-words"), ("pool-soft", "pool-label"))
+PAIRS = (("pool-saliency", "pool-label"), ("pool-saliency", "pool-random-words"), ("pool-soft", "pool-label"),
+         ("pool-saliency-after", "pool-label"), ("pool-saliency-after", "pool-random-words-after"),
+         ("pool-saliency-consistency", "pool-label"), ("pool-saliency-consistency", "pool-random-consistency"))
 
 
 def parse_mode(spec: str) -> tuple[str, str | None]:

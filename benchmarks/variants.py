@@ -23,6 +23,10 @@ study can reuse; ``--set task.max_pool=N`` bounds it) trains on the same example
 difference is paired by seed and test example, with the example-level, two-level and seed-t
 intervals (as in the pool study), and each row's training cost per example.
 
+With the pool (item 5): the modes ``pool-saliency-after``, ``pool-saliency-consistency`` and their
+controls ``pool-random-words-after``, ``pool-random-consistency`` run in ``benchmarks/pool_study.py``
+(``--modes``), beside its pool-label and against both, in the pool study's folders and answers.
+
 Resumes from the run folders (``runs/variants/<dataset>/<labels>``, ``.../<labels>-contrast``);
 writes ``benchmarks/results/variants.{json,md}`` after every row.
 """

@@ -95,6 +95,31 @@ def test_pool_examples_learn_the_teachers_answer_and_the_threshold_drops_unsure_
     assert pairs.ids == ["g", "p1"]
 
 
+def test_the_pooled_variants_give_a_pool_input_the_teachers_answer_before_its_words_and_two_readings():
+    task = get_task("file")
+    from saliency_distill.data import FieldMap
+    from saliency_distill.student.modes import MODES
+
+    cfg = TaskConfig(name="file", path="-", fields=FieldMap(content=["question"], choices="options"))
+    gold = Example("g", {"question": "q0 red"}, "b", ("a", "b"))
+    pooled = Example("p1", {"question": "q1 blue"}, None, ("a", "b"))  # type: ignore[arg-type]
+    answers = {"p1": {"answer": "a", "logprobs": [0.0, -3.0]}}
+    words = {"g": "red", "p1": "blue"}
+    pairs = build_pairs("pool-saliency-after", task, cfg, [gold, pooled], answers, words)
+    assert pairs.ids == ["g", "g", "p1", "p1"] and pairs.targets == ["b", "red", "a", "blue"]
+    assert pairs.prompts[3].startswith(pairs.prompts[2] + " a\nexplain")  # the teacher's answer, then the tag
+    masked = {"g": "Question: q0", "p1": "Question: q1"}
+    pairs = build_pairs("pool-saliency-consistency", task, cfg, [gold, pooled], answers, masked=masked)
+    assert pairs.targets == ["b", "a", "b", "a", "b", "a", "a", "b", "a", "b"]  # label, options twice, per example
+    assert pairs.views == [None, 0, 0, 1, 1, None, 0, 0, 1, 1] and "q1 blue" not in pairs.prompts[8]
+    for name in ("pool-saliency-after", "pool-random-words-after", "pool-saliency-consistency",
+                 "pool-random-consistency"):
+        plain = MODES[name.removeprefix("pool-")]
+        assert MODES[name].pool and MODES[name].needs_answers
+        assert (MODES[name].explain, MODES[name].after, MODES[name].consistency) == (
+            plain.explain, plain.after, plain.consistency)
+
+
 def test_the_auto_threshold_reads_validation_only():
     exs = [Example(f"v{i}", {"question": "q"}, "a", ("a", "b")) for i in range(10)]
     # confident answers are right, unsure ones (p ~ 0.52) are wrong: auto keeps the confident ones
@@ -141,7 +166,8 @@ def test_pool_labels_never_reach_a_student(tmp_path, tiny_model_dirs):
     """Scrambling the labels of the rows that go to the pool leaves every student output the same."""
     data = write_planets(tmp_path)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
-    modes = "standard,pool-label,pool-soft,pool-saliency,pool-random-words"
+    modes = ("standard,pool-label,pool-soft,pool-saliency,pool-random-words,pool-saliency-after,"
+             "pool-random-words-after,pool-saliency-consistency,pool-random-consistency")
     assert main(["-q", "train", *_run_args(tmp_path / "a", data, tiny_model_dirs, modes)]) == 0
     pool_questions = {json.loads(line)["fields"]["question"]
                       for line in (tmp_path / "a" / "data" / "pool.jsonl").read_text().splitlines()}
@@ -151,7 +177,7 @@ def test_pool_labels_never_reach_a_student(tmp_path, tiny_model_dirs):
     other = _write(tmp_path / "scrambled.jsonl", scrambled)
     assert main(["-q", "train", *_run_args(tmp_path / "b", other, tiny_model_dirs, modes)]) == 0
     students = sorted((tmp_path / "a" / "students").glob("*/seed0/predictions.jsonl"))
-    assert len(students) == 5
+    assert len(students) == 9
     for path in students:
         twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
         assert path.read_bytes() == twin.read_bytes(), path

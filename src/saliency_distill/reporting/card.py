@@ -43,7 +43,14 @@ MODE_TEXT = {
                       "saliency ranked highest",
     "random-words-after": "trained on the gold label and, after it in the same sequence, on k random content "
                           "words (a control)",
+    "saliency-consistency": "trained on the gold label and to keep its answer distribution when the words the "
+                            "teacher's saliency ranked lowest are dropped from the input",
+    "random-consistency": "trained on the gold label and to keep its answer distribution when words drawn at "
+                          "random are dropped from the input (a control)",
 }
+POOLED = " (gold labels plus the teacher's answers for a pool of inputs without labels)"
+MODE_TEXT |= {f"pool-{m}": MODE_TEXT[m] + POOLED for m in ("saliency-after", "random-words-after",
+                                                          "saliency-consistency", "random-consistency")}
 
 
 def _json(path: Path) -> Any:

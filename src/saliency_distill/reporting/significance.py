@@ -36,9 +36,9 @@ logger = logging.getLogger(__name__)
 Correctness = Mapping[int, Mapping[str, bool]]
 
 DEFAULT_BASELINES = ("standard", "llm-rationale", "random-words", "pool-label", "pool-random-words",
-                     "random-words-after")
-# random words: the control for any rationale; pool-label, pool-random-words and random-words-after: for the
-# pool modes and the one-sequence layout
+                     "random-words-after", "random-consistency", "pool-random-words-after", "pool-random-consistency")
+# random words: the control for any rationale; pool-label and the other random controls: for the pool modes,
+# the one-sequence layout and consistency
 DEFAULT_RESAMPLES = 2000
 # Resample indices drawn per block (resamples x examples): bounds memory for large test sets.
 _BLOCK_ELEMENTS = 1 << 22

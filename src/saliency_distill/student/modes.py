@@ -31,6 +31,10 @@ All modes train on the same examples and are evaluated the same way, on the "pre
   content words dropped (``student.mask_fraction`` of them, :mod:`.consistency`) is matched to
   its distribution on the whole x (KL, the whole input's side held fixed), weighted alpha /
   (1 - alpha); the control drops as many words at random.
+- ``pool-saliency-after``, ``pool-random-words-after``, ``pool-saliency-consistency`` and
+  ``pool-random-consistency``: those four over the gold labels plus the pool, each pool input
+  labelled by the teacher (its rationale explains that answer; its second reading drops words of
+  the pool input as of a train one).
 
 Each mode is a :class:`Mode` that says what it needs, so the pipeline runs the teacher and the
 attribution only for modes that use them.
@@ -100,6 +104,10 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("random-words-after", explain="random", after=True),
     Mode("saliency-consistency", consistency="saliency"),
     Mode("random-consistency", consistency="random"),
+    Mode("pool-saliency-after", explain="saliency", after=True, pool=True),
+    Mode("pool-random-words-after", explain="random", after=True, pool=True),
+    Mode("pool-saliency-consistency", consistency="saliency", pool=True),
+    Mode("pool-random-consistency", consistency="random", pool=True),
 )}
 DEFAULT_MODES = ["standard", "teacher-label", "saliency", "llm-rationale"]
 FORMATS = ("auto", "suffix", "prefix")
