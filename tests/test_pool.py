@@ -193,6 +193,24 @@ def test_pool_labels_never_reach_a_student(tmp_path, tiny_model_dirs):
     assert "pool" not in metrics["accuracy"] and metrics["quality"]["pool"]["n"] == len(pool_questions)
 
 
+def test_the_teacher_answers_the_pool_only_for_a_mode_that_learns_from_it(tmp_path, tiny_model_dirs):
+    """A run without pool modes leaves the pool unanswered; a later pool mode adds its answers, the
+    labeled splits' rows kept as they were (not asked again)."""
+    data = write_planets(tmp_path)
+    teacher = tmp_path / "run" / "teacher"
+    assert main(["-q", "train", *_run_args(tmp_path / "run", data, tiny_model_dirs, "teacher-label")]) == 0
+    assert not (teacher / "answers_pool.jsonl").exists()
+    train_rows = (teacher / "answers_train.jsonl").read_bytes()
+    assert "pool" not in json.loads((teacher / "metrics.json").read_text())["quality"]
+    assert main(["-q", "train", *_run_args(tmp_path / "run", data, tiny_model_dirs, "pool-label")]) == 0
+    pool = (tmp_path / "run" / "data" / "pool.jsonl").read_text().splitlines()
+    quality = json.loads((teacher / "metrics.json").read_text())["quality"]
+    assert quality["pool"]["n"] == quality["pool"]["computed"] == len(pool) > 0
+    assert all(quality[s]["computed"] == 0 for s in quality if s != "pool")
+    assert (teacher / "answers_train.jsonl").read_bytes() == train_rows
+    assert len((teacher / "answers_pool.jsonl").read_text().splitlines()) == len(pool)
+
+
 def test_curve_tune_predict_export_and_the_card_with_a_pool(tmp_path, tiny_model_dirs, capsys):
     data = write_planets(tmp_path)
     run = tmp_path / "run"

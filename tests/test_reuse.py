@@ -12,6 +12,8 @@ import pytest
 from saliency_distill.cli.main import main
 from tests.conftest import write_planets
 
+POOLED = "student.modes=[pool-label]"  # the teacher answers the pool for a mode that learns from it
+
 
 def _args(root: Path, data: Path, dirs, *extra: str) -> list[str]:
     return [f"run_dir={root}", "task.name=file", f"task.path={data}", "task.fields.choices=options",
@@ -31,7 +33,7 @@ def test_a_pool_run_takes_every_answer_from_the_run_that_made_them(tmp_path, tin
 
     data = write_planets(tmp_path)
     assert main(["-q", "teach", *_args(tmp_path / "source", data, tiny_model_dirs)]) == 0
-    assert main(["-q", "teach", *_args(tmp_path / "fresh", data, tiny_model_dirs, "task.labeled=6")]) == 0
+    assert main(["-q", "teach", *_args(tmp_path / "fresh", data, tiny_model_dirs, "task.labeled=6", POOLED)]) == 0
 
     def no_model(*a, **k):
         raise AssertionError("the teacher was loaded although every answer was found")
@@ -39,7 +41,7 @@ def test_a_pool_run_takes_every_answer_from_the_run_that_made_them(tmp_path, tin
     monkeypatch.setattr(answer, "load_model", no_model)
     monkeypatch.setattr(answer, "answer_examples", no_model)
     reuse = f"teacher.reuse_answers=[{tmp_path / 'source'}]"
-    assert main(["-q", "teach", *_args(tmp_path / "reused", data, tiny_model_dirs, "task.labeled=6", reuse)]) == 0
+    assert main(["-q", "teach", *_args(tmp_path / "reused", data, tiny_model_dirs, "task.labeled=6", POOLED, reuse)]) == 0
 
     fresh, reused, source = (_answers(tmp_path / n) for n in ("fresh", "reused", "source"))
     assert set(reused) == set(fresh) and len(reused) == 24
@@ -76,12 +78,12 @@ def test_a_calibrated_source_is_calibrated_again_from_its_raw_scores(tmp_path, t
     data = write_planets(tmp_path)
     prior = "teacher.calibration=prior"
     assert main(["-q", "teach", *_args(tmp_path / "source", data, tiny_model_dirs, prior)]) == 0
-    assert main(["-q", "teach", *_args(tmp_path / "fresh", data, tiny_model_dirs, prior, "task.labeled=6")]) == 0
+    assert main(["-q", "teach", *_args(tmp_path / "fresh", data, tiny_model_dirs, prior, "task.labeled=6", POOLED)]) == 0
     asked = []
     monkeypatch.setattr(answer, "answer_examples", lambda lm, p, chunk, cfg: asked.extend(chunk) or [])
     reuse = f"teacher.reuse_answers=[{tmp_path / 'source'}]"
     assert main(["-q", "teach", *_args(tmp_path / "reused", data, tiny_model_dirs, prior, "task.labeled=6",
-                                       reuse)]) == 0
+                                       POOLED, reuse)]) == 0
     fresh, reused = _answers(tmp_path / "fresh"), _answers(tmp_path / "reused")
     assert not asked and set(reused) == set(fresh) and len(reused) == 24
     for i, row in reused.items():

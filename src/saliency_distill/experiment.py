@@ -83,9 +83,12 @@ def prepare_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, l
 
 
 def teach_stage(cfg: ExperimentConfig, overwrite: bool = False) -> dict[str, Any]:
+    """The teacher's answers; the pool's only where a mode learns from it (a later one adds them)."""
+    from .student.modes import MODES
     from .teacher.answer import teach
 
-    return teach(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, overwrite=overwrite, progress=cfg.progress)
+    return teach(cfg.task, cfg.teacher, prepare_stage(cfg), cfg.run_dir, overwrite=overwrite, progress=cfg.progress,
+                 pool=any(MODES[m].pool for m in cfg.student.modes))
 
 
 def teacher_model(cfg: ExperimentConfig, metrics: dict[str, Any] | None) -> ModelConfig:
@@ -97,10 +100,8 @@ def teacher_model(cfg: ExperimentConfig, metrics: dict[str, Any] | None) -> Mode
 
 def open_stage_stores(cfg: ExperimentConfig, metrics: dict[str, Any] | None,
                       overwrite: bool = False) -> dict[str, Any]:
-    """The attribute stage's rationale store per split (this process's shard under `accelerate launch`).
-
-    ``metrics`` are the teacher stage's (None when the teacher neither answered nor was fine-tuned).
-    """
+    """The attribute stage's rationale store per split (this process's shard under `accelerate launch`);
+    ``metrics`` are the teacher stage's (None when the teacher neither answered nor was fine-tuned)."""
     from .rationale import open_store, shard_path, store_path
 
     # How the teacher was asked changes what is attributed, with or without its answers.
@@ -270,8 +271,7 @@ def student_stage(cfg: ExperimentConfig, overwrite: bool = False, train: list[Ex
 
 
 def report_stage(cfg: ExperimentConfig, records: list[dict[str, Any]]) -> Path:
-    """The report folder: results table (Markdown, CSV), plot, teacher accuracy, the paired
-    bootstrap of each mode against the baselines (from the runs' predictions), analysis, config."""
+    """The report folder: results, plot, teacher accuracy, paired bootstraps, analysis, config."""
     import json
 
     from .reporting import environment_info, read_correctness, reference_levels, write_report

@@ -37,7 +37,7 @@ from .calibration import CALIBRATIONS, calibrate_answers, fit_calibration
 from .generate import cut_at_stop, generate_continuations
 from .prompt import TeacherPrompter, check_calibration
 from .quality import answer_quality, class_warnings, collapse_warning
-from .reuse import reusable_rows
+from .reuse import reusable_rows, rows_in
 from .scoring import score_choices
 
 logger = logging.getLogger(__name__)
@@ -218,10 +218,11 @@ def split_accuracy(rows: list[dict[str, Any]], examples: list[Example],
 
 def teach(
     task_cfg: TaskConfig, cfg: TeacherConfig, splits: dict[str, list[Example]], run_dir: str | Path,
-    overwrite: bool = False, progress: bool = False,
+    overwrite: bool = False, progress: bool = False, pool: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune (optionally) and answer (``progress``: a bar per split with examples/s and the time
-    left); reuse a finished stage made under the same config."""
+    left); reuse a finished stage made under the same config. ``pool``: answer the pool too (where
+    a mode learns from it); a finished stage that left it out answers it then, its other rows kept."""
     from .finetune import finetune_teacher
 
     out_dir = RunDir(run_dir).teacher
@@ -229,16 +230,21 @@ def teach(
     digest = config_hash({"task": to_dict(task_cfg), "teacher": {**to_dict(cfg), "train": identity(cfg.train)}})
     metrics_path = RunDir(run_dir).teacher_metrics
     done = reuse_or_refuse(metrics_path, digest, "teacher answers", overwrite)
-    if done is not None:
+    add_pool = pool and POOL in splits and done is not None and POOL not in done.get("quality", {})
+    if done is not None and not add_pool:
         announce_reuse(logger, "teacher answers", out_dir)
         return done  # a fine-tuned model lost since is made again when a stage loads it (remake_finetuned)
     plain = make_prompter(task_cfg, replace(cfg, chat=False), splits["train"])  # format and shots: before loading
-    answering = [*cfg.splits, *([POOL] if POOL in splits else [])]  # the pool: the inputs without labels
+    answering = [*cfg.splits, *([POOL] if POOL in splits and pool else [])]  # the pool: the inputs without labels
     wanted = [ex for split in answering for ex in splits[split]]
     reused = reusable_rows(cfg.reuse_answers, cfg, plain.describe(), wanted, plain.kind != "choice",
                            is_correct)
     if reused:
         logger.info("teacher answers: %d of %d taken from %s", len(reused), len(wanted), ", ".join(cfg.reuse_answers))
+    own = rows_in(Path(run_dir), wanted, is_correct) if add_pool else {}  # this config's, without the pool: kept
+    if add_pool:
+        logger.info("teacher answers: adding the pool's %d inputs to %s", len(splits[POOL]), out_dir)
+    reused |= own
     # The model is loaded unless every answer was found elsewhere and nothing else needs it.
     lm = (load_model(cfg.model) if cfg.finetune or cfg.chat or cfg.calibration != "none"
           or any(ex.id not in reused for ex in wanted) else None)
@@ -286,7 +292,7 @@ def teach(
             logger.warning(warning)
             metrics["warnings"].append(warning)
     metrics["model_path"] = lm.path if lm else None
-    metrics["reused_answers"] = len(reused)
+    metrics["reused_answers"] = len(set(reused) - set(own))  # from other runs
     write_json(metrics_path, metrics)  # last: marks the stage complete
     mark_made("teacher answers", out_dir)
     for partial in partials:

@@ -75,27 +75,35 @@ def reusable_rows(folders: list[str], cfg: Any, prompt: dict[str, Any], examples
     """Answer rows for ``examples`` found in the source runs ``folders`` (any split), by example id,
     with ``gold``/``correct`` set from the current examples (``is_correct``: the rule that scores
     the teacher). The first source that has an id wins."""
-    wanted = {ex.id: ex for ex in examples}
     found: dict[str, dict[str, Any]] = {}
     for name in folders:
         folder = Path(name).expanduser()
         check_source(folder, cfg, prompt, free_form)
-        for path in sorted(RunDir(folder).teacher.glob("answers_*.jsonl")):
-            if path.name.endswith(".partial.jsonl"):
-                continue
-            with open(path, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    row = json.loads(line) if line.strip() else None
-                    ex = wanted.get(row["id"]) if row else None
-                    if ex is None or ex.id in found:
-                        continue
-                    if ex.choices is not None and row.get("answer") not in ex.choices:
-                        raise ConfigError(f"{path}:{lineno}: answer {row.get('answer')!r} is not an option of "
-                                          f"example {ex.id} here (another dataset version?)")
-                    row = uncalibrated(row)
-                    answer = row.get("answer")
-                    found[ex.id] = {**row, "gold": ex.label,
-                                    "correct": answer is not None and is_correct(ex, answer)}
+        found = {**rows_in(folder, examples, is_correct), **found}
+    return found
+
+
+def rows_in(folder: Path, examples: list[Example], is_correct: Callable[[Example, str], bool | None],
+            ) -> dict[str, dict[str, Any]]:
+    """The finished answer rows of ``folder``'s teacher for ``examples`` (uncalibrated, scored
+    against the current examples), by example id; no check that its teacher asked the same way."""
+    wanted = {ex.id: ex for ex in examples}
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(RunDir(folder).teacher.glob("answers_*.jsonl")):
+        if path.name.endswith(".partial.jsonl"):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                row = json.loads(line) if line.strip() else None
+                ex = wanted.get(row["id"]) if row else None
+                if ex is None or ex.id in found:
+                    continue
+                if ex.choices is not None and row.get("answer") not in ex.choices:
+                    raise ConfigError(f"{path}:{lineno}: answer {row.get('answer')!r} is not an option of "
+                                      f"example {ex.id} here (another dataset version?)")
+                row = uncalibrated(row)
+                answer = row.get("answer")
+                found[ex.id] = {**row, "gold": ex.label, "correct": answer is not None and is_correct(ex, answer)}
     return found
 
 
