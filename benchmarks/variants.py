@@ -16,9 +16,9 @@ Variants (issue 44), each beside the control that can prove it wrong:
   objective), so where the other rows use another method, contrast - saliency changes both.
 
 Every row at every number of labels (``task.labeled``: the rest of train is left unused here, and
-the teacher leaves it unanswered; the pool modes are ``benchmarks/pool_study.py``'s) trains on the same examples, with 5 seeds at up to
-500 labels and 3 above (``--seeds-small``, ``--seeds-large``). Settings are the dataset's config
-(chosen on validation there); ``--set`` overrides them. Every
+the teacher leaves it unanswered; the pool modes are ``benchmarks/pool_study.py``'s) trains on the
+same examples, with 5 seeds at up to 500 labels and 3 above (``--seeds-small``, ``--seeds-large``).
+Settings are the dataset's config (chosen on validation there); ``--set`` overrides them. Every
 difference is paired by seed and test example, with the example-level, two-level and seed-t
 intervals (as in the pool study), and each row's training cost per example.
 
