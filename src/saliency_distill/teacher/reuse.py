@@ -79,7 +79,7 @@ def reusable_rows(folders: list[str], cfg: Any, prompt: dict[str, Any], examples
     for name in folders:
         folder = Path(name).expanduser()
         check_source(folder, cfg, prompt, free_form)
-        found = {**rows_in(folder, examples, is_correct), **found}
+        found |= rows_in(folder, [ex for ex in examples if ex.id not in found], is_correct)
     return found
 
 
